@@ -1,0 +1,59 @@
+// Command crowdpilot is a flash-crowd autopilot for read-heavy HTTP
+// services: a cluster of caching nodes in front of an origin.
+//
+//	crowdpilot up      embedded etcd + N nodes (+ a demo origin): the local cluster
+//	crowdpilot node    one node joining an etcd cluster
+//	crowdpilot load    open-loop flash-crowd load generator
+//	crowdpilot purge   purge by key, tag, prefix or everything
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// subcommands maps a name to its entry point. Each returns an exit code:
+// 0 ok, 1 failure at run time, 2 bad input.
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
+	"up":    runUp,
+	"node":  runNode,
+	"load":  runLoad,
+	"purge": runPurge,
+}
+
+const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
+
+Usage:
+  crowdpilot up     [flags]   run a local cluster: embedded etcd, N nodes, demo origin unless --origin
+  crowdpilot node   [flags]   run one node against an etcd cluster
+  crowdpilot load   [flags]   send an open-loop flash crowd at a cluster
+  crowdpilot purge  [flags]   purge by --key, --tag, --prefix or --all
+
+Run "crowdpilot <command> --help" for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := subcommands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load or purge)\n", args[0])
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cmd(ctx, args[1:], stdout, stderr)
+}

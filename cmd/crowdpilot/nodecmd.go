@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/node"
+)
+
+// nodeFlags are the flags of one node, shared by `node` and `up` (where they
+// apply to every node).
+type nodeFlags struct {
+	id, zone, cluster, etcd, listen, admin, advertise, origin, adminToken string
+	storeBytes, maxObjectBytes, maxBodyBytes                              byteSize
+	defaultTTL, swr, sie, originTimeout, forwardTimeout                   time.Duration
+	memberTTL, shutdownGrace                                              time.Duration
+	prefresh                                                              float64
+	originMaxConcurrency, maxHeaderBytes                                  int
+	rejectUnsafe                                                          bool
+	logFormat, logLevel                                                   string
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	d := node.DefaultConfig()
+	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster (default: the data listen address)")
+	fs.StringVar(&f.zone, "zone", "", "node's zone; routing prefers replicas in the same zone")
+	fs.StringVar(&f.cluster, "cluster", d.Cluster, "cluster name; etcd keys live under /crowdpilot/<cluster>/")
+	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd client URLs")
+	fs.StringVar(&f.listen, "listen", d.Listen, "data listener host:port (the cached HTTP service)")
+	fs.StringVar(&f.admin, "admin", d.Admin, "admin listener host:port (/metrics, /healthz, /readyz, /api/v1)")
+	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (default: the listen address)")
+	fs.StringVar(&f.origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for mutating admin calls (purge)")
+	f.storeBytes = byteSize(d.StoreBytes)
+	fs.Var(&f.storeBytes, "store-bytes", "in-memory store bound (default 256MiB)")
+	f.maxObjectBytes = byteSize(d.MaxObjectBytes)
+	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached (default 8MiB)")
+	f.maxBodyBytes = byteSize(d.MaxBodyBytes)
+	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond (default 1MiB)")
+	fs.DurationVar(&f.defaultTTL, "default-ttl", d.DefaultTTL, "freshness of cacheable responses that give none")
+	fs.DurationVar(&f.swr, "stale-while-revalidate", d.StaleWhileRevalidate, "serve stale while refreshing, when the response neither sets nor forbids it")
+	fs.DurationVar(&f.sie, "stale-if-error", d.StaleIfError, "serve stale when the origin fails, when the response neither sets nor forbids it")
+	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
+	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
+	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
+	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (default origin-timeout + 1s)")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
+	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
+	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", d.ShutdownGrace, "bound on finishing in-flight requests at shutdown")
+	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (f *nodeFlags) config(logger *slog.Logger) node.Config {
+	var etcd []string
+	for _, e := range strings.Split(f.etcd, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			etcd = append(etcd, e)
+		}
+	}
+	return node.Config{
+		ID: f.id, Zone: f.zone, Cluster: f.cluster, Etcd: etcd,
+		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise,
+		Origin: f.origin, AdminToken: f.adminToken,
+		StoreBytes: int64(f.storeBytes), MaxObjectBytes: int64(f.maxObjectBytes), MaxBodyBytes: int64(f.maxBodyBytes),
+		DefaultTTL: f.defaultTTL, StaleWhileRevalidate: f.swr, StaleIfError: f.sie, Prefresh: f.prefresh,
+		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
+		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe,
+		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace,
+		Logger: logger,
+	}
+}
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("crowdpilot node", flag.ContinueOnError)
+	var nf nodeFlags
+	nf.register(fs)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return badInput(stderr, "node", err)
+	}
+	logger, err := newLogger(stderr, nf.logFormat, nf.logLevel)
+	if err != nil {
+		return badInput(stderr, "node", err)
+	}
+	cfg := nf.config(logger)
+	if cfg.ID == "" {
+		cfg.ID = cfg.Listen
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return badInput(stderr, "node", err)
+	}
+	if err := n.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "crowdpilot node: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "node %s: data http://%s admin http://%s\n", n.ID(), n.DataAddr(), n.AdminAddr())
+	<-ctx.Done()
+	logger.Info("shutting down: leaving the cluster, finishing in-flight requests")
+	if err := n.Shutdown(context.Background()); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+	return 0
+}

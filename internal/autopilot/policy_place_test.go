@@ -1,0 +1,233 @@
+package autopilot
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/heat"
+)
+
+func TestPlacement(t *testing.T) {
+	now := epoch
+	type demand struct {
+		zone string
+		rate float64
+	}
+	tests := []struct {
+		name     string
+		nodes    []NodeInfo
+		owner    string
+		replicas []string // nodes already holding the key
+		demand   []demand // reports by zone
+		want     []string // nodes chosen, in order
+		wantIn   string   // substring of the first reason
+	}{
+		{
+			name:   "least in-flight, owner excluded",
+			nodes:  []NodeInfo{{ID: "a", InFlight: 10}, {ID: "b", InFlight: 5}, {ID: "c", InFlight: 1}, {ID: "d", InFlight: 7}},
+			owner:  "c",
+			demand: []demand{{"", 3500}},
+			want:   []string{"b", "d", "a"},
+		},
+		{
+			name:     "holders excluded",
+			nodes:    []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}, {ID: "e"}},
+			owner:    "a",
+			replicas: []string{"b", "d"},
+			demand:   []demand{{"", 4500}},
+			want:     []string{"c", "e"},
+		},
+		{
+			name:   "draining and failing excluded",
+			nodes:  []NodeInfo{{ID: "a"}, {ID: "b", Draining: true}, {ID: "c", Failing: true}, {ID: "d", InFlight: 100}, {ID: "e", InFlight: 50}},
+			owner:  "a",
+			demand: []demand{{"", 9000}},
+			want:   []string{"e", "d"},
+		},
+		{
+			name:   "ties by ID",
+			nodes:  []NodeInfo{{ID: "n3"}, {ID: "n1"}, {ID: "n2"}, {ID: "n0"}},
+			owner:  "n0",
+			demand: []demand{{"", 2500}},
+			want:   []string{"n1", "n2"},
+		},
+		{
+			name: "demand zone first, then the next zone by demand",
+			nodes: []NodeInfo{
+				{ID: "a1", Zone: "za", InFlight: 0}, {ID: "a2", Zone: "za", InFlight: 1},
+				{ID: "b1", Zone: "zb", InFlight: 90}, {ID: "b2", Zone: "zb", InFlight: 80},
+				{ID: "c1", Zone: "zc", InFlight: 0},
+			},
+			owner:  "b1",
+			demand: []demand{{"zb", 3000}, {"zb", 2000}, {"zc", 1000}, {"za", 10}},
+			want:   []string{"b2", "c1", "a1", "a2"},
+			wantIn: `node in demand zone "zb"`,
+		},
+		{
+			name:   "demand zone full",
+			nodes:  []NodeInfo{{ID: "a1", Zone: "za"}, {ID: "b1", Zone: "zb"}, {ID: "b2", Zone: "zb", Draining: true}},
+			owner:  "b1",
+			demand: []demand{{"zb", 1500}},
+			want:   []string{"a1"},
+			wantIn: `demand zone "zb" has no free node; node in zone "za"`,
+		},
+		{
+			name:   "no eligible node",
+			nodes:  []NodeInfo{{ID: "a"}, {ID: "b", Failing: true}},
+			owner:  "a",
+			demand: []demand{{"", 5000}},
+			want:   nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(Config{BudgetPerSecond: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, h := "/k", hashOf("/k")
+			var reports []Report
+			for i, d := range tt.demand {
+				reports = append(reports, Report{
+					Node: tt.nodes[i%len(tt.nodes)].ID + "-router" + string(rune('0'+i)), Zone: d.zone, At: now,
+					Keys: []heat.KeyRate{{Key: key, Hash: h, Rate: d.rate}},
+				})
+			}
+			obj := Object{Key: key, Hash: h, Owner: tt.owner}
+			for _, n := range tt.replicas {
+				obj.Replicas = append(obj.Replicas, Replica{Node: n, Since: now.Add(-time.Second), Expires: now.Add(time.Minute)})
+			}
+			acts := p.Decide(now, reports, []Object{obj}, tt.nodes)
+			var got []string
+			for _, a := range kinds(acts, ScaleOut) {
+				got = append(got, a.Node)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("placed on %v, want %v\nactions: %+v", got, tt.want, acts)
+			}
+			if tt.wantIn != "" && !strings.Contains(acts[0].Reason, tt.wantIn) {
+				t.Errorf("reason %q, want it to contain %q", acts[0].Reason, tt.wantIn)
+			}
+			if tt.want == nil {
+				if st := p.Stats(); st.PlacementDenied == 0 {
+					t.Errorf("stats %+v: want placement denials counted", st)
+				}
+			}
+		})
+	}
+
+	t.Run("keys placed in one tick spread over nodes", func(t *testing.T) {
+		p, err := NewPolicy(Config{BudgetPerSecond: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+		var objs []Object
+		var keys []heat.KeyRate
+		for _, k := range []string{"/x", "/y", "/z"} {
+			objs = append(objs, Object{Key: k, Hash: hashOf(k), Owner: "a"})
+			keys = append(keys, heat.KeyRate{Key: k, Hash: hashOf(k), Rate: 1500})
+		}
+		acts := p.Decide(now, []Report{{Node: "a", At: now, Keys: keys}}, objs, nodes)
+		var got []string
+		for _, a := range acts {
+			got = append(got, a.Node)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"b", "c", "d"}) {
+			t.Errorf("three keys' replicas on %v, want one each on b, c, d", got)
+		}
+	})
+
+	t.Run("unknown owner", func(t *testing.T) {
+		p, err := NewPolicy(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports := []Report{{Node: "a", At: now, Keys: []heat.KeyRate{{Key: "/k", Hash: 1, Rate: 5000}}}}
+		if acts := p.Decide(now, reports, nil, []NodeInfo{{ID: "a"}, {ID: "b"}}); len(acts) != 0 {
+			t.Errorf("actions for a key without an Object: %+v", acts)
+		}
+		if st := p.Stats(); st.UnknownOwner != 1 {
+			t.Errorf("UnknownOwner = %d, want 1", st.UnknownOwner)
+		}
+	})
+
+	t.Run("membership unknown", func(t *testing.T) {
+		p, err := NewPolicy(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := Object{Key: "/k", Hash: 1, Owner: "a", Replicas: []Replica{{Node: "b", Since: now, Expires: now.Add(time.Second)}}}
+		reports := []Report{{Node: "a", At: now, Keys: []heat.KeyRate{{Key: "/k", Hash: 1, Rate: 5000}}}}
+		acts := p.Decide(now, reports, []Object{obj}, nil)
+		if len(acts) != 1 || acts[0].Kind != Renew {
+			t.Errorf("with no node list: %+v, want only the renewal", acts)
+		}
+	})
+}
+
+// TestPruneBound: keys that only remember recent actions are forgotten,
+// oldest first, beyond the bound; keys holding replicas are kept.
+func TestPruneBound(t *testing.T) {
+	p, err := NewPolicy(Config{MaxExtraReplicas: 2, Cooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := epoch
+	bound := p.maxKeys()
+	for i := range bound + 50 {
+		p.keys[uint64(i)] = &keyState{key: "/idle", lastOut: now.Add(time.Duration(i) * time.Second)}
+	}
+	obj := Object{Key: "/held", Hash: 1 << 40, Owner: "a", Replicas: []Replica{{Node: "b", Since: now, Expires: now.Add(time.Hour)}}}
+	p.keys[obj.Hash] = &keyState{key: "/held"}
+	p.Decide(now.Add(time.Minute), nil, []Object{obj}, []NodeInfo{{ID: "a"}, {ID: "b"}})
+	st := p.Stats()
+	if st.Keys != bound || st.ForgottenKeys != 51 {
+		t.Errorf("keys = %d, forgotten = %d; want %d and 51", st.Keys, st.ForgottenKeys, bound)
+	}
+	if p.keys[obj.Hash] == nil {
+		t.Error("key holding a replica was forgotten")
+	}
+	for i := range 50 {
+		if p.keys[uint64(i)] != nil {
+			t.Errorf("key %d (oldest) kept", i)
+		}
+	}
+}
+
+// BenchmarkDecide is one leader tick for a large cluster: 50 nodes each
+// reporting 256 keys, 64 of them shared and hot.
+func BenchmarkDecide(b *testing.B) {
+	p, err := NewPolicy(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var nodes []NodeInfo
+	var reports []Report
+	var objs []Object
+	for i := range 50 {
+		id := nodeIDs(50)[i]
+		nodes = append(nodes, NodeInfo{ID: id, Zone: "z" + string(rune('0'+i%3))})
+		r := Report{Node: id, Zone: nodes[i].Zone, At: epoch}
+		for k := range 256 {
+			key := "/k/" + string(rune('a'+k%26)) + string(rune('a'+k/26))
+			if k >= 64 {
+				key += "/" + id // node-local tail
+			}
+			r.Keys = append(r.Keys, heat.KeyRate{Key: key, Hash: hashOf(key), Rate: 2000 / float64(k+1)})
+		}
+		reports = append(reports, r)
+	}
+	for k := range 64 {
+		key := "/k/" + string(rune('a'+k%26)) + string(rune('a'+k/26))
+		objs = append(objs, Object{Key: key, Hash: hashOf(key), Owner: nodes[k%50].ID})
+	}
+	now := epoch
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Decide(now, reports, objs, nodes)
+	}
+}

@@ -1,0 +1,521 @@
+package cluster
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Lease TTL bounds for memberships and elections.
+const (
+	DefaultTTL = 5 * time.Second
+	MinTTL     = 2 * time.Second
+)
+
+// opTimeout bounds each etcd call made by a background loop, so a loop
+// blocked on an unreachable etcd still notices its context and retries.
+const opTimeout = 2 * time.Second
+
+var (
+	// ErrDeregistered is returned by Update after Deregister.
+	ErrDeregistered = errors.New("cluster: member deregistered")
+	// ErrNotRegistered is returned by Update when there is no live lease to
+	// put the record under; the change is kept and published at the next
+	// registration.
+	ErrNotRegistered = errors.New("cluster: member not registered")
+	// ErrRunning is returned by Run when the same value is already running.
+	ErrRunning = errors.New("cluster: already running")
+)
+
+// Prefix is the root of all of a cluster's keys: "/crowdpilot/<cluster>/".
+func Prefix(cluster string) string { return "/crowdpilot/" + cluster + "/" }
+
+// MembersPrefix is where member records live: Prefix(cluster)+"members/".
+func MembersPrefix(cluster string) string { return Prefix(cluster) + "members/" }
+
+// Member is one node's record under MembersPrefix, stored as JSON.
+type Member struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`  // data listener host:port
+	Admin    string `json:"admin"` // admin listener host:port
+	Zone     string `json:"zone,omitempty"`
+	Draining bool   `json:"draining,omitempty"`
+	PurgeRev int64  `json:"purge_rev,omitempty"` // last purge-log revision applied
+}
+
+// MembershipConfig configures a Membership.
+type MembershipConfig struct {
+	// Client is the etcd client. Required.
+	Client *clientv3.Client
+	// Cluster names the cluster; records live under MembersPrefix(Cluster).
+	// Required, without "/".
+	Cluster string
+	// Self is this node's record. ID (without "/") and Addr are required.
+	Self Member
+	// TTL is the lease TTL: how long a crashed node stays listed. Zero means
+	// DefaultTTL; less than MinTTL is an error. Rounded up to whole seconds.
+	TTL time.Duration
+	// Logger receives membership events; nil discards them.
+	Logger *slog.Logger
+	// OnChange, if not nil, receives the full membership sorted by ID after
+	// the initial load and after every change. It is called serially from
+	// the watch goroutine, so it should return quickly; the slice is shared
+	// and must not be modified.
+	OnChange func(members []Member)
+}
+
+// Membership registers this node under a lease and keeps a watched snapshot
+// of all members.
+type Membership struct {
+	client     *clientv3.Client
+	prefix     string // MembersPrefix(cluster)
+	key        string // prefix + self ID
+	ttlSeconds int64
+	log        *slog.Logger
+	onChange   func([]Member)
+
+	snapshot   atomic.Pointer[[]Member]
+	loaded     atomic.Bool
+	registered atomic.Bool
+	running    atomic.Bool
+
+	// sem is a one-slot semaphore (a mutex that honours contexts). It
+	// guards self, lease, keepCancel and deregistered, and serialises every
+	// put of the own record so the last put always carries the latest self.
+	sem          chan struct{}
+	self         Member
+	lease        clientv3.LeaseID // NoLease when not registered
+	keepCancel   context.CancelFunc
+	deregistered bool
+
+	dereg     chan struct{} // closed by Deregister
+	deregOnce sync.Once
+}
+
+// NewMembership validates cfg and returns a Membership; call Run to join.
+func NewMembership(cfg MembershipConfig) (*Membership, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("membership: Client is required")
+	}
+	if err := validName("Cluster", cfg.Cluster); err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	if err := validName("Self.ID", cfg.Self.ID); err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	if cfg.Self.Addr == "" {
+		return nil, fmt.Errorf("membership %s: Self.Addr is required", cfg.Self.ID)
+	}
+	ttl, err := leaseSeconds(cfg.TTL)
+	if err != nil {
+		return nil, fmt.Errorf("membership %s: %w", cfg.Self.ID, err)
+	}
+	prefix := MembersPrefix(cfg.Cluster)
+	return &Membership{
+		client:     cfg.Client,
+		prefix:     prefix,
+		key:        prefix + cfg.Self.ID,
+		ttlSeconds: ttl,
+		log:        orDiscard(cfg.Logger).With("member", cfg.Self.ID),
+		onChange:   cfg.OnChange,
+		sem:        make(chan struct{}, 1),
+		self:       cfg.Self,
+		lease:      clientv3.NoLease,
+		dereg:      make(chan struct{}),
+	}, nil
+}
+
+// validName checks a key path segment.
+func validName(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is required", field)
+	}
+	if strings.Contains(s, "/") {
+		return fmt.Errorf("%s %q must not contain '/'", field, s)
+	}
+	return nil
+}
+
+// leaseSeconds applies the TTL default and minimum and rounds up to seconds.
+func leaseSeconds(ttl time.Duration) (int64, error) {
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
+	if ttl < MinTTL {
+		return 0, fmt.Errorf("TTL %v is below the minimum %v", ttl, MinTTL)
+	}
+	return int64((ttl + time.Second - 1) / time.Second), nil
+}
+
+// Run joins the cluster and keeps the membership snapshot current until ctx
+// is done, then returns nil. It registers Self under a lease kept alive in
+// the background, re-registers whenever the lease is lost, and watches the
+// members prefix, resuming from the last revision seen (reloading after a
+// compaction). While etcd is unreachable it retries with capped, jittered
+// exponential backoff and keeps the last snapshot.
+//
+// Cancelling ctx does not revoke the lease: the record expires within the
+// TTL, as for a crash. To leave at once, call Deregister first.
+func (m *Membership) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("membership %s: %w", m.key, ErrRunning)
+	}
+	defer m.running.Store(false)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { m.watchLoop(ctx) })
+	m.registerLoop(ctx)
+	<-ctx.Done() // after Deregister, keep watching until told to stop
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// Members returns the last membership snapshot, sorted by ID. It never
+// blocks; the slice is shared and must not be modified.
+func (m *Membership) Members() []Member {
+	if p := m.snapshot.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Ready reports whether this node has registered at least once and the
+// member list has been loaded.
+func (m *Membership) Ready() bool { return m.registered.Load() && m.loaded.Load() }
+
+// Update applies fn to this node's record, keeps the result for later
+// registrations, and puts it under the current lease. fn must not change the
+// ID. If there is no live lease the change is kept and an error wrapping
+// ErrNotRegistered is returned; it is published at the next registration.
+func (m *Membership) Update(ctx context.Context, fn func(*Member)) error {
+	if err := m.lock(ctx); err != nil {
+		return fmt.Errorf("update member %s: %w", m.key, err)
+	}
+	defer m.unlock()
+	if m.deregistered {
+		return fmt.Errorf("update member %s: %w", m.key, ErrDeregistered)
+	}
+	next := m.self
+	fn(&next)
+	if next.ID != m.self.ID {
+		return fmt.Errorf("update member %s: ID cannot change (to %q)", m.key, next.ID)
+	}
+	m.self = next
+	if m.lease == clientv3.NoLease {
+		return fmt.Errorf("update member %s: %w", m.key, ErrNotRegistered)
+	}
+	if err := m.putSelf(ctx, m.lease); err != nil {
+		return fmt.Errorf("update member: %w", err)
+	}
+	return nil
+}
+
+// Deregister revokes the lease, so the record disappears at once, and stops
+// Run from registering again (Run keeps watching until its ctx is done). If
+// the revoke fails the record still expires within the TTL.
+func (m *Membership) Deregister(ctx context.Context) error {
+	if err := m.lock(ctx); err != nil {
+		return fmt.Errorf("deregister %s: %w", m.key, err)
+	}
+	m.deregistered = true
+	m.deregOnce.Do(func() { close(m.dereg) })
+	lease := m.lease
+	m.dropLeaseLocked()
+	m.unlock()
+
+	if lease == clientv3.NoLease {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := m.client.Revoke(rctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("deregister %s: revoke lease %x: %w", m.key, int64(lease), err)
+	}
+	m.log.Info("membership: deregistered")
+	return nil
+}
+
+// lock acquires sem or gives up when ctx is done.
+func (m *Membership) lock(ctx context.Context) error {
+	select {
+	case m.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Membership) unlock() { <-m.sem }
+
+// dropLeaseLocked forgets the current lease and stops its keep-alive.
+// Callers hold sem.
+func (m *Membership) dropLeaseLocked() {
+	if m.keepCancel != nil {
+		m.keepCancel()
+		m.keepCancel = nil
+	}
+	m.lease = clientv3.NoLease
+}
+
+// putSelf writes self under lease. Callers hold sem.
+func (m *Membership) putSelf(ctx context.Context, lease clientv3.LeaseID) error {
+	val, err := json.Marshal(m.self)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", m.key, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := m.client.Put(ctx, m.key, string(val), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("put %s: %w", m.key, err)
+	}
+	return nil
+}
+
+// registerLoop keeps this node registered until ctx is done or Deregister.
+func (m *Membership) registerLoop(ctx context.Context) {
+	defer func() {
+		// Stop keep-alives; the lease is left to expire (crash semantics).
+		_ = m.lock(context.WithoutCancel(ctx))
+		m.dropLeaseLocked()
+		m.unlock()
+	}()
+	bo := newBackoff()
+	for {
+		select {
+		case <-m.dereg:
+			return
+		default:
+		}
+		ka, lease, err := m.register(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrDeregistered) {
+				return
+			}
+			d := bo.next()
+			m.log.Warn("membership: register failed; retrying", "in", d, "err", err)
+			if !m.wait(ctx, d) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		m.log.Info("membership: registered", "lease", fmt.Sprintf("%x", int64(lease)), "ttl_s", m.ttlSeconds)
+
+		if !m.keepAlive(ctx, ka) {
+			return
+		}
+		m.log.Warn("membership: lease lost; re-registering", "lease", fmt.Sprintf("%x", int64(lease)))
+		if err := m.lock(ctx); err != nil {
+			return
+		}
+		if m.lease == lease {
+			m.dropLeaseLocked()
+		}
+		m.unlock()
+	}
+}
+
+// wait sleeps for d; false means ctx is done or Deregister was called.
+func (m *Membership) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-m.dereg:
+		return false
+	}
+}
+
+// keepAlive drains keep-alive responses. It returns true when the lease is
+// lost (the channel closed) and false when ctx is done or Deregister was
+// called.
+func (m *Membership) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-m.dereg:
+			return false
+		case _, ok := <-ka:
+			if !ok {
+				select {
+				case <-m.dereg:
+					return false
+				default:
+					return ctx.Err() == nil
+				}
+			}
+		}
+	}
+}
+
+// register grants a lease, starts its keep-alive and puts self under it.
+func (m *Membership) register(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveResponse, clientv3.LeaseID, error) {
+	gctx, cancel := context.WithTimeout(ctx, opTimeout)
+	resp, err := m.client.Grant(gctx, m.ttlSeconds)
+	cancel()
+	if err != nil {
+		return nil, clientv3.NoLease, fmt.Errorf("grant lease: %w", err)
+	}
+	lease := resp.ID
+	// kctx stops the keep-alive; on failure the lease simply expires.
+	kctx, kcancel := context.WithCancel(ctx)
+	ka, err := m.client.KeepAlive(kctx, lease)
+	if err != nil {
+		kcancel()
+		return nil, clientv3.NoLease, fmt.Errorf("keep lease %x alive: %w", int64(lease), err)
+	}
+	if err := m.lock(ctx); err != nil {
+		kcancel()
+		return nil, clientv3.NoLease, err
+	}
+	defer m.unlock()
+	if m.deregistered {
+		kcancel()
+		return nil, clientv3.NoLease, ErrDeregistered
+	}
+	if err := m.putSelf(ctx, lease); err != nil {
+		kcancel()
+		return nil, clientv3.NoLease, err
+	}
+	m.dropLeaseLocked()
+	m.lease, m.keepCancel = lease, kcancel
+	m.registered.Store(true)
+	return ka, lease, nil
+}
+
+// watchLoop loads the members prefix and follows it until ctx is done.
+func (m *Membership) watchLoop(ctx context.Context) {
+	bo := newBackoff()
+	members := map[string]Member{}
+	var rev int64 // next revision to watch from; 0 means (re)load first
+	for ctx.Err() == nil {
+		if rev == 0 {
+			loaded, next, err := m.load(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := bo.next()
+				m.log.Warn("membership: load failed; retrying", "in", d, "err", err)
+				sleepCtx(ctx, d)
+				continue
+			}
+			members, rev = loaded, next
+			m.publish(members)
+			m.loaded.Store(true)
+			bo.reset()
+		}
+		next, progressed, err := m.watch(ctx, members, rev)
+		rev = next
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			bo.reset()
+		}
+		d := bo.next()
+		m.log.Warn("membership: watch ended; resuming", "rev", rev, "in", d, "err", err)
+		sleepCtx(ctx, d)
+	}
+}
+
+// load reads all member records and returns them with the revision to
+// watch from.
+func (m *Membership) load(ctx context.Context) (map[string]Member, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := m.client.Get(ctx, m.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("load %s: %w", m.prefix, err)
+	}
+	members := make(map[string]Member, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		m.apply(members, mvccpb.PUT, kv)
+	}
+	return members, resp.Header.Revision + 1, nil
+}
+
+// watch applies changes from rev on to members, publishing after each
+// response. It returns the next revision to watch from (0 after a
+// compaction, meaning reload) and whether any response arrived.
+func (m *Membership) watch(ctx context.Context, members map[string]Member, rev int64) (int64, bool, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	progressed := false
+	for wr := range m.client.Watch(wctx, m.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
+		if wr.CompactRevision != 0 {
+			return 0, progressed, fmt.Errorf("watch %s from %d: compacted at %d: %w", m.prefix, rev, wr.CompactRevision, wr.Err())
+		}
+		if err := wr.Err(); err != nil {
+			return rev, progressed, fmt.Errorf("watch %s from %d: %w", m.prefix, rev, err)
+		}
+		progressed = true
+		if h := wr.Header.Revision + 1; h > rev {
+			rev = h
+		}
+		if len(wr.Events) == 0 {
+			continue
+		}
+		for _, ev := range wr.Events {
+			m.apply(members, ev.Type, ev.Kv)
+		}
+		m.publish(members)
+	}
+	if err := ctx.Err(); err != nil {
+		return rev, progressed, err
+	}
+	return rev, progressed, fmt.Errorf("watch %s from %d: channel closed", m.prefix, rev)
+}
+
+// apply records one put or delete of a member key in members.
+func (m *Membership) apply(members map[string]Member, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+	id := strings.TrimPrefix(string(kv.Key), m.prefix)
+	if id == "" || strings.Contains(id, "/") {
+		return
+	}
+	if typ == mvccpb.DELETE {
+		delete(members, id)
+		return
+	}
+	var rec Member
+	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		m.log.Warn("membership: ignoring bad member record", "key", string(kv.Key), "err", err)
+		delete(members, id)
+		return
+	}
+	rec.ID = id // the key is authoritative
+	members[id] = rec
+}
+
+// publish stores a sorted snapshot of members and calls OnChange.
+func (m *Membership) publish(members map[string]Member) {
+	snap := make([]Member, 0, len(members))
+	for _, rec := range members {
+		snap = append(snap, rec)
+	}
+	slices.SortFunc(snap, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	m.snapshot.Store(&snap)
+	m.log.Debug("membership: snapshot", "members", len(snap))
+	if m.onChange != nil {
+		m.onChange(snap)
+	}
+}

@@ -1,0 +1,418 @@
+// Package fill fetches objects into the store: from the origin (only on the
+// owner) or from a peer (replicas), collapsing concurrent fetches of one key
+// into one, refreshing in the background, and failing fast when the origin is
+// saturated.
+package fill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+// Errors a fetch can end with. Callers serve stale content when they have it
+// and otherwise answer 503 with Retry-After.
+var (
+	// ErrShed means the origin limit was full: the fetch was not attempted.
+	ErrShed = errors.New("origin concurrency limit reached")
+	// ErrTooLarge means the object exceeds the maximum object size and must
+	// be streamed through uncached.
+	ErrTooLarge = errors.New("object larger than the maximum object size")
+)
+
+// Config configures a Group. Zero fields mean the documented defaults.
+type Config struct {
+	// Origin is the base URL of the origin. Required.
+	Origin *url.URL
+	// Store receives what is fetched. Required.
+	Store *httpcache.Store
+	// Defaults are the node's freshness defaults.
+	Defaults httpcache.Defaults
+	// Timeout bounds one origin fetch from dial to the last body byte, so an
+	// origin that trickles bytes cannot hold a fetch open. Default 2.5s.
+	Timeout time.Duration
+	// MaxObjectBytes is the largest body stored; larger ones stream through.
+	// Default 8 MiB.
+	MaxObjectBytes int64
+	// MinLimit, MaxLimit and InitialLimit bound the adaptive origin
+	// concurrency limit. Defaults 1, 64 and 16.
+	MinLimit, MaxLimit, InitialLimit uint
+	// RefreshWorkers bounds concurrent background refreshes. Default 32.
+	RefreshWorkers int
+	// Transport reaches the origin. Nil means a pooled http.Transport.
+	Transport http.RoundTripper
+	// Shed is called with a fixed reason whenever work is dropped. Nil = no-op.
+	Shed func(reason string)
+	// Registerer receives the origin metrics. Nil means none.
+	Registerer prometheus.Registerer
+	// Logger receives fetch errors at debug level. Nil means discard.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Origin == nil || c.Origin.Host == "" {
+		return errors.New("fill: origin URL required")
+	}
+	if c.Store == nil {
+		return errors.New("fill: store required")
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2500 * time.Millisecond
+	}
+	if c.MaxObjectBytes <= 0 {
+		c.MaxObjectBytes = 8 << 20
+	}
+	if c.MinLimit == 0 {
+		c.MinLimit = 1
+	}
+	if c.MaxLimit == 0 {
+		c.MaxLimit = 64
+	}
+	if c.InitialLimit == 0 {
+		c.InitialLimit = min(16, c.MaxLimit)
+	}
+	if c.MinLimit > c.InitialLimit || c.InitialLimit > c.MaxLimit {
+		return fmt.Errorf("fill: origin limits must satisfy min %d <= initial %d <= max %d", c.MinLimit, c.InitialLimit, c.MaxLimit)
+	}
+	if c.RefreshWorkers <= 0 {
+		c.RefreshWorkers = 32
+	}
+	if c.Shed == nil {
+		c.Shed = func(string) {}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Group fetches objects, one fetch per key at a time.
+type Group struct {
+	cfg     Config
+	rt      http.RoundTripper
+	sf      singleflight.Group
+	limit   adaptivelimiter.AdaptiveLimiter[any]
+	refresh chan struct{} // semaphore: one token per running background refresh
+	m       metrics
+
+	ctx    context.Context // cancelled by Close; parents background refreshes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background refreshes
+}
+
+// New validates cfg and returns a Group.
+func New(cfg Config) (*Group, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	g := &Group{
+		cfg:     cfg,
+		rt:      cfg.Transport,
+		refresh: make(chan struct{}, cfg.RefreshWorkers),
+		limit: adaptivelimiter.NewBuilder[any]().
+			WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit).
+			Build(),
+	}
+	if g.rt == nil {
+		g.rt = &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   int(cfg.MaxLimit),
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: cfg.Timeout,
+			DisableCompression:    true,
+		}
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.m = newMetrics(cfg.Registerer, g.limit)
+	return g, nil
+}
+
+// Close stops background refreshes and waits for them.
+func (g *Group) Close() {
+	g.cancel()
+	g.wg.Wait()
+	if tr, ok := g.rt.(*http.Transport); ok && g.cfg.Transport == nil {
+		tr.CloseIdleConnections()
+	}
+}
+
+// Upstream performs one fetch for the Group. Nil means the origin, through
+// the origin limit; replicas pass one that asks the owner.
+type Upstream func(ctx context.Context, out *http.Request) (*http.Response, error)
+
+// Result is what a fetch produced.
+type Result struct {
+	// Entry is the response: stored (Stored true), revalidated, or an
+	// uncacheable response that only the leader may serve.
+	Entry *httpcache.Entry
+	// Stored is true when Entry went into the store.
+	Stored bool
+	// Revalidated is true when the origin answered 304 to a conditional fetch.
+	Revalidated bool
+	// Collapsed is true for callers that waited on another caller's fetch.
+	Collapsed bool
+}
+
+// Fetch returns the object for r, fetching it once however many callers ask
+// at the same time. stale is the entry already held, if any: it makes the
+// fetch conditional. A collapsed caller never receives a response the store
+// refused (private or uncacheable): it gets one fetch of its own instead.
+func (g *Group) Fetch(ctx context.Context, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+	key := base
+	if stale != nil {
+		key = stale.Key
+	}
+	res, err := g.do(ctx, key, r, base, stale, up)
+	if err != nil {
+		return res, err
+	}
+	if res.Collapsed && (!res.Stored || res.Entry.Key != httpcache.VariantKey(base, res.Entry.Vary, r.Header)) {
+		// The shared response is not ours to serve: it was uncacheable, or
+		// it is another variant. Fetch once more, collapsed on our variant.
+		vkey := httpcache.VariantKey(base, res.Entry.Vary, r.Header)
+		if !res.Stored {
+			return g.FetchOnce(ctx, r, base, up)
+		}
+		return g.do(ctx, vkey, r, base, nil, up)
+	}
+	if res.Collapsed {
+		// The leader's Set-Cookie was for the leader's client only.
+		res.Entry = res.Entry.Shareable()
+	}
+	return res, nil
+}
+
+// FetchOnce fetches without collapsing (requests that must not share, such
+// as those bearing Authorization). The response is still stored when the
+// store may keep it.
+func (g *Group) FetchOnce(ctx context.Context, r *http.Request, base string, up Upstream) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	return g.fetch(ctx, r, base, nil, up)
+}
+
+func (g *Group) do(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+	leader := false
+	ch := g.sf.DoChan(key, func() (any, error) {
+		leader = true
+		// A flight that just ended may have stored what we missed between
+		// our store lookup and joining: look again before fetching.
+		if e, ok := g.cfg.Store.Get(base, r.Header); ok && e != stale && e.TTL(g.cfg.Now()) > 0 {
+			return Result{Entry: e, Stored: true}, nil
+		}
+		// The fetch belongs to every waiter, not to the first client: it
+		// runs detached from any one request, bounded by its own timeout.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Timeout)
+		defer cancel()
+		return g.fetch(fctx, r, base, stale, up)
+	})
+	select {
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case out := <-ch:
+		res, _ := out.Val.(Result)
+		res.Collapsed = !leader
+		return res, out.Err
+	}
+}
+
+// Refresh starts a background, collapsed refresh of stale's key unless the
+// refresh pool is full, in which case the refresh is dropped and counted.
+func (g *Group) Refresh(r *http.Request, base string, stale *httpcache.Entry, up Upstream) {
+	select {
+	case g.refresh <- struct{}{}:
+	default:
+		g.cfg.Shed("refresh_pool")
+		return
+	}
+	g.m.refreshes.Inc()
+	req := r.Clone(g.ctx)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer func() { <-g.refresh }()
+		if _, err := g.do(g.ctx, stale.Key, req, base, stale, up); err != nil {
+			g.cfg.Logger.Debug("background refresh failed", "key", stale.Key, "err", err)
+		}
+	}()
+}
+
+// fetch performs one upstream request and stores what may be stored.
+func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+	out, err := g.outbound(ctx, r, stale)
+	if err != nil {
+		return Result{}, err
+	}
+	reqTime := g.cfg.Now()
+	var resp *http.Response
+	if up != nil {
+		resp, err = up(ctx, out)
+	} else {
+		resp, err = g.origin(out)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusNotModified && stale != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		e := stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
+		g.cfg.Store.Put(e)
+		return Result{Entry: e, Stored: true, Revalidated: true}, nil
+	}
+	if resp.ContentLength > g.cfg.MaxObjectBytes {
+		g.m.fetches.WithLabelValues("too_large").Inc()
+		return Result{}, ErrTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, g.cfg.MaxObjectBytes+1))
+	if err != nil {
+		// A truncated or trickling body is never stored.
+		g.m.fetches.WithLabelValues("body_error").Inc()
+		return Result{}, fmt.Errorf("read body of %s: %w", out.URL.Path, err)
+	}
+	if int64(len(body)) > g.cfg.MaxObjectBytes {
+		g.m.fetches.WithLabelValues("too_large").Inc()
+		return Result{}, ErrTooLarge
+	}
+	// The entry is built for the request that was sent (always GET), so a
+	// HEAD from the client still stores the full object.
+	e := httpcache.NewEntry(base, "", out, resp.StatusCode, resp.Header, body, reqTime, g.cfg.Now(), g.cfg.Defaults)
+	e.Key = httpcache.VariantKey(base, e.Vary, r.Header) // not yet shared: still ours to finish
+	stored := false
+	if ok, _ := httpcache.Storable(out, resp.StatusCode, resp.Header); ok {
+		g.cfg.Store.Put(e)
+		stored = true
+	}
+	return Result{Entry: e, Stored: stored}, nil
+}
+
+// origin sends out to the origin through the adaptive limit. A full limit
+// fails at once: queueing is what drowns an origin.
+func (g *Group) origin(out *http.Request) (*http.Response, error) {
+	permit, ok := g.limit.TryAcquirePermit()
+	if !ok {
+		g.cfg.Shed("origin_limit")
+		g.m.fetches.WithLabelValues("shed").Inc()
+		return nil, ErrShed
+	}
+	start := g.cfg.Now()
+	resp, err := g.rt.RoundTrip(out)
+	if err != nil {
+		permit.Drop()
+		g.m.fetches.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("fetch %s from origin: %w", out.URL.Path, err)
+	}
+	g.m.fetches.WithLabelValues(statusClass(resp.StatusCode)).Inc()
+	g.m.latency.Observe(g.cfg.Now().Sub(start).Seconds())
+	// The permit is held until the body is read: that is the origin's work.
+	resp.Body = &permitBody{ReadCloser: resp.Body, permit: permit}
+	return resp, nil
+}
+
+type permitBody struct {
+	io.ReadCloser
+	permit adaptivelimiter.Permit
+	once   sync.Once
+}
+
+func (b *permitBody) Close() error {
+	b.once.Do(b.permit.Record)
+	return b.ReadCloser.Close()
+}
+
+// outbound builds the upstream request: always GET (HEAD is served from the
+// full object), without the client's conditionals and ranges (the cache
+// answers those itself), with our own validators when revalidating.
+func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.Entry) (*http.Request, error) {
+	u := *g.cfg.Origin
+	u.Path = singleJoin(g.cfg.Origin.Path, r.URL.Path)
+	u.RawPath = ""
+	u.RawQuery = r.URL.RawQuery
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("build origin request: %w", err)
+	}
+	CopyEndToEnd(out.Header, r.Header)
+	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		out.Header.Del(k)
+	}
+	if stale != nil {
+		if stale.ETag != "" {
+			out.Header.Set("If-None-Match", stale.ETag)
+		}
+		if stale.LastModified != "" {
+			out.Header.Set("If-Modified-Since", stale.LastModified)
+		}
+	}
+	out.Header.Set("X-Forwarded-Host", r.Host)
+	out.Header.Add("Via", "1.1 crowdpilot")
+	return out, nil
+}
+
+// CopyEndToEnd copies the end-to-end fields of src into dst (hop-by-hop
+// fields and those named by Connection are left out).
+func CopyEndToEnd(dst, src http.Header) {
+	for k, vv := range src {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+			"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		dst[k] = append([]string(nil), vv...)
+	}
+	for _, c := range src.Values("Connection") {
+		for _, f := range strings.Split(c, ",") {
+			dst.Del(strings.TrimSpace(f))
+		}
+	}
+}
+
+func singleJoin(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case a[len(a)-1] == '/' && len(b) > 0 && b[0] == '/':
+		return a + b[1:]
+	}
+	return a + b
+}
+
+func statusClass(code int) string {
+	if code == http.StatusNotModified {
+		return "not_modified"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+// IsErrorStatus reports the statuses RFC 5861 calls errors for
+// stale-if-error.
+func IsErrorStatus(code int) bool {
+	switch code {
+	case 500, 502, 503, 504:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,42 @@
+package fill
+
+import (
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	fetches   *prometheus.CounterVec // by result: 2xx..5xx, not_modified, error, shed, too_large, body_error
+	latency   prometheus.Histogram   // origin time to response headers
+	refreshes prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter[any]) metrics {
+	m := metrics{
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crowdpilot_origin_fetches_total",
+			Help: "Origin fetches by result (status class, not_modified, error, shed, too_large, body_error).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crowdpilot_origin_fetch_duration_seconds",
+			Help:    "Time from sending an origin request to its response headers.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_fill_background_refreshes_total",
+			Help: "Background refreshes started (prefresh and stale-while-revalidate).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.fetches, m.latency, m.refreshes,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "crowdpilot_origin_limit",
+				Help: "Current adaptive origin concurrency limit.",
+			}, func() float64 { return float64(limit.Limit()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "crowdpilot_origin_inflight",
+				Help: "Origin fetches in flight.",
+			}, func() float64 { return float64(limit.Inflight()) }))
+	}
+	return m
+}

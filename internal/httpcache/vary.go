@@ -1,0 +1,122 @@
+package httpcache
+
+import (
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+)
+
+// VariantKey folds the request's values of the Vary header names into base:
+// base + "#Name=value" for each name, in canonical form and sorted. Values are
+// normalised: each field line is trimmed, runs of whitespace collapse to one
+// space, and several lines are joined with ", ". An absent header is written
+// as "#Name" so that it differs from an empty one. '#', '%', '=' and control
+// bytes in names and values are percent-encoded, and base keys never contain
+// a raw '#', so variant keys are unambiguous. With no names, VariantKey
+// returns base. vary may be Entry.Vary, or the raw Vary field lines of a
+// response (h["Vary"]): names are split at commas, canonicalised, sorted and
+// deduplicated when they are not already.
+func VariantKey(base string, vary []string, reqHeader http.Header) string {
+	if len(vary) == 0 {
+		return base
+	}
+	names := vary
+	if !canonicalSorted(vary) {
+		names = make([]string, 0, len(vary))
+		for _, line := range vary {
+			for f := range strings.SplitSeq(line, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					names = append(names, textproto.CanonicalMIMEHeaderKey(f))
+				}
+			}
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+	}
+	n := len(base)
+	for _, name := range names {
+		n += len(name) + 2
+		for _, v := range reqHeader[name] {
+			n += len(v) + 2
+		}
+	}
+	var b strings.Builder // one allocation: String does not copy
+	b.Grow(n + 8)
+	b.WriteString(base)
+	for _, name := range names {
+		b.WriteByte('#')
+		writeVaryText(&b, name)
+		vs, ok := reqHeader[name]
+		if !ok {
+			continue
+		}
+		b.WriteByte('=')
+		for i, v := range vs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeFolded(&b, v)
+		}
+	}
+	return b.String()
+}
+
+// canonicalSorted reports whether names are canonical, sorted and distinct,
+// as Entry.Vary is, so that VariantKey can use them as they are.
+func canonicalSorted(names []string) bool {
+	for i, n := range names {
+		if n == "" || textproto.CanonicalMIMEHeaderKey(n) != n || i > 0 && names[i-1] >= n {
+			return false
+		}
+	}
+	return true
+}
+
+// writeFolded writes v trimmed, with whitespace runs collapsed to one space.
+func writeFolded(b *strings.Builder, v string) {
+	v = strings.Trim(v, " \t")
+	for i := 0; i < len(v); {
+		j := i
+		for j < len(v) && !varySpecial(v[j]) {
+			j++
+		}
+		b.WriteString(v[i:j])
+		if j == len(v) {
+			return
+		}
+		if c := v[j]; c != ' ' && c != '\t' {
+			writeEscaped(b, c)
+			i = j + 1
+			continue
+		}
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		b.WriteByte(' ') // v is trimmed: a value follows
+		i = j
+	}
+}
+
+// writeVaryText writes s with VariantKey's separators escaped.
+func writeVaryText(b *strings.Builder, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '#' || c == '%' || c == '=' || isCTL(c) {
+			writeEscaped(b, c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+}
+
+// varySpecial reports the bytes writeFolded does not copy as they are.
+func varySpecial(c byte) bool {
+	return c == '#' || c == '%' || c == '=' || c == ' ' || c == '\t' || isCTL(c)
+}
+
+func writeEscaped(b *strings.Builder, c byte) {
+	const hex = "0123456789ABCDEF"
+	b.WriteByte('%')
+	b.WriteByte(hex[c>>4])
+	b.WriteByte(hex[c&15])
+}

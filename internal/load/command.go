@@ -1,0 +1,218 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Exit codes of Command.Run.
+const (
+	ExitOK       = 0
+	ExitFailure  = 1 // the run could not be completed or its output written
+	ExitBadInput = 2 // nothing was sent
+)
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --max-inflight is read from CROWDPILOT_MAX_INFLIGHT when not given.
+const EnvPrefix = "CROWDPILOT_"
+
+// Command is `crowdpilot load`.
+type Command struct {
+	Stdout, Stderr io.Writer
+	// Progress receives the live progress line. If nil, the run is quiet;
+	// the caller sets it to Stderr when that is a terminal.
+	Progress io.Writer
+	// LookupEnv reads flag defaults from the environment. If nil, the
+	// environment is ignored.
+	LookupEnv func(string) (string, bool)
+}
+
+// listFlag is a repeatable flag that also splits on commas.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// crowdFlag parses a crowd spec as it is set.
+type crowdFlag struct{ c Crowd }
+
+func (f *crowdFlag) String() string { return f.c.String() }
+
+func (f *crowdFlag) Set(v string) (err error) {
+	f.c, err = ParseCrowd(v)
+	return err
+}
+
+// options are the parsed flags.
+type options struct {
+	cfg              Config
+	outJSON, outPNG  string
+	targets, hot, ad listFlag
+	crowd            crowdFlag
+}
+
+func (o *options) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet("crowdpilot load", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := &o.cfg
+	fs.Var(&o.targets, "target", "base `URL` to load, round robin (repeatable or comma-separated; required)")
+	fs.Float64Var(&c.Schedule.Base, "rate", 100, "baseline `requests` per second")
+	fs.DurationVar(&c.Schedule.Duration, "duration", time.Minute, "length of the run")
+	fs.Var(&o.crowd, "crowd", "flash crowd `spec` MULTx@START+HOLD[,ramp=D][,decay=D], e.g. 50x@10s+30s,ramp=2s (default none)")
+	fs.IntVar(&c.Keys, "keys", DefaultKeys, "catalogue size: paths /obj/0 ... /obj/N-1")
+	fs.Float64Var(&c.Zipf, "zipf", DefaultZipf, "Zipf exponent of the catalogue (> 1)")
+	fs.Var(&o.hot, "hot", "`path` the crowd's extra requests go to (repeatable)")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key choice")
+	fs.IntVar(&c.MaxInflight, "max-inflight", DefaultMaxInflight, "cap on requests in flight; a request due at the cap is shed and counted as an error")
+	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "per-request timeout")
+	fs.Var(&o.ad, "admin", "node admin `host:port` to scrape /metrics from each second (repeatable)")
+	fs.StringVar(&o.outJSON, "out-json", "", "write the per-second series and summary to this `file`")
+	fs.StringVar(&o.outPNG, "out-png", "", "write the chart to this `file`")
+	return fs
+}
+
+// envName is the environment variable of a flag name.
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads args, then the environment for the flags args did not set.
+func parse(args []string, lookupEnv func(string) (string, bool)) (*options, error) {
+	o := &options{}
+	fs := o.flags()
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if lookupEnv != nil {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		var err error
+		fs.VisitAll(func(f *flag.Flag) {
+			v, ok := lookupEnv(envName(f.Name))
+			if !ok || set[f.Name] || err != nil {
+				return
+			}
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	o.cfg.Targets, o.cfg.Hot, o.cfg.Admins = o.targets, o.hot, o.ad
+	o.cfg.Schedule.Crowd = o.crowd.c
+	return o, nil
+}
+
+// usage writes the flag list.
+func usage(w io.Writer) {
+	fs := (&options{}).flags()
+	fmt.Fprintf(w, "usage: crowdpilot load --target URL [flags]\n\nOpen-loop flash-crowd load. Every flag can also be set as %sFLAG_NAME.\n\n", EnvPrefix)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// Run runs `crowdpilot load args` and returns the exit code. Bad input
+// (flags, crowd spec, URLs, an unreachable target) gets one line on Stderr
+// and ExitBadInput before any load is sent.
+func (c *Command) Run(ctx context.Context, args []string) int {
+	badInput := func(err error) int {
+		fmt.Fprintf(c.Stderr, "crowdpilot load: %v\n", err)
+		return ExitBadInput
+	}
+	o, err := parse(args, c.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(c.Stdout)
+		return ExitOK
+	}
+	if err != nil {
+		return badInput(err)
+	}
+	for _, path := range []string{o.outJSON, o.outPNG} {
+		if err := checkOut(path); err != nil {
+			return badInput(err)
+		}
+	}
+	o.cfg.Progress = c.Progress
+	g, err := New(o.cfg)
+	if err != nil {
+		return badInput(err)
+	}
+	defer g.Close()
+	if err := g.Probe(ctx); err != nil {
+		return badInput(err)
+	}
+	rep, err := g.Run(ctx)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "crowdpilot load: %v\n", err)
+		return ExitFailure
+	}
+	code := ExitOK
+	if err := rep.WriteTable(c.Stdout); err != nil {
+		fmt.Fprintf(c.Stderr, "crowdpilot load: write summary: %v\n", err)
+		code = ExitFailure
+	}
+	for _, out := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{o.outJSON, rep.WriteJSON}, {o.outPNG, rep.WritePNG}} {
+		if out.path == "" {
+			continue
+		}
+		if err := writeFile(out.path, out.write); err != nil {
+			fmt.Fprintf(c.Stderr, "crowdpilot load: %v\n", err)
+			code = ExitFailure
+		}
+	}
+	if rep.Interrupted {
+		fmt.Fprintln(c.Stderr, "crowdpilot load: interrupted before the end of the schedule")
+		code = ExitFailure
+	}
+	return code
+}
+
+// checkOut fails early for an output file whose folder does not exist.
+func checkOut(path string) error {
+	if path == "" {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("output %s: folder %s does not exist", path, dir)
+	}
+	return nil
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cacheServer answers every request, alternating X-Served-By between two
+// nodes and Cache-Status between a hit and a miss, and counts the requests
+// for hot.
+type cacheServer struct {
+	*httptest.Server
+	requests, hotRequests atomic.Int64
+}
+
+func newCacheServer(t *testing.T, hot string) *cacheServer {
+	s := &cacheServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.requests.Add(1)
+		if r.URL.Path == hot {
+			s.hotRequests.Add(1)
+		}
+		w.Header().Set("X-Served-By", fmt.Sprintf("node-%d", n%2))
+		if n%2 == 0 {
+			w.Header().Set("Cache-Status", "crowdpilot; hit")
+		} else {
+			w.Header().Set("Cache-Status", "crowdpilot; fwd=miss; stored")
+		}
+		fmt.Fprintln(w, "hello")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// adminServer serves /metrics with an origin fetch counter that grows by 5
+// per scrape and 3 active replicas of the hot object (and 7 of another).
+func adminServer(t *testing.T, hot string) *httptest.Server {
+	var scrapes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		n := scrapes.Add(1)
+		fmt.Fprintf(w, "# TYPE crowdpilot_origin_fetches_total counter\n")
+		fmt.Fprintf(w, "crowdpilot_origin_fetches_total{result=\"ok\"} %d\n", 5*n)
+		fmt.Fprintf(w, "crowdpilot_origin_fetches_total{result=\"error\"} 0\n")
+		fmt.Fprintf(w, "# TYPE crowdpilot_autopilot_replicas_active gauge\n")
+		fmt.Fprintf(w, "crowdpilot_autopilot_replicas_active{key=\"example.com%s\"} 3\n", hot)
+		fmt.Fprintf(w, "crowdpilot_autopilot_replicas_active{key=\"example.com/obj/1\"} 7\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestCommandSmoke runs the whole command for 2 s with a crowd, a live and
+// a dead admin, and checks the table, the JSON and the PNG.
+func TestCommandSmoke(t *testing.T) {
+	t.Parallel()
+	const hot = "/live/match-1"
+	srv := newCacheServer(t, hot)
+	admin := adminServer(t, hot)
+	dir := t.TempDir()
+	outJSON, outPNG := filepath.Join(dir, "run.json"), filepath.Join(dir, "run.png")
+
+	var stdout, stderr, progress bytes.Buffer
+	cmd := Command{Stdout: &stdout, Stderr: &stderr, Progress: &progress}
+	code := cmd.Run(context.Background(), []string{
+		"--target", srv.URL, "--rate", "50", "--duration", "2s", "--crowd", "3x@1s+1s",
+		"--hot", hot, "--keys", "100", "--admin", strings.TrimPrefix(admin.URL, "http://"), "--admin", deadAddr(t),
+		"--out-json", outJSON, "--out-png", outPNG,
+	})
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{"before", "during", "total", "success", "p99.9", "cluster:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(progress.String(), "answered") {
+		t.Errorf("no progress line: %q", progress.String())
+	}
+
+	raw, err := os.ReadFile(outJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if len(rep.Series) != 2 || len(rep.Phases) != 2 {
+		t.Fatalf("%d seconds and %d phases, want 2 and 2", len(rep.Series), len(rep.Phases))
+	}
+	// 50/s before the crowd, 150/s during; the probe is not counted.
+	for i, want := range []int64{50, 150} {
+		s := rep.Series[i]
+		if s.Scheduled != want || s.OK != want || s.Latency.Count != want {
+			t.Errorf("second %d: %d scheduled, %d ok, %d latencies; want %d", i, s.Scheduled, s.OK, s.Latency.Count, want)
+		}
+		if s.Cache.Hit+s.Cache.Miss != want || s.ServedBy["node-0"]+s.ServedBy["node-1"] != want {
+			t.Errorf("second %d: cache %+v, served by %v; want %d split between them", i, s.Cache, s.ServedBy, want)
+		}
+		if s.OriginFetches == nil || *s.OriginFetches != 5 || s.Replicas == nil || *s.Replicas != 3 {
+			t.Errorf("second %d: origin fetches %v, replicas %v; want 5 and 3", i, deref2(s.OriginFetches), deref2(s.Replicas))
+		}
+	}
+	if got := srv.requests.Load(); got != 201 {
+		t.Errorf("server saw %d requests, want 200 and the probe", got)
+	}
+	// The crowd's extra 100 requests go to the hot object.
+	if got := srv.hotRequests.Load(); !within(got, 100, 0.25) {
+		t.Errorf("hot object got %d requests, want about 100", got)
+	}
+	if c := rep.Total.Cluster; c == nil || c.OriginFetches != 10 || c.ReplicaSeconds != 6 {
+		t.Errorf("cluster totals %+v, want 10 fetches and 6 replica-seconds", c)
+	}
+
+	f, err := os.Open(outPNG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 500 {
+		t.Errorf("PNG is %v, too small for five panels", b)
+	}
+}
+
+func deref2(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestCommandBadInput checks that bad input exits 2 with one line on
+// stderr and sends no load.
+func TestCommandBadInput(t *testing.T) {
+	t.Parallel()
+	srv := newCacheServer(t, "")
+	dead := "http://" + deadAddr(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // in the error line
+	}{
+		{"unknown flag", []string{"--target", srv.URL, "--bogus"}, nil, "not defined: -bogus"},
+		{"bad crowd", []string{"--target", srv.URL, "--crowd", "50x@10s"}, nil, "bad crowd spec"},
+		{"crowd after the end", []string{"--target", srv.URL, "--duration", "20s", "--crowd", "50x@10s+30s"}, nil, "after the 20s run"},
+		{"no target", []string{"--rate", "10"}, nil, "no --target"},
+		{"bad scheme", []string{"--target", "ftp://example.com"}, nil, "want an http://"},
+		{"no host", []string{"--target", "http://"}, nil, "want an http://"},
+		{"unparsable URL", []string{"--target", "http://a b:x"}, nil, "want an http://"},
+		{"unreachable", []string{"--target", srv.URL, "--target", dead}, nil, "unreachable"},
+		{"bad rate", []string{"--target", srv.URL, "--rate", "0"}, nil, "rate 0"},
+		{"bad zipf", []string{"--target", srv.URL, "--zipf", "1"}, nil, "zipf 1"},
+		{"bad hot", []string{"--target", srv.URL, "--hot", "live"}, nil, "hot object"},
+		{"bad max-inflight", []string{"--target", srv.URL, "--max-inflight", "-1"}, nil, "max-inflight"},
+		{"argument", []string{"--target", srv.URL, "extra"}, nil, `unexpected argument "extra"`},
+		{"bad env", []string{"--target", srv.URL}, map[string]string{"CROWDPILOT_RATE": "lots"}, "CROWDPILOT_RATE"},
+		{"bad env crowd", []string{"--target", srv.URL}, map[string]string{"CROWDPILOT_CROWD": "lots"}, "bad crowd spec"},
+		{"missing out folder", []string{"--target", srv.URL, "--out-json", "/nonexistent/dir/x.json"}, nil, "does not exist"},
+	} {
+		var stdout, stderr bytes.Buffer
+		cmd := Command{Stdout: &stdout, Stderr: &stderr, LookupEnv: func(k string) (string, bool) {
+			v, ok := tc.env[k]
+			return v, ok
+		}}
+		before := srv.requests.Load()
+		code := cmd.Run(context.Background(), tc.args)
+		line := stderr.String()
+		if code != ExitBadInput || strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "crowdpilot load: ") || !strings.Contains(line, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and one line with %q", tc.name, code, line, tc.want)
+		}
+		// Only the unreachable case probes, and only the live target first.
+		if sent := srv.requests.Load() - before; sent > 1 || (sent == 1 && tc.name != "unreachable") {
+			t.Errorf("%s: %d requests reached the server", tc.name, sent)
+		}
+		if stdout.Len() > 0 {
+			t.Errorf("%s: stdout %q, want nothing", tc.name, stdout.String())
+		}
+	}
+}
+
+func TestCommandHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	cmd := Command{Stdout: &stdout, Stderr: &stderr}
+	if code := cmd.Run(context.Background(), []string{"-h"}); code != ExitOK || !strings.Contains(stdout.String(), "-max-inflight") {
+		t.Errorf("exit %d, stdout %q", code, stdout.String())
+	}
+}
+
+// TestParseEnv checks that the environment fills the flags the command
+// line did not set.
+func TestParseEnv(t *testing.T) {
+	env := map[string]string{
+		"CROWDPILOT_RATE":         "7",
+		"CROWDPILOT_TARGET":       "http://a:1,http://b:2",
+		"CROWDPILOT_DURATION":     "3s",
+		"CROWDPILOT_MAX_INFLIGHT": "9",
+		"CROWDPILOT_CROWD":        "2x@1s+1s",
+	}
+	o, err := parse([]string{"--rate", "9", "--hot", "/h1,/h2"}, func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Schedule.Base != 9 || c.Schedule.Duration != 3*time.Second || c.MaxInflight != 9 ||
+		c.Schedule.Crowd.Multiplier != 2 || strings.Join(c.Targets, " ") != "http://a:1 http://b:2" ||
+		strings.Join(c.Hot, " ") != "/h1 /h2" {
+		t.Errorf("config = %+v", c)
+	}
+	if c.Keys != DefaultKeys || c.Timeout != DefaultTimeout || c.Zipf != DefaultZipf {
+		t.Errorf("defaults not kept: %+v", c)
+	}
+}

@@ -1,0 +1,144 @@
+package load
+
+import (
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram bounds: 1 µs to 60 s at 3 significant figures.
+const (
+	histMin     = 1
+	histMax     = 60_000_000
+	histSigFigs = 3
+)
+
+// maxServedBy bounds the distinct X-Served-By values counted per second;
+// the rest are counted under servedByOverflow.
+const (
+	maxServedBy      = 64
+	servedByOverflow = "(other)"
+)
+
+func newHist() *hdr.Histogram { return hdr.New(histMin, histMax, histSigFigs) }
+
+// Errors counts failed requests by kind. A 503 is counted both in Status5xx
+// and Status503; the other kinds are disjoint.
+type Errors struct {
+	Status4xx int64 `json:"status_4xx"`
+	Status5xx int64 `json:"status_5xx"`
+	Status503 int64 `json:"status_503"`
+	Timeout   int64 `json:"timeout"`   // no answer within --timeout, or cut at the end of the drain
+	Transport int64 `json:"transport"` // refused, reset, malformed response...
+	Shed      int64 `json:"shed"`      // never sent: --max-inflight was full when it was due
+}
+
+// Total is the number of failed requests.
+func (e Errors) Total() int64 {
+	return e.Status4xx + e.Status5xx + e.Timeout + e.Transport + e.Shed
+}
+
+// Counts are the request counts of a second or a phase.
+type Counts struct {
+	Scheduled int64  `json:"scheduled"` // due by the schedule: Sent + Errors.Shed
+	Sent      int64  `json:"sent"`      // put on the wire
+	Answered  int64  `json:"answered"`  // got a complete HTTP response, any status
+	OK        int64  `json:"ok"`        // status 1xx-3xx
+	Errors    Errors `json:"errors"`
+}
+
+// SuccessRate is OK / Scheduled (1 when nothing was scheduled).
+func (c Counts) SuccessRate() float64 {
+	if c.Scheduled == 0 {
+		return 1
+	}
+	return float64(c.OK) / float64(c.Scheduled)
+}
+
+// Latency summarises a histogram, in milliseconds. Every sent request is in
+// it, errors included, measured from its planned send time.
+type Latency struct {
+	Count  int64   `json:"count"`
+	P50Ms  float64 `json:"p50_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	P999Ms float64 `json:"p99_9_ms"`
+	MaxMs  float64 `json:"max_ms"`
+}
+
+func latencyOf(h *hdr.Histogram) Latency {
+	if h == nil || h.TotalCount() == 0 {
+		return Latency{}
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Latency{
+		Count:  h.TotalCount(),
+		P50Ms:  ms(h.ValueAtQuantile(50)),
+		P99Ms:  ms(h.ValueAtQuantile(99)),
+		P999Ms: ms(h.ValueAtQuantile(99.9)),
+		MaxMs:  ms(h.Max()),
+	}
+}
+
+func recordLatency(h *hdr.Histogram, d time.Duration) {
+	_ = h.RecordValue(min(max(d.Microseconds(), histMin), histMax)) // cannot fail once clamped
+}
+
+// Second is one second of the run. Requests belong to the second in which
+// they were planned to be sent, whenever they completed; the admin figures
+// belong to the second in which they were scraped.
+type Second struct {
+	T       int     `json:"t"`       // seconds since the start
+	Planned float64 `json:"planned"` // requests the schedule plans in this second
+	Counts
+	Latency  Latency          `json:"latency"`
+	ServedBy map[string]int64 `json:"served_by,omitempty"` // by X-Served-By
+	Cache    CacheCounts      `json:"cache"`
+	// OriginFetches is the increase of crowdpilot_origin_fetches_total over
+	// this second, summed over the admins that answered both scrapes; nil
+	// when none did.
+	OriginFetches *float64 `json:"origin_fetches"`
+	// Replicas is crowdpilot_autopilot_replicas_active for the hot objects,
+	// summed over the admins at the end of this second; nil when absent.
+	Replicas *float64 `json:"replicas_active"`
+}
+
+// outcome is what happened to one planned request.
+type outcome struct {
+	at       time.Duration // planned send time
+	status   int           // 0 without a complete response
+	timeout  bool          // without status: no answer in time (else a transport error)
+	latency  time.Duration // from the planned send time
+	servedBy string
+	cache    cacheClass
+}
+
+func (c *Counts) add(o outcome) {
+	switch {
+	case o.status != 0:
+		c.Answered++
+		switch {
+		case o.status < 400:
+			c.OK++
+		case o.status < 500:
+			c.Errors.Status4xx++
+		default:
+			c.Errors.Status5xx++
+			if o.status == 503 {
+				c.Errors.Status503++
+			}
+		}
+	case o.timeout:
+		c.Errors.Timeout++
+	default:
+		c.Errors.Transport++
+	}
+}
+
+func (c *Counts) dispatch(shed bool) {
+	c.Scheduled++
+	if shed {
+		c.Errors.Shed++
+	} else {
+		c.Sent++
+	}
+}

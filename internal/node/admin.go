@@ -1,0 +1,77 @@
+package node
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves health, readiness, metrics and the JSON API.
+func (n *Node) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !n.Ready() {
+			http.Error(w, "not ready: membership not joined", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
+	mux.HandleFunc("GET /api/v1/cluster", n.handleCluster)
+	return mux
+}
+
+// memberView is one member in /api/v1/cluster.
+type memberView struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Admin    string `json:"admin"`
+	Zone     string `json:"zone,omitempty"`
+	State    string `json:"state"` // up, draining
+	PurgeRev int64  `json:"purge_rev"`
+}
+
+func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
+	ms := n.members.Members()
+	out := struct {
+		Self    string       `json:"self"`
+		Ready   bool         `json:"ready"`
+		Time    time.Time    `json:"time"`
+		Members []memberView `json:"members"`
+	}{Self: n.cfg.ID, Ready: n.Ready(), Time: n.cfg.Now().UTC(), Members: make([]memberView, 0, len(ms))}
+	for _, m := range ms {
+		state := "up"
+		if m.Draining {
+			state = "draining"
+		}
+		out.Members = append(out.Members, memberView{ID: m.ID, Addr: m.Addr, Admin: m.Admin, Zone: m.Zone, State: state, PurgeRev: m.PurgeRev})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// authorized checks the bearer token of a mutating admin call.
+func (n *Node) authorized(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := "Bearer " + n.cfg.AdminToken
+		if n.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="crowdpilot"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

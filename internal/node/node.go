@@ -1,0 +1,249 @@
+// Package node is one crowdpilot node: the data listener that routes and
+// serves cached HTTP, the admin listener, and the lifecycle that joins and
+// leaves the cluster.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
+)
+
+// Node is one member of a crowdpilot cluster. New → Start → Shutdown.
+type Node struct {
+	cfg    Config
+	origin *url.URL
+	store  *httpcache.Store
+	fill   *fill.Group
+	router *route.Router
+	fwd    *route.Forwarder
+	pass   http.Handler // streams uncacheable requests to the origin
+	m      *metrics
+
+	servedBy []string // X-Served-By value, shared read-only by every response
+
+	etcd    *clientv3.Client
+	members *cluster.Membership
+
+	inflight atomic.Int64
+
+	dataLn, adminLn net.Listener
+	data, admin     *http.Server
+
+	cancel context.CancelFunc // stops background loops
+	wg     sync.WaitGroup     // background loops and servers
+	once   sync.Once          // guards shutdown
+}
+
+// New validates cfg and builds a node; nothing listens until Start.
+func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	origin, _ := url.Parse(cfg.Origin)
+	n := &Node{cfg: cfg, origin: origin, servedBy: []string{cfg.ID}}
+	n.m = newMetrics(cfg.Registry, &n.inflight)
+
+	var err error
+	n.store, err = httpcache.NewStore(httpcache.StoreConfig{
+		MaxBytes:   cfg.StoreBytes,
+		Registerer: cfg.Registry,
+		Now:        cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node store: %w", err)
+	}
+	n.fill, err = fill.New(fill.Config{
+		Origin: origin,
+		Store:  n.store,
+		Defaults: httpcache.Defaults{
+			TTL:                  cfg.DefaultTTL,
+			StaleWhileRevalidate: cfg.StaleWhileRevalidate,
+			StaleIfError:         cfg.StaleIfError,
+		},
+		Timeout:        cfg.OriginTimeout,
+		MaxObjectBytes: cfg.MaxObjectBytes,
+		MaxLimit:       cfg.OriginMaxConcurrency,
+		Shed:           n.m.shed,
+		Registerer:     cfg.Registry,
+		Logger:         cfg.Logger,
+		Now:            cfg.Now,
+	})
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node fill: %w", err)
+	}
+	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
+	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Timeout: cfg.ForwardTimeout})
+	n.pass = n.newPassProxy()
+	return n, nil
+}
+
+// Start binds both listeners, starts serving, and joins the cluster in the
+// background (Ready reports when membership has loaded).
+func (n *Node) Start(ctx context.Context) error {
+	var err error
+	if n.dataLn, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+		return fmt.Errorf("data listener %s: %w", n.cfg.Listen, err)
+	}
+	if n.adminLn, err = net.Listen("tcp", n.cfg.Admin); err != nil {
+		n.dataLn.Close()
+		return fmt.Errorf("admin listener %s: %w", n.cfg.Admin, err)
+	}
+	self := cluster.Member{
+		ID:    n.cfg.ID,
+		Addr:  orDefault(n.cfg.AdvertiseAddr, n.dataLn.Addr().String()),
+		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
+		Zone:  n.cfg.Zone,
+	}
+	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
+
+	if n.etcd, err = cluster.NewClient(n.cfg.Etcd, n.cfg.Logger); err != nil {
+		n.closeListeners()
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	n.members, err = cluster.NewMembership(cluster.MembershipConfig{
+		Client:   n.etcd,
+		Cluster:  n.cfg.Cluster,
+		Self:     self,
+		TTL:      n.cfg.MemberTTL,
+		Logger:   n.cfg.Logger,
+		OnChange: n.onMembers,
+	})
+	if err != nil {
+		n.closeListeners()
+		n.etcd.Close()
+		return fmt.Errorf("membership: %w", err)
+	}
+
+	n.data = &http.Server{
+		Handler:           n,
+		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          newStdLogger(n.cfg.Logger),
+	}
+	n.admin = &http.Server{
+		Handler:           n.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          newStdLogger(n.cfg.Logger),
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	n.goServe(n.data, n.dataLn)
+	n.goServe(n.admin, n.adminLn)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.members.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+			n.cfg.Logger.Error("membership stopped", "err", err)
+		}
+	}()
+	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
+	return nil
+}
+
+func (n *Node) goServe(srv *http.Server, ln net.Listener) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.cfg.Logger.Error("server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// onMembers turns a membership snapshot into routing peers. Draining nodes
+// stop owning keys; this node always routes to itself.
+func (n *Node) onMembers(ms []cluster.Member) {
+	peers := make([]route.Peer, 0, len(ms)+1)
+	selfSeen := false
+	for _, m := range ms {
+		if m.Draining && m.ID != n.cfg.ID {
+			continue
+		}
+		selfSeen = selfSeen || m.ID == n.cfg.ID
+		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone})
+	}
+	if !selfSeen {
+		peers = append(peers, route.Peer{ID: n.cfg.ID, Addr: n.DataAddr(), Zone: n.cfg.Zone})
+	}
+	n.router.SetPeers(peers)
+}
+
+// DataAddr is the bound data listener address.
+func (n *Node) DataAddr() string { return n.dataLn.Addr().String() }
+
+// AdminAddr is the bound admin listener address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Ready reports whether the node has joined membership.
+func (n *Node) Ready() bool { return n.members != nil && n.members.Ready() }
+
+// Shutdown leaves the cluster first (so routers stop sending), then lets
+// in-flight requests finish within the grace period, then stops.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.once.Do(func() {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if derr := n.members.Deregister(dctx); derr != nil {
+			n.cfg.Logger.Warn("deregister failed; the lease will expire", "err", derr)
+		}
+		cancel()
+		gctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
+		defer cancel()
+		err = errors.Join(n.data.Shutdown(gctx), n.admin.Shutdown(gctx))
+		n.stop()
+	})
+	return err
+}
+
+// stop ends background work and releases resources.
+func (n *Node) stop() {
+	n.cancel()
+	n.wg.Wait()
+	n.fill.Close()
+	n.fwd.Close()
+	n.store.Close()
+	n.etcd.Close()
+}
+
+// crash stops the node the way a killed process would: listeners and
+// connections vanish, the membership lease is not revoked. For tests.
+func (n *Node) crash() {
+	n.once.Do(func() {
+		n.data.Close()
+		n.admin.Close()
+		n.etcd.Close() // keep-alives stop; the lease expires on its own
+		n.stop()
+	})
+}
+
+func (n *Node) closeListeners() {
+	n.dataLn.Close()
+	n.adminLn.Close()
+}
+
+func orDefault(v, d string) string {
+	if v != "" {
+		return v
+	}
+	return d
+}

@@ -1,0 +1,86 @@
+package node
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httputil"
+)
+
+// newPassProxy streams requests the cache does not keep (unsafe methods,
+// objects above the size limit) straight to the origin.
+func (n *Node) newPassProxy() http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(n.origin)
+			pr.Out.Host = n.origin.Host
+			pr.SetXForwarded()
+			pr.Out.Header.Del("X-Crowdpilot-Hop")
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Set("Cache-Status", "crowdpilot; fwd=request; detail=pass")
+			resp.Header.Set("X-Served-By", n.cfg.ID)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			n.cfg.Logger.Debug("pass-through failed", "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "origin unavailable", http.StatusServiceUnavailable)
+		},
+		ErrorLog: newStdLogger(n.cfg.Logger),
+	}
+}
+
+// passThrough streams r to the origin uncached.
+func (n *Node) passThrough(w http.ResponseWriter, r *http.Request) {
+	n.pass.ServeHTTP(w, r)
+}
+
+// serveUnsafe passes a POST, PUT, PATCH or DELETE to the origin and, when
+// the origin accepted it, invalidates the target URL (RFC 9111 §4.4).
+func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
+	base, err := n.baseKey(r)
+	if err != nil {
+		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
+	}
+	if r.ContentLength > n.cfg.MaxBodyBytes {
+		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)
+	sw := &statusWriter{ResponseWriter: w}
+	n.pass.ServeHTTP(sw, r)
+	if sw.code < 400 {
+		n.invalidate(base)
+	}
+	return resPass
+}
+
+// invalidate drops base (every variant) from this node's store.
+func (n *Node) invalidate(base string) {
+	n.store.Delete(base)
+}
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,218 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
+)
+
+// Request results, the label values of crowdpilot_requests_total.
+const (
+	resHit       = "hit"
+	resMiss      = "miss"
+	resStale     = "stale"
+	resCollapsed = "collapsed"
+	resForwarded = "forwarded"
+	resPass      = "pass"
+	resShed      = "shed"
+	resError     = "error"
+	resBad       = "bad_request"
+)
+
+// ServeHTTP is the data listener: route, then serve from the store or fill.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := n.cfg.Now()
+	n.inflight.Add(1)
+	result := n.serve(w, r)
+	n.inflight.Add(-1)
+	n.m.observe(result, n.cfg.Now().Sub(start))
+}
+
+func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodConnect, http.MethodTrace:
+		return n.fail(w, http.StatusMethodNotAllowed, resBad, "method "+r.Method+" is not supported")
+	default:
+		if n.cfg.RejectUnsafe {
+			return n.fail(w, http.StatusMethodNotAllowed, resBad, "method "+r.Method+" is not allowed here")
+		}
+		return n.serveUnsafe(w, r)
+	}
+	base, err := n.baseKey(r)
+	if err != nil {
+		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
+	}
+	hash := httpcache.KeyHash(base)
+	if r.Header.Get(route.HopHeader) == "" {
+		var buf [4]route.Target
+		plan := n.router.Plan(hash, buf[:0])
+		for _, t := range plan.Targets {
+			if n.forward(w, r, t) {
+				return resForwarded
+			}
+			if r.Context().Err() != nil {
+				return resError
+			}
+		}
+		// Every member failed (or this node is in R(k)): serve here,
+		// still collapsed locally.
+	}
+	return n.serveLocal(w, r, base)
+}
+
+// baseKey is the cache key of r. Its host is the origin's: every node
+// fetches with the origin's Host (the client's goes in X-Forwarded-Host), so
+// the client's Host cannot change the response, and clients that reach
+// different nodes by address must share one entry.
+func (n *Node) baseKey(r *http.Request) (string, error) {
+	kr := *r
+	kr.Host = n.origin.Host
+	return httpcache.BaseKey(&kr)
+}
+
+// forward tries one member; false means nothing was written and the
+// caller should try the next.
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) bool {
+	done := n.router.Begin(t)
+	err := n.fwd.Forward(r.Context(), w, r, t.Addr(), statusForwarded)
+	if err == nil {
+		done(true)
+		return true
+	}
+	if r.Context().Err() != nil {
+		done(true) // the client left; the peer is not to blame
+		return false
+	}
+	done(false)
+	n.m.failovers.Inc()
+	n.cfg.Logger.Debug("forward failed, failing over", "peer", t.ID(), "err", err)
+	return false
+}
+
+// serveLocal answers from this node's store, filling from the origin.
+func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string) string {
+	ctx := r.Context()
+	if r.Header.Get("Authorization") != "" {
+		// Never shared with other clients' waits; stored only if the
+		// response explicitly allows it (RFC 9111 §3.5).
+		res, err := n.fill.FetchOnce(ctx, r, base, nil)
+		return n.answer(w, r, base, nil, res, err)
+	}
+	e, ok := n.store.Get(base, r.Header)
+	now := n.cfg.Now()
+	var st httpcache.State
+	if ok {
+		st = e.State(now, n.cfg.Prefresh)
+		switch st {
+		case httpcache.Fresh:
+			n.writeEntry(w, r, e, now, hitStatus(e, now))
+			return resHit
+		case httpcache.Prefresh:
+			n.fill.Refresh(r, base, e, nil)
+			n.writeEntry(w, r, e, now, hitStatus(e, now))
+			return resHit
+		case httpcache.StaleRevalidate:
+			n.fill.Refresh(r, base, e, nil)
+			n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
+			return resStale
+		}
+	} else {
+		e = nil
+	}
+	res, err := n.fill.Fetch(ctx, r, base, e, nil)
+	return n.answer(w, r, base, e, res, err)
+}
+
+// answer writes the outcome of a fetch: the fetched response, or the stale
+// entry when the origin failed (stale-if-error), or a fast 503.
+func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale *httpcache.Entry, res fill.Result, err error) string {
+	now := n.cfg.Now()
+	staleOK := stale != nil && stale.State(now, n.cfg.Prefresh) <= httpcache.StaleError
+	switch {
+	case err == nil && staleOK && fill.IsErrorStatus(res.Entry.Status):
+		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
+		return resStale
+	case err == nil:
+		if fill.IsErrorStatus(res.Entry.Status) {
+			// The origin's own error, passed on; clients still learn when
+			// to come back.
+			w.Header().Set("Retry-After", "1")
+		}
+		n.writeEntry(w, r, res.Entry, now, fetchStatus(res, now))
+		if res.Collapsed {
+			return resCollapsed
+		}
+		return resMiss
+	case r.Context().Err() != nil:
+		return resError // the client left; nothing to write
+	case staleOK:
+		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
+		return resStale
+	case errors.Is(err, fill.ErrTooLarge):
+		n.passThrough(w, r)
+		return resPass
+	case errors.Is(err, fill.ErrShed):
+		return n.unavailable(w, "origin busy", "shed")
+	case errors.Is(err, context.DeadlineExceeded):
+		n.m.shed("origin_timeout")
+		return n.unavailable(w, "origin timed out", "origin-timeout")
+	default:
+		n.cfg.Logger.Debug("origin fetch failed", "key", base, "err", err)
+		return n.unavailable(w, "origin unavailable", "origin-error")
+	}
+}
+
+func (n *Node) writeEntry(w http.ResponseWriter, r *http.Request, e *httpcache.Entry, now time.Time, cacheStatus string) {
+	h := w.Header()
+	h["Cache-Status"] = []string{cacheStatus}
+	h["X-Served-By"] = n.servedBy
+	httpcache.ServeEntry(w, r, e, now)
+}
+
+// unavailable fails fast: 503 with Retry-After, never a queue.
+func (n *Node) unavailable(w http.ResponseWriter, msg, detail string) string {
+	h := w.Header()
+	h.Set("Retry-After", "1")
+	h.Set("Cache-Status", "crowdpilot; fwd=miss; detail="+detail)
+	h["X-Served-By"] = n.servedBy
+	http.Error(w, msg, http.StatusServiceUnavailable)
+	return resShed
+}
+
+func (n *Node) fail(w http.ResponseWriter, code int, result, msg string) string {
+	http.Error(w, msg, code)
+	return result
+}
+
+// Cache-Status members (RFC 9211). The cache is named "crowdpilot"; the
+// router that forwarded adds its own member after the serving node's.
+const statusForwarded = "crowdpilot; fwd=bypass; detail=routed"
+
+func hitStatus(e *httpcache.Entry, now time.Time) string {
+	return "crowdpilot; hit; ttl=" + strconv.FormatInt(int64(e.TTL(now)/time.Second), 10)
+}
+
+func staleStatus(e *httpcache.Entry, now time.Time, detail string) string {
+	return "crowdpilot; hit; ttl=" + strconv.FormatInt(int64(e.TTL(now)/time.Second), 10) + "; detail=" + detail
+}
+
+func fetchStatus(res fill.Result, now time.Time) string {
+	s := "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status)
+	if res.Revalidated {
+		s = "crowdpilot; fwd=stale; fwd-status=304"
+	}
+	if res.Stored {
+		s += "; stored; ttl=" + strconv.FormatInt(int64(res.Entry.TTL(now)/time.Second), 10)
+	}
+	if res.Collapsed {
+		s += "; collapsed"
+	}
+	return s
+}

@@ -1,0 +1,193 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// HopHeader marks a request forwarded by another node. A request carrying it
+// is served where it lands and never forwarded again.
+const HopHeader = "X-Crowdpilot-Hop"
+
+// ForwarderConfig configures a Forwarder. Zero fields mean the defaults.
+type ForwarderConfig struct {
+	// Self is put in the hop header so the receiving node knows the router.
+	Self string
+	// DialTimeout bounds connecting to a peer. Default 1s. A dead peer
+	// refuses at once; the timeout only matters for a blackholed one, and
+	// it must ride out scheduling delays on a saturated node, or a flash
+	// crowd turns into false failovers and extra origin fetches.
+	DialTimeout time.Duration
+	// MaxConnsPerPeer bounds connections to one peer; requests beyond it
+	// wait for a pooled connection (within Timeout) instead of dialling, so
+	// a crowd of clients does not become a storm of peer connections.
+	// Default 128.
+	MaxConnsPerPeer int
+	// Timeout bounds the wait for a peer's response headers. It must exceed
+	// the origin timeout, or a slow origin would look like a dead peer and
+	// the request would be fetched twice. Default 3s.
+	Timeout time.Duration
+	// Transport overrides the HTTP transport (tests). Nil means a transport
+	// built from the timeouts above.
+	Transport http.RoundTripper
+}
+
+// Forwarder sends a request to a peer and copies the answer back.
+type Forwarder struct {
+	cfg   ForwarderConfig
+	rt    http.RoundTripper
+	bufs  sync.Pool // *[]byte copy buffers
+	close func()
+}
+
+// NewForwarder returns a Forwarder with a keep-alive pool to the peers.
+func NewForwarder(cfg ForwarderConfig) *Forwarder {
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = time.Second
+	}
+	if cfg.MaxConnsPerPeer <= 0 {
+		cfg.MaxConnsPerPeer = 128
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	f := &Forwarder{cfg: cfg, rt: cfg.Transport, close: func() {}}
+	if f.rt == nil {
+		tr := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: cfg.MaxConnsPerPeer,
+			MaxConnsPerHost:     cfg.MaxConnsPerPeer,
+			IdleConnTimeout:     60 * time.Second,
+			DisableCompression:  true,
+		}
+		f.rt = tr
+		f.close = tr.CloseIdleConnections
+	}
+	f.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return f
+}
+
+// Close drops idle connections.
+func (f *Forwarder) Close() { f.close() }
+
+// ErrPeer wraps failures that happened before anything was written to the
+// client, so the caller may fail over to another member.
+var ErrPeer = errors.New("peer unavailable")
+
+// Forward sends r to the peer at addr and streams its response to w, adding
+// cacheStatus (this node's own Cache-Status member) after the peer's. An
+// error wrapping ErrPeer means nothing was written and the caller may try
+// elsewhere. A failure mid-body aborts the response (http.ErrAbortHandler),
+// as httputil.ReverseProxy does.
+func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, addr, cacheStatus string) error {
+	resp, err := f.roundTrip(ctx, r, addr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vv := range resp.Header {
+		if isHopByHop(k) {
+			continue
+		}
+		h[k] = vv
+	}
+	if cacheStatus != "" {
+		h["Cache-Status"] = appendStatus(resp.Header["Cache-Status"], cacheStatus)
+	}
+	w.WriteHeader(resp.StatusCode)
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	if _, err := io.CopyBuffer(w, resp.Body, *bp); err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client went away; nothing to report
+		}
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// Fetch sends r to the peer at addr and returns the response for the caller
+// to read (replica fills). Errors wrap ErrPeer.
+func (f *Forwarder) Fetch(ctx context.Context, r *http.Request, addr string) (*http.Response, error) {
+	return f.roundTrip(ctx, r, addr)
+}
+
+// roundTrip sends r to addr and waits, at most Timeout, for a pooled
+// connection and the response headers. The body is then read without that
+// bound (the caller's context still applies).
+func (f *Forwarder) roundTrip(ctx context.Context, r *http.Request, addr string) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := f.outbound(ctx, r, addr)
+	timer := time.AfterFunc(f.cfg.Timeout, cancel)
+	resp, err := f.rt.RoundTrip(out)
+	if !timer.Stop() {
+		// The deadline passed: whatever arrived is abandoned, and nothing
+		// has been written yet, so the caller may still fail over.
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("forward to %s: %w: no response headers within %v", addr, ErrPeer, f.cfg.Timeout)
+	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("forward to %s: %w: %w", addr, ErrPeer, err)
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelBody releases the request's context when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+func (f *Forwarder) outbound(ctx context.Context, r *http.Request, addr string) *http.Request {
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.URL.Scheme = "http"
+	out.URL.Host = addr
+	out.Host = r.Host
+	out.Close = false
+	for k := range out.Header {
+		if isHopByHop(k) {
+			delete(out.Header, k)
+		}
+	}
+	out.Header.Set(HopHeader, f.cfg.Self)
+	if r.Body == nil || r.Body == http.NoBody {
+		out.Body = nil
+	}
+	return out
+}
+
+func appendStatus(prev []string, own string) []string {
+	out := make([]string, 0, len(prev)+1)
+	out = append(out, prev...)
+	return append(out, own)
+}
+
+// isHopByHop reports the RFC 9110 §7.6.1 connection-specific fields.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,362 @@
+package route
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Router. Zero fields mean the documented defaults.
+type Config struct {
+	// Self is this node's ID. Required.
+	Self string
+	// Zone is this node's zone; picking prefers replicas in the same zone.
+	Zone string
+	// Suspicion is how long a peer that failed a forward is skipped before it
+	// is tried again. Default 2s.
+	Suspicion time.Duration
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Router answers "who serves this key" from immutable snapshots. Reads never
+// lock; SetPeers and SetReplicas build a new snapshot and swap it in.
+type Router struct {
+	cfg Config
+	tab atomic.Pointer[table]
+
+	mu    sync.Mutex       // guards state; held only while building snapshots
+	state map[string]*peer // per-peer health, kept across membership changes
+}
+
+// table is one immutable routing snapshot.
+type table struct {
+	peers    []*peer            // live peers, sorted by ID
+	replicas map[uint64][]*peer // key hash -> leased replica holders (owner excluded)
+}
+
+// peer is a Peer plus the mutable health routing keeps about it.
+type peer struct {
+	Peer
+	seed      uint64
+	inflight  atomic.Int64 // forwards under way to this peer
+	downUntil atomic.Int64 // unix nanos before which the peer is skipped
+	latency   atomic.Int64 // EWMA of forward latency, nanoseconds
+}
+
+// NewRouter returns a Router that knows only itself until SetPeers is called.
+func NewRouter(cfg Config) *Router {
+	if cfg.Suspicion <= 0 {
+		cfg.Suspicion = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Router{cfg: cfg, state: make(map[string]*peer)}
+	r.tab.Store(&table{})
+	return r
+}
+
+// Self is this node's ID.
+func (r *Router) Self() string { return r.cfg.Self }
+
+// SetPeers replaces the live peer list (this node included, normally).
+func (r *Router) SetPeers(peers []Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.tab.Load()
+	next := &table{peers: make([]*peer, 0, len(peers)), replicas: old.replicas}
+	keep := make(map[string]*peer, len(peers))
+	for _, p := range peers {
+		st, ok := r.state[p.ID]
+		if !ok || st.Peer != p {
+			// A new address or zone is a new peer: fresh health.
+			st = &peer{Peer: p, seed: seedOf(p.ID)}
+		}
+		keep[p.ID] = st
+		next.peers = append(next.peers, st)
+	}
+	slices.SortFunc(next.peers, func(a, b *peer) int { return strings.Compare(a.ID, b.ID) })
+	r.state = keep
+	next.replicas = r.resolveReplicas(old.rawReplicas(), keep)
+	r.tab.Store(next)
+}
+
+// SetReplicas replaces the replica sets: key hash -> IDs of the nodes that
+// hold a live lease for a copy. Unknown IDs are ignored until they join.
+func (r *Router) SetReplicas(sets map[uint64][]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.tab.Load()
+	next := &table{peers: old.peers}
+	next.replicas = r.resolveReplicas(sets, r.state)
+	r.tab.Store(next)
+}
+
+func (r *Router) resolveReplicas(sets map[uint64][]string, byID map[string]*peer) map[uint64][]*peer {
+	if len(sets) == 0 {
+		return nil
+	}
+	out := make(map[uint64][]*peer, len(sets))
+	for h, ids := range sets {
+		ps := make([]*peer, 0, len(ids))
+		for _, id := range ids {
+			if p, ok := byID[id]; ok {
+				ps = append(ps, p)
+			}
+		}
+		if len(ps) > 0 {
+			out[h] = ps
+		}
+	}
+	return out
+}
+
+// rawReplicas turns resolved replica sets back into IDs, so SetPeers can
+// re-resolve them against a new membership.
+func (t *table) rawReplicas() map[uint64][]string {
+	if len(t.replicas) == 0 {
+		return nil
+	}
+	out := make(map[uint64][]string, len(t.replicas))
+	for h, ps := range t.replicas {
+		ids := make([]string, len(ps))
+		for i, p := range ps {
+			ids[i] = p.ID
+		}
+		out[h] = ids
+	}
+	return out
+}
+
+// Peers returns the live peers, sorted by ID.
+func (r *Router) Peers() []Peer {
+	t := r.tab.Load()
+	out := make([]Peer, len(t.peers))
+	for i, p := range t.peers {
+		out[i] = p.Peer
+	}
+	return out
+}
+
+// Replicas returns the IDs holding leased replicas of the key hash.
+func (r *Router) Replicas(hash uint64) []string {
+	ps := r.tab.Load().replicas[hash]
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+// Owner is the peer with the highest rendezvous score for hash among peers
+// not under suspicion (or among all peers if every one is suspected). ok is
+// false when no peers are known.
+func (r *Router) Owner(hash uint64) (Peer, bool) {
+	var buf [1]*peer
+	got := r.tab.Load().rank(hash, buf[:0], r.cfg.Now().UnixNano())
+	if len(got) == 0 {
+		return Peer{}, false
+	}
+	return got[0].Peer, true
+}
+
+// rank appends to dst, in descending rendezvous score, up to cap(dst) peers
+// for hash, skipping suspected peers unless all are suspected. It does not
+// allocate when dst has room.
+func (t *table) rank(hash uint64, dst []*peer, now int64) []*peer {
+	n := cap(dst)
+	scores := [8]uint64{}
+	if n > len(scores) {
+		n = len(scores)
+	}
+	for pass := 0; pass < 2 && len(dst) == 0; pass++ {
+		for _, p := range t.peers {
+			if pass == 0 && p.downUntil.Load() > now {
+				continue
+			}
+			s := score(p.seed, hash)
+			// Insertion into the top-n, kept sorted by score descending.
+			i := len(dst)
+			if i == n {
+				if s <= scores[n-1] {
+					continue
+				}
+				i = n - 1
+			} else {
+				dst = append(dst, nil)
+			}
+			for i > 0 && scores[i-1] < s {
+				scores[i] = scores[i-1]
+				dst[i] = dst[i-1]
+				i--
+			}
+			scores[i] = s
+			dst[i] = p
+		}
+	}
+	return dst
+}
+
+// Target is one place a request for a key may be served.
+type Target struct {
+	p *peer
+}
+
+// ID is the target node's ID.
+func (t Target) ID() string { return t.p.ID }
+
+// Addr is the target node's data address.
+func (t Target) Addr() string { return t.p.Addr }
+
+// Plan is the ordered list of places to try for one request.
+type Plan struct {
+	// Local is true when this node is in R(k) and should serve itself.
+	Local bool
+	// Targets are the members to forward to, best first: the chosen member
+	// of R(k), the rest of R(k), then the next rendezvous candidate.
+	Targets []Target
+}
+
+// Plan decides where a request for hash goes. buf is reused storage for the
+// targets so that the serving path does not allocate.
+func (r *Router) Plan(hash uint64, buf []Target) Plan {
+	t := r.tab.Load()
+	now := r.cfg.Now().UnixNano()
+	var rankBuf [3]*peer
+	ranked := t.rank(hash, rankBuf[:0], now)
+	if len(ranked) == 0 {
+		return Plan{Local: true}
+	}
+	owner := ranked[0]
+	reps := t.replicas[hash]
+	if owner.ID == r.cfg.Self {
+		return Plan{Local: true}
+	}
+	for _, p := range reps {
+		if p.ID == r.cfg.Self {
+			return Plan{Local: true}
+		}
+	}
+	plan := Plan{Targets: buf[:0]}
+	if len(reps) > 0 {
+		first := r.pick(owner, reps, now)
+		plan.Targets = append(plan.Targets, Target{first})
+		for _, p := range reps {
+			if p != first && p.downUntil.Load() <= now {
+				plan.Targets = append(plan.Targets, Target{p})
+			}
+		}
+		if first != owner {
+			plan.Targets = append(plan.Targets, Target{owner})
+		}
+	} else {
+		plan.Targets = append(plan.Targets, Target{owner})
+	}
+	// The next rendezvous candidate is where the key lands if the owner is
+	// gone; it may be this node, which then serves itself.
+	for _, p := range ranked[1:] {
+		if p.ID == r.cfg.Self {
+			break
+		}
+		if !containsPeer(plan.Targets, p) {
+			plan.Targets = append(plan.Targets, Target{p})
+			break
+		}
+	}
+	return plan
+}
+
+// pick chooses among owner ∪ reps by power-of-two-choices: two distinct
+// random members, the one with fewer forwards in flight wins (then lower
+// latency). Members in this node's zone are preferred when there are at
+// least two of them.
+func (r *Router) pick(owner *peer, reps []*peer, now int64) *peer {
+	var all [16]*peer
+	set := all[:0]
+	add := func(p *peer) {
+		if len(set) < len(all) && p.downUntil.Load() <= now {
+			set = append(set, p)
+		}
+	}
+	add(owner)
+	for _, p := range reps {
+		add(p)
+	}
+	if len(set) == 0 {
+		return owner
+	}
+	if r.cfg.Zone != "" {
+		local := 0
+		for _, p := range set {
+			if p.Zone == r.cfg.Zone {
+				set[local] = p
+				local++
+			}
+		}
+		if local >= 2 {
+			set = set[:local]
+		} else {
+			// Restore: the zone filter kept too few; rebuild the full set.
+			set = all[:0]
+			add(owner)
+			for _, p := range reps {
+				add(p)
+			}
+		}
+	}
+	if len(set) == 1 {
+		return set[0]
+	}
+	i := rand.IntN(len(set))
+	j := rand.IntN(len(set) - 1)
+	if j >= i {
+		j++
+	}
+	a, b := set[i], set[j]
+	if better(b, a) {
+		return b
+	}
+	return a
+}
+
+// better reports whether a is a better choice than b.
+func better(a, b *peer) bool {
+	ai, bi := a.inflight.Load(), b.inflight.Load()
+	if ai != bi {
+		return ai < bi
+	}
+	return a.latency.Load() < b.latency.Load()
+}
+
+func containsPeer(ts []Target, p *peer) bool {
+	for _, t := range ts {
+		if t.p == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Begin records a forward starting to t; call the returned func with the
+// outcome when it ends.
+func (r *Router) Begin(t Target) func(ok bool) {
+	t.p.inflight.Add(1)
+	start := r.cfg.Now()
+	return func(ok bool) {
+		t.p.inflight.Add(-1)
+		now := r.cfg.Now()
+		if !ok {
+			t.p.downUntil.Store(now.Add(r.cfg.Suspicion).UnixNano())
+			return
+		}
+		t.p.downUntil.Store(0)
+		d := int64(now.Sub(start))
+		old := t.p.latency.Load()
+		// EWMA with weight 1/8: cheap, and old enough to ride out one spike.
+		t.p.latency.Store(old + (d-old)/8)
+	}
+}
