@@ -18,7 +18,7 @@ type nodeFlags struct {
 	id, zone, cluster, etcd, listen, admin, advertise, origin, adminToken string
 	storeBytes, maxObjectBytes, maxBodyBytes                              byteSize
 	defaultTTL, swr, sie, originTimeout, forwardTimeout                   time.Duration
-	memberTTL, shutdownGrace                                              time.Duration
+	memberTTL, shutdownGrace, purgeMaxDisconnect                          time.Duration
 	prefresh                                                              float64
 	originMaxConcurrency, maxHeaderBytes                                  int
 	rejectUnsafe                                                          bool
@@ -52,6 +52,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
+	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", d.ShutdownGrace, "bound on finishing in-flight requests at shutdown")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -72,7 +73,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		DefaultTTL: f.defaultTTL, StaleWhileRevalidate: f.swr, StaleIfError: f.sie, Prefresh: f.prefresh,
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe,
-		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace,
+		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
 		Logger: logger,
 	}
 }

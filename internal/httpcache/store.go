@@ -283,6 +283,15 @@ func (s *Store) Delete(base string) int {
 	return n + s.dropVariants(base, "")
 }
 
+// PurgeKey purges base and all its variants and returns how many entries
+// there were. A hard purge drops them; a soft one makes them stale now.
+func (s *Store) PurgeKey(base string, soft bool) int {
+	if !soft {
+		return s.Delete(base)
+	}
+	return s.purge(append(s.index.variantKeys(base), base), true)
+}
+
 // PurgeTag purges the entries tagged tag, hard or soft, and returns how many
 // there were.
 func (s *Store) PurgeTag(tag string, soft bool) int {

@@ -181,6 +181,8 @@ func TestStorePurge(t *testing.T) {
 		{"all hard", func(s *Store) int { return s.PurgeAll(false) }, false, 4, nil},
 		{"all soft", func(s *Store) int { return s.PurgeAll(true) }, true, 4, nil},
 		{"delete", func(s *Store) int { return s.Delete("h/sport/1") }, false, 1, []string{"h/news/1", "h/news/2", "h/about"}},
+		{"key hard", func(s *Store) int { return s.PurgeKey("h/news/1", false) }, false, 1, []string{"h/news/2", "h/sport/1", "h/about"}},
+		{"key soft with variants", func(s *Store) int { return s.PurgeKey("h/news/2", true) }, true, 1, []string{"h/news/1", "h/sport/1", "h/about"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

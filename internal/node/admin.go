@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crowdpilot/crowdpilot/internal/purge"
 )
 
 // adminHandler serves health, readiness, metrics and the JSON API.
@@ -24,6 +26,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
 	mux.HandleFunc("GET /api/v1/cluster", n.handleCluster)
+	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))
 	return mux
 }
 

@@ -64,6 +64,11 @@ type Config struct {
 	// passing them to the origin.
 	RejectUnsafe bool
 
+	// PurgeMaxDisconnect bounds how long the node trusts its cache while it
+	// cannot see the purge log: beyond it, entries older than the bound are
+	// served only as stale while revalidating. Default 10s.
+	PurgeMaxDisconnect time.Duration
+
 	// MemberTTL is the lease TTL of the membership record. Default 5s.
 	MemberTTL time.Duration
 	// ShutdownGrace bounds finishing in-flight requests on shutdown. Default 10s.
@@ -94,6 +99,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:       32 << 10,
 		MaxBodyBytes:         1 << 20,
 		MemberTTL:            5 * time.Second,
+		PurgeMaxDisconnect:   10 * time.Second,
 		ShutdownGrace:        10 * time.Second,
 	}
 }
@@ -142,6 +148,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
 	}
+	if c.PurgeMaxDisconnect == 0 {
+		c.PurgeMaxDisconnect = d.PurgeMaxDisconnect
+	}
 	if c.MemberTTL == 0 {
 		c.MemberTTL = d.MemberTTL
 	}
@@ -184,6 +193,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"default ttl": c.DefaultTTL, "stale-while-revalidate": c.StaleWhileRevalidate,
 		"stale-if-error": c.StaleIfError, "shutdown grace": c.ShutdownGrace,
+		"purge max disconnect": c.PurgeMaxDisconnect,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, d))

@@ -19,6 +19,7 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/fill"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/purge"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
@@ -38,6 +39,13 @@ type Node struct {
 	etcd    *clientv3.Client
 	members *cluster.Membership
 
+	purgeLog      *purge.Log
+	follower      *purge.Follower
+	purgeRev      atomic.Int64  // last applied purge revision, to publish
+	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
+	appliedSignal atomicSignal  // closed on every applied purge
+	invalidations chan string   // unsafe-request paths to append to the log
+
 	inflight atomic.Int64
 
 	dataLn, adminLn net.Listener
@@ -55,7 +63,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
 	origin, _ := url.Parse(cfg.Origin)
-	n := &Node{cfg: cfg, origin: origin, servedBy: []string{cfg.ID}}
+	n := &Node{
+		cfg: cfg, origin: origin, servedBy: []string{cfg.ID},
+		publishRev:    make(chan struct{}, 1),
+		invalidations: make(chan string, invalidateQueue),
+	}
+	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 
 	var err error
@@ -129,6 +142,21 @@ func (n *Node) Start(ctx context.Context) error {
 		n.etcd.Close()
 		return fmt.Errorf("membership: %w", err)
 	}
+	n.purgeLog = purge.NewLog(n.etcd, n.cfg.Cluster)
+	n.follower, err = purge.NewFollower(purge.FollowerConfig{
+		Client:        n.etcd,
+		Cluster:       n.cfg.Cluster,
+		Applier:       purgeApplier{n},
+		OnApplied:     n.onPurgeApplied,
+		MaxDisconnect: n.cfg.PurgeMaxDisconnect,
+		Logger:        n.cfg.Logger,
+		Registerer:    n.cfg.Registry,
+	})
+	if err != nil {
+		n.closeListeners()
+		n.etcd.Close()
+		return fmt.Errorf("purge follower: %w", err)
+	}
 
 	n.data = &http.Server{
 		Handler:           n,
@@ -146,13 +174,10 @@ func (n *Node) Start(ctx context.Context) error {
 	n.cancel = cancel
 	n.goServe(n.data, n.dataLn)
 	n.goServe(n.admin, n.adminLn)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.members.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
-			n.cfg.Logger.Error("membership stopped", "err", err)
-		}
-	}()
+	n.goLoop(bg, "membership", n.members.Run)
+	n.goLoop(bg, "purge follower", n.follower.Run)
+	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
+	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
 }
@@ -163,6 +188,17 @@ func (n *Node) goServe(srv *http.Server, ln net.Listener) {
 		defer n.wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.cfg.Logger.Error("server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// goLoop runs one background loop owned by the node until ctx is done.
+func (n *Node) goLoop(ctx context.Context, name string, run func(context.Context) error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			n.cfg.Logger.Error("background loop stopped", "loop", name, "err", err)
 		}
 	}()
 }

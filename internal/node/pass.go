@@ -53,14 +53,9 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	sw := &statusWriter{ResponseWriter: w}
 	n.pass.ServeHTTP(sw, r)
 	if sw.code < 400 {
-		n.invalidate(base)
+		n.invalidate(base, r.URL.RequestURI())
 	}
 	return resPass
-}
-
-// invalidate drops base (every variant) from this node's store.
-func (n *Node) invalidate(base string) {
-	n.store.Delete(base)
 }
 
 // statusWriter remembers the status code written through it.

@@ -110,6 +110,9 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string) s
 	var st httpcache.State
 	if ok {
 		st = e.State(now, n.cfg.Prefresh)
+		if st <= httpcache.Prefresh && !n.trustedFresh(e.ResponseTime, now) {
+			st = httpcache.StaleRevalidate
+		}
 		switch st {
 		case httpcache.Fresh:
 			n.writeEntry(w, r, e, now, hitStatus(e, now))

@@ -161,6 +161,15 @@ func (f *Follower) Connected() bool {
 	return last != 0 && f.cfg.Now().Sub(time.Unix(0, last)) <= f.cfg.MaxDisconnect
 }
 
+// LastContact is when etcd last confirmed the follower's position (zero
+// before the first contact). Entries cached before it were current then.
+func (f *Follower) LastContact() time.Time {
+	if last := f.contact.Load(); last != 0 {
+		return time.Unix(0, last)
+	}
+	return time.Time{}
+}
+
 // Run follows the log until ctx is done, then returns nil. Watch failures and
 // unreachable etcd are retried with backoff, always resuming after the last
 // applied revision. Run must not be called concurrently with itself; called

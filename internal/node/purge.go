@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+	"github.com/crowdpilot/crowdpilot/internal/purge"
+)
+
+// invalidateQueue bounds URLs waiting to be appended to the purge log after
+// an unsafe request; beyond it they are dropped and counted (the local copy
+// is dropped at once either way).
+const invalidateQueue = 1024
+
+// purgeApplier applies the invalidation log to the node's store.
+type purgeApplier struct{ n *Node }
+
+var _ purge.Applier = purgeApplier{}
+
+// ApplyPurge drops (or softens) what one log entry names.
+func (a purgeApplier) ApplyPurge(e purge.Entry) {
+	s := a.n.store
+	switch e.Kind {
+	case purge.KindKey:
+		base, err := a.n.keyOfURL(e.Value)
+		if err != nil {
+			a.n.cfg.Logger.Warn("purge of an unusable key ignored", "rev", e.Rev, "key", e.Value, "err", err)
+			return
+		}
+		s.PurgeKey(base, e.Soft)
+	case purge.KindTag:
+		s.PurgeTag(e.Value, e.Soft)
+	case purge.KindPrefix:
+		s.PurgePrefix(a.n.origin.Host+e.Value, e.Soft)
+	case purge.KindAll:
+		s.PurgeAll(e.Soft)
+	}
+}
+
+// Flush drops everything: the node fell behind a compaction of the log.
+func (a purgeApplier) Flush() { a.n.store.PurgeAll(false) }
+
+// keyOfURL turns a purge's key (a path, or a full URL) into a cache key.
+func (n *Node) keyOfURL(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", err
+	}
+	if u.Path == "" {
+		return "", errors.New("no path")
+	}
+	return n.baseKey(&http.Request{Method: http.MethodGet, URL: u, Host: n.origin.Host})
+}
+
+// onPurgeApplied runs on the follower's goroutine: remember the revision and
+// wake the publisher and anyone waiting for it. It never blocks.
+func (n *Node) onPurgeApplied(rev int64) {
+	n.purgeRev.Store(rev)
+	select {
+	case n.publishRev <- struct{}{}:
+	default:
+	}
+	close(*n.appliedSignal.Swap(newSignal()))
+}
+
+func newSignal() *chan struct{} {
+	c := make(chan struct{})
+	return &c
+}
+
+// publishPurgeRevs writes the latest applied revision into this node's
+// member record, so "purged everywhere" is observable. Only the latest
+// revision matters: a slow etcd write coalesces many purges.
+func (n *Node) publishPurgeRevs(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.publishRev:
+		}
+		rev := n.purgeRev.Load()
+		if err := n.members.Update(ctx, func(m *cluster.Member) { m.PurgeRev = rev }); err != nil && ctx.Err() == nil {
+			n.cfg.Logger.Debug("publish purge revision", "rev", rev, "err", err)
+		}
+	}
+}
+
+// waitPurged waits, at most d, until this node has applied the log up to
+// rev. A replica filling from this node sends the revision it has applied,
+// so it never refills a purged object from a copy this node has not purged
+// yet.
+func (n *Node) waitPurged(ctx context.Context, rev int64, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		sig := *n.appliedSignal.Load()
+		if n.follower.Applied() >= rev {
+			return true
+		}
+		select {
+		case <-sig:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// invalidate drops base here at once and appends it to the purge log so
+// every node (replicas included) drops it too. The append runs in the
+// background; the serving path never waits on etcd.
+func (n *Node) invalidate(base, path string) {
+	n.store.PurgeKey(base, false)
+	select {
+	case n.invalidations <- path:
+	default:
+		n.m.shed("invalidate_queue")
+	}
+}
+
+// appendInvalidations feeds queued unsafe-request invalidations to the log.
+func (n *Node) appendInvalidations(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-n.invalidations:
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := n.purgeLog.Append(actx, purge.Request{Key: p})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				n.m.shed("invalidate_append")
+				n.cfg.Logger.Warn("unsafe-method invalidation not logged", "path", p, "err", err)
+			}
+		}
+	}
+}
+
+// trustedFresh reports whether a fresh entry may be served as fresh: when
+// the node has lost the purge log for longer than the bound, an entry older
+// than the bound may hide a purge it missed, so it is served only as stale
+// while it is revalidated.
+func (n *Node) trustedFresh(respTime, now time.Time) bool {
+	return n.follower.Connected() || now.Sub(respTime) <= n.cfg.PurgeMaxDisconnect
+}
+
+// atomicSignal is a broadcast: closed and replaced on every applied purge.
+type atomicSignal = atomic.Pointer[chan struct{}]

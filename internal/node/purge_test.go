@@ -1,0 +1,155 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/demo"
+)
+
+// adminPost sends a purge request to node i's admin listener.
+func (tc *testCluster) adminPost(i int, token, body string) (int, map[string]any) {
+	tc.t.Helper()
+	req, err := http.NewRequest("POST", "http://"+tc.nodes[i].AdminAddr()+"/api/v1/purge", strings.NewReader(body))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := tc.client.Do(req)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// version reads the object's version as served through node i.
+func (tc *testCluster) version(i int, path string) int {
+	tc.t.Helper()
+	s, b, _, err := tc.get(tc.url(i, path))
+	if err != nil || s != 200 {
+		tc.t.Fatalf("GET %s via n%d: %d %v", path, i, s, err)
+	}
+	v, ok := parseVersion(b)
+	if !ok {
+		tc.t.Fatalf("no version in %q", b)
+	}
+	return v
+}
+
+func parseVersion(body string) (int, bool) {
+	i := strings.Index(body, "version=")
+	if i < 0 {
+		return 0, false
+	}
+	var v int
+	_, err := fmt.Sscanf(body[i:], "version=%d", &v)
+	return v, err == nil
+}
+
+// TestPurgeTagWaitsForEveryNode: a tag purge with wait returns once every
+// node applied it, and no node serves the old body afterwards.
+func TestPurgeTagWaitsForEveryNode(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, nil)
+	paths := []string{"/live/match-1", "/live/ticker", "/live/blog"}
+	for _, p := range paths {
+		for i := range 3 {
+			if v := tc.version(i, p); v != 0 {
+				t.Fatalf("initial version %d", v)
+			}
+		}
+		tc.origin.Update(p)
+	}
+	// Cached for an hour: still version 0 everywhere.
+	for _, p := range paths {
+		if v := tc.version(1, p); v != 0 {
+			t.Fatalf("%s served version %d before the purge, want the cached 0", p, v)
+		}
+	}
+	code, out := tc.adminPost(2, "secret", `{"tag": "live", "wait": "5s"}`)
+	if code != 200 || out["complete"] != true {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	if applied, _ := out["applied"].([]any); len(applied) != 3 {
+		t.Fatalf("applied on %v, want all 3 nodes", out["applied"])
+	}
+	for _, p := range paths {
+		for i := range 3 {
+			if v := tc.version(i, p); v != 1 {
+				t.Errorf("%s via n%d: version %d after the acknowledged purge, want 1", p, i, v)
+			}
+		}
+	}
+}
+
+// TestUnsafeMethodInvalidatesEverywhere: a POST through a node that does
+// not own the URL invalidates the owner's copy too (RFC 9111 §4.4).
+func TestUnsafeMethodInvalidatesEverywhere(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, nil)
+	const p = "/live/score"
+	if v := tc.version(0, p); v != 0 {
+		t.Fatal(v)
+	}
+	tc.origin.Update(p)
+	for i := range 3 {
+		resp, err := tc.client.Post(tc.url(i, p), "text/plain", strings.NewReader("goal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("POST via n%d: %d", i, resp.StatusCode)
+		}
+	}
+	eventually(t, 5*time.Second, func() string {
+		for i := range 3 {
+			if v := tc.version(i, p); v != 1 {
+				return fmt.Sprintf("n%d still serves version %d", i, v)
+			}
+		}
+		return ""
+	})
+}
+
+// TestPurgeBadInput: refused requests change nothing.
+func TestPurgeBadInput(t *testing.T) {
+	tc := newTestCluster(t, 2, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, nil)
+	const p = "/live/x"
+	tc.version(0, p)
+	tc.origin.Update(p)
+	before := tc.nodes[0].follower.Applied()
+	tests := []struct {
+		name, token, body string
+		want              int
+	}{
+		{"no token", "", `{"tag":"live"}`, 401},
+		{"wrong token", "nope", `{"tag":"live"}`, 401},
+		{"malformed", "secret", `{"tag":`, 400},
+		{"two targets", "secret", `{"tag":"live","all":true}`, 400},
+		{"unknown field", "secret", `{"tags":"live"}`, 400},
+		{"bad wait", "secret", `{"tag":"live","wait":"forever"}`, 400},
+		{"oversized", "secret", `{"tag":"` + strings.Repeat("x", 64<<10) + `"}`, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := tc.adminPost(0, tt.token, tt.body)
+			if code != tt.want || out["error"] == nil {
+				t.Errorf("status %d body %v, want %d with an error message", code, out, tt.want)
+			}
+		})
+	}
+	if got := tc.nodes[0].follower.Applied(); got != before {
+		t.Errorf("applied revision moved from %d to %d", before, got)
+	}
+	if v := tc.version(1, p); v != 0 {
+		t.Errorf("cached copy was purged by a refused request: version %d", v)
+	}
+}
