@@ -131,6 +131,12 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-o.slots }()
+	// Like a real origin, read the object's state first, then spend the
+	// latency rendering it: an update during the render is not in this
+	// response.
+	o.mu.Lock()
+	v := o.versions[r.URL.Path]
+	o.mu.Unlock()
 	select {
 	case <-time.After(o.cfg.Latency):
 	case <-r.Context().Done():
@@ -141,7 +147,6 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.mu.Lock()
-	v := o.versions[r.URL.Path]
 	o.perPath[r.URL.Path]++
 	o.mu.Unlock()
 	o.fetches.Add(1)

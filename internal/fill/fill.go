@@ -64,6 +64,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Epoch is the purge epoch: it moves whenever a purge is applied. A
+	// fill that saw the epoch move while it ran is not stored (the purge
+	// may have been for it), and requests arriving after a purge never
+	// join a fetch that started before it. Nil means no purges.
+	Epoch func() int64
 }
 
 func (c *Config) setDefaults() error {
@@ -102,6 +107,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Epoch == nil {
+		c.Epoch = func() int64 { return 0 }
 	}
 	return nil
 }
@@ -215,7 +223,8 @@ func (g *Group) FetchOnce(ctx context.Context, r *http.Request, base string, up 
 
 func (g *Group) do(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
 	leader := false
-	ch := g.sf.DoChan(key, func() (any, error) {
+	flight := key + "\x00" + strconv.FormatInt(g.cfg.Epoch(), 10)
+	ch := g.sf.DoChan(flight, func() (any, error) {
 		leader = true
 		// A flight that just ended may have stored what we missed between
 		// our store lookup and joining: look again before fetching.
@@ -265,6 +274,7 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	if err != nil {
 		return Result{}, err
 	}
+	epoch := g.cfg.Epoch()
 	reqTime := g.cfg.Now()
 	var resp *http.Response
 	if up != nil {
@@ -280,8 +290,8 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		e := stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
-		g.cfg.Store.Put(e)
-		return Result{Entry: e, Stored: true, Revalidated: true}, nil
+		stored := g.put(e, epoch)
+		return Result{Entry: e, Stored: stored, Revalidated: true}, nil
 	}
 	if resp.ContentLength > g.cfg.MaxObjectBytes {
 		g.m.fetches.WithLabelValues("too_large").Inc()
@@ -303,10 +313,27 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	e.Key = httpcache.VariantKey(base, e.Vary, r.Header) // not yet shared: still ours to finish
 	stored := false
 	if ok, _ := httpcache.Storable(out, resp.StatusCode, resp.Header); ok {
-		g.cfg.Store.Put(e)
-		stored = true
+		stored = g.put(e, epoch)
 	}
 	return Result{Entry: e, Stored: stored}, nil
+}
+
+// put stores e unless a purge was applied since its fetch began (epoch):
+// the response may predate what the purge was for.
+func (g *Group) put(e *httpcache.Entry, epoch int64) bool {
+	if g.cfg.Epoch() != epoch {
+		g.m.fetches.WithLabelValues("purged_in_flight").Inc()
+		return false
+	}
+	g.cfg.Store.Put(e)
+	// A purge moves the epoch before it touches the store, so one that
+	// slipped in between the check and the Put is seen here: undo the Put.
+	if g.cfg.Epoch() != epoch {
+		g.cfg.Store.PurgeKey(e.BaseKey, false)
+		g.m.fetches.WithLabelValues("purged_in_flight").Inc()
+		return false
+	}
+	return true
 }
 
 // origin sends out to the origin through the adaptive limit. A full limit

@@ -17,7 +17,7 @@ import (
 
 // testCluster is embedded etcd, an origin and N nodes on loopback.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	etcd   *cluster.Embedded
 	dir    string // etcd data dir, for restarting it
 	origin *demo.Origin
@@ -29,7 +29,7 @@ type testCluster struct {
 
 // newTestCluster starts etcd, a demo origin and n nodes, and waits until
 // every node sees all n members.
-func newTestCluster(t *testing.T, n int, ocfg demo.Config, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) *testCluster {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -111,7 +111,7 @@ func (tc *testCluster) get(url string) (int, string, http.Header, error) {
 }
 
 // eventually polls cond until it returns "" or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() string) {
+func eventually(t testing.TB, within time.Duration, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

@@ -42,6 +42,7 @@ type Node struct {
 	purgeLog      *purge.Log
 	follower      *purge.Follower
 	purgeRev      atomic.Int64  // last applied purge revision, to publish
+	epoch         atomic.Int64  // moves before every purge touches the store
 	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
 	appliedSignal atomicSignal  // closed on every applied purge
 	invalidations chan string   // unsafe-request paths to append to the log
@@ -95,6 +96,7 @@ func New(cfg Config) (*Node, error) {
 		Registerer:     cfg.Registry,
 		Logger:         cfg.Logger,
 		Now:            cfg.Now,
+		Epoch:          n.epoch.Load,
 	})
 	if err != nil {
 		n.store.Close()

@@ -24,6 +24,7 @@ var _ purge.Applier = purgeApplier{}
 
 // ApplyPurge drops (or softens) what one log entry names.
 func (a purgeApplier) ApplyPurge(e purge.Entry) {
+	a.n.epoch.Add(1) // before the store: fills in flight must see it (fill.Config.Epoch)
 	s := a.n.store
 	switch e.Kind {
 	case purge.KindKey:
@@ -43,7 +44,10 @@ func (a purgeApplier) ApplyPurge(e purge.Entry) {
 }
 
 // Flush drops everything: the node fell behind a compaction of the log.
-func (a purgeApplier) Flush() { a.n.store.PurgeAll(false) }
+func (a purgeApplier) Flush() {
+	a.n.epoch.Add(1)
+	a.n.store.PurgeAll(false)
+}
 
 // keyOfURL turns a purge's key (a path, or a full URL) into a cache key.
 func (n *Node) keyOfURL(v string) (string, error) {
@@ -116,6 +120,7 @@ func (n *Node) waitPurged(ctx context.Context, rev int64, d time.Duration) bool 
 // every node (replicas included) drops it too. The append runs in the
 // background; the serving path never waits on etcd.
 func (n *Node) invalidate(base, path string) {
+	n.epoch.Add(1)
 	n.store.PurgeKey(base, false)
 	select {
 	case n.invalidations <- path:

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Hit path, side by side: one crowdpilot node and nginx proxy_cache serve the
+# same cached 1 KiB object from memory to the same load generator (wrk), on
+# the same machine, in one run. Prints both and the ratio.
+#
+#   bash bench/hitpath.sh            # 10 s per contender, wrk -t2 -c64
+#   DURATION=30s CONNS=128 bash bench/hitpath.sh
+#
+# Needs nginx and wrk (installed from Debian when missing, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+OUT=bench/out/hitpath
+mkdir -p "$OUT"
+
+need() { command -v "$1" >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] || { echo "hitpath: $1 missing and not root to install it" >&2; exit 2; }; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need nginx nginx
+need wrk wrk
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+CP_DATA=$(freeport); CP_ADMIN=$(freeport); ORIGIN=$(freeport); ETCD_C=$(freeport); ETCD_P=$(freeport); NGINX=$(freeport)
+
+go build -o "$OUT/crowdpilot" ./cmd/crowdpilot
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$OUT/nginx.pid" ] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$OUT/crowdpilot" up --nodes 1 --listen 127.0.0.1:$CP_DATA --admin 127.0.0.1:$CP_ADMIN \
+  --demo-listen 127.0.0.1:$ORIGIN --etcd-listen 127.0.0.1:$ETCD_C --etcd-peer 127.0.0.1:$ETCD_P \
+  --autopilot=false --log-level warn >"$OUT/up.log" 2>&1 &
+pids+=($!)
+
+cat >"$OUT/nginx.conf" <<EOF
+worker_processes auto;
+pid $PWD/$OUT/nginx.pid;
+error_log $PWD/$OUT/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  proxy_cache_path /dev/shm/crowdpilot-bench-nginx levels=1:2 keys_zone=c:16m max_size=256m inactive=10m use_temp_path=off;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      proxy_cache_lock on;
+      proxy_cache_use_stale updating error timeout;
+      proxy_cache_background_update on;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+EOF
+nginx -c "$PWD/$OUT/nginx.conf"
+
+wait_ok() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "hitpath: $1 never answered" >&2; exit 1; }
+wait_ok "http://127.0.0.1:$CP_DATA/obj/1"
+wait_ok "http://127.0.0.1:$NGINX/obj/1"
+curl -s -o /dev/null "http://127.0.0.1:$NGINX/obj/1"
+
+run() { # name url
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2" >"$OUT/$1.txt"
+  local rps p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$1.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$OUT/$1.txt")
+  echo "$1 $rps $p99"
+}
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB object"
+a=$(run nginx "http://127.0.0.1:$NGINX/obj/1")
+b=$(run crowdpilot "http://127.0.0.1:$CP_DATA/obj/1")
+c=$(run nginx-again "http://127.0.0.1:$NGINX/obj/1")
+printf '%-12s %12s %10s\n' contender req/s p99
+for r in "$a" "$b" "$c"; do printf '%-12s %12s %10s\n' $r; done
+python3 - "$a" "$b" "$c" <<'PY'
+import sys
+def ms(v):
+    for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(u): return float(v[:-len(u)]) * f
+n1, cp, n2 = (l.split() for l in sys.argv[1:])
+nginx_rps = (float(n1[1]) + float(n2[1])) / 2
+nginx_p99 = (ms(n1[2]) + ms(n2[2])) / 2
+print(f"ratio crowdpilot/nginx: throughput {float(cp[1])/nginx_rps:.2f}, p99 {ms(cp[2])/nginx_p99:.2f} (nginx averaged over the runs before and after)")
+PY

@@ -1,0 +1,630 @@
+#!/usr/bin/env bash
+# bench/testbed.sh: the flash-crowd testbed (issue 4).
+#
+# On one Linux machine, as root, it runs the same open-loop flash crowd
+# against three contenders, one after the other, with the same CPU:
+#
+#   crowdpilot-autopilot  N `crowdpilot node` processes, autopilot on
+#   crowdpilot-off        N `crowdpilot node` processes, autopilot off
+#   nginx                 N nginx instances (1 worker each) with proxy_cache
+#
+# Every node (or nginx instance) is a separate process in a cgroup of its
+# own with a CPU quota (--cpu cores each). One embedded etcd and the slow
+# demo origin (`crowdpilot up --nodes 0`) and the load generator
+# (`crowdpilot load`) run outside the caps; the origin is limited by its own
+# concurrency limit (--demo-capacity). Everything listens on 127.0.0.1 on
+# ports probed free at start.
+#
+# Results: a section of bench/RESULTS.md (between <!-- testbed:begin/end -->)
+# and one chart per contender, bench/flashcrowd-<contender>.png. Raw files
+# (load JSON, logs, /metrics, cpu.stat) stay in bench/out/run-<time>/.
+# --quick runs a ~20 s schedule and writes to bench/out/ instead.
+#
+# Run `bench/testbed.sh --help` for the flags.
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+ORIG_ARGS=("$@")
+
+usage() {
+	cat <<'EOF'
+usage: sudo bench/testbed.sh [flags]
+
+Scenario (durations in whole seconds, "10" or "10s"):
+  --rate R              baseline requests/s (default 200)
+  --mult M              crowd multiplier, a step on the hot object (default 50)
+  --before S            seconds of baseline before the crowd (default 10)
+  --hold S              seconds the crowd lasts (default 30)
+  --after S             seconds of baseline after the crowd (default 20)
+  --quick               smoke run: --before 4 --hold 8 --after 8, results to bench/out/
+  --hot PATH            the crowd's object (default /live/match-1)
+  --keys N --zipf S     catalogue for the baseline (default 10000, 1.1)
+  --seed N              key choice seed (default 1)
+  --timeout D           per-request timeout of the generator (default 5s)
+  --max-inflight N      generator in-flight cap (default 10000)
+  --objective D         p99 objective per second for the recovery time (default 100ms)
+
+Testbed:
+  --nodes N             nodes (nginx instances) per contender (default 4)
+  --cpu C               CPU quota of each node's cgroup, in cores (default 0.25)
+  --contenders LIST     comma-separated, from crowdpilot-autopilot,crowdpilot-off,nginx
+                        (default all three, in that order)
+  --demo-latency D      demo origin response time (default 50ms)
+  --demo-capacity N     demo origin concurrency before it queues, sheds past 4x (default 8)
+  --binary PATH         use this crowdpilot binary instead of building one
+  --results FILE        markdown file for the section (default bench/RESULTS.md;
+                        bench/out/RESULTS.quick.md with --quick)
+  --charts DIR          where the PNGs go (default bench/; bench/out/ with --quick)
+
+Autopilot (passed to the autopilot contender's nodes when `crowdpilot node`
+has the flag; the defaults are the autopilot's own):
+  --replica-target-rps R (1000)  --max-replicas N (8)  --replica-ttl D (30s)
+  --scale-cooldown D (5s)        --scale-in-hold D (10s)
+EOF
+}
+
+# Exit 2: bad input or a precondition the operator must fix; nothing ran.
+die() {
+	echo "testbed: $*" >&2
+	exit 2
+}
+fail() {
+	echo "testbed: $*" >&2
+	exit 1
+}
+log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------- flags
+
+RATE=200 MULT=50 BEFORE=10 HOLD=30 AFTER=20 QUICK=0
+HOT=/live/match-1 KEYS=10000 ZIPF=1.1 SEED=1 TIMEOUT=5s MAXIN=10000 OBJECTIVE=100ms
+NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx
+DEMO_LATENCY=50ms DEMO_CAPACITY=8 BINARY="" RESULTS="" CHARTS=""
+AP_TARGET=1000 AP_MAX=8 AP_TTL=30s AP_COOLDOWN=5s AP_HOLD=10s
+SET_BEFORE="" SET_HOLD="" SET_AFTER=""
+
+secs() { # secs FLAG VALUE: whole seconds from "10" or "10s"
+	local v=${2%s}
+	[[ $v =~ ^[0-9]+$ ]] || die "$1 $2: want whole seconds, like 10 or 10s"
+	echo $((10#$v))
+}
+need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
+
+while [[ $# -gt 0 ]]; do
+	f=$1
+	v=""
+	if [[ $f == --*=* ]]; then
+		v=${f#*=}
+		f=${f%%=*}
+		set -- "$f" "$v" "${@:2}"
+	fi
+	case $f in
+	-h | --help) usage; exit 0 ;;
+	--quick) QUICK=1; shift; continue ;;
+	--rate | --mult | --before | --hold | --after | --hot | --keys | --zipf | --seed | --timeout | \
+		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | \
+		--binary | --results | --charts | --replica-target-rps | --max-replicas | --replica-ttl | \
+		--scale-cooldown | --scale-in-hold)
+		need "$@"; v=$2; shift 2 ;;
+	*) die "unknown flag $f (see --help)" ;;
+	esac
+	case $f in
+	--rate) RATE=$v ;;
+	--mult) MULT=$v ;;
+	--before) SET_BEFORE=$(secs "$f" "$v") || exit 2 ;;
+	--hold) SET_HOLD=$(secs "$f" "$v") || exit 2 ;;
+	--after) SET_AFTER=$(secs "$f" "$v") || exit 2 ;;
+	--hot) HOT=$v ;;
+	--keys) KEYS=$v ;;
+	--zipf) ZIPF=$v ;;
+	--seed) SEED=$v ;;
+	--timeout) TIMEOUT=$v ;;
+	--max-inflight) MAXIN=$v ;;
+	--objective) OBJECTIVE=$v ;;
+	--nodes) NODES=$v ;;
+	--cpu) CPU=$v ;;
+	--contenders) CONTENDERS=$v ;;
+	--demo-latency) DEMO_LATENCY=$v ;;
+	--demo-capacity) DEMO_CAPACITY=$v ;;
+	--binary) BINARY=$v ;;
+	--results) RESULTS=$v ;;
+	--charts) CHARTS=$v ;;
+	--replica-target-rps) AP_TARGET=$v ;;
+	--max-replicas) AP_MAX=$v ;;
+	--replica-ttl) AP_TTL=$v ;;
+	--scale-cooldown) AP_COOLDOWN=$v ;;
+	--scale-in-hold) AP_HOLD=$v ;;
+	esac
+done
+
+if ((QUICK)); then
+	BEFORE=4 HOLD=8 AFTER=8
+	: "${RESULTS:=$REPO/bench/out/RESULTS.quick.md}"
+	: "${CHARTS:=$REPO/bench/out}"
+fi
+: "${RESULTS:=$REPO/bench/RESULTS.md}"
+: "${CHARTS:=$REPO/bench}"
+BEFORE=${SET_BEFORE:-$BEFORE} HOLD=${SET_HOLD:-$HOLD} AFTER=${SET_AFTER:-$AFTER}
+TOTAL=$((BEFORE + HOLD + AFTER))
+
+[[ $NODES =~ ^[0-9]+$ ]] && ((NODES >= 1 && NODES <= 32)) || die "--nodes $NODES: want 1..32"
+[[ $CPU =~ ^[0-9]*\.?[0-9]+$ ]] || die "--cpu $CPU: want cores, like 0.25"
+PERIOD_US=100000
+QUOTA_US=$(awk -v c="$CPU" -v p="$PERIOD_US" 'BEGIN { printf "%d", c * p + 0.5 }')
+((QUOTA_US >= 1000)) || die "--cpu $CPU: want at least 0.01 core"
+[[ $RATE =~ ^[0-9]*\.?[0-9]+$ ]] || die "--rate $RATE: want requests per second"
+[[ $MULT =~ ^[0-9]*\.?[0-9]+$ ]] || die "--mult $MULT: want a multiplier, like 50"
+((HOLD >= 1 && TOTAL <= 3600)) || die "want --hold >= 1s and a run of at most an hour"
+[[ $HOT == /* ]] || die "--hot $HOT: want a path starting with /"
+IFS=, read -r -a WANT <<<"$CONTENDERS"
+((${#WANT[@]} > 0)) || die "--contenders is empty"
+for c in "${WANT[@]}"; do
+	case $c in crowdpilot-autopilot | crowdpilot-off | nginx) ;; *) die "--contenders: unknown contender $c" ;; esac
+done
+CROWD="${MULT}x@${BEFORE}s+${HOLD}s"
+
+# ---------------------------------------------------------------- preconditions
+
+[[ $(uname -s) == Linux ]] || die "needs Linux (cgroups)"
+[[ $(id -u) == 0 ]] || die "needs root (per-node cgroups with a CPU quota, apt-get); run: sudo bench/testbed.sh ${ORIG_ARGS[*]}"
+for t in curl awk timeout flock; do
+	command -v "$t" >/dev/null || die "needs $t"
+done
+
+# cgroups: v2 with the cpu controller (cpu.max), else v1's cpu controller
+# (cpu.cfs_quota_us).
+CGV="" CGBASE=""
+while read -r _ mnt typ opts _; do
+	if [[ $typ == cgroup2 && -z $CGV ]] && grep -qw cpu "$mnt/cgroup.controllers" 2>/dev/null; then
+		CGV=2 CGBASE=$mnt
+	fi
+done </proc/mounts
+if [[ -z $CGV ]]; then
+	while read -r _ mnt typ opts _; do
+		if [[ $typ == cgroup && ,$opts, == *,cpu,* ]]; then
+			CGV=1 CGBASE=$mnt
+			break
+		fi
+	done </proc/mounts
+fi
+[[ -n $CGV ]] || die "needs cgroups with a CPU controller (cgroup v2 with cpu in cgroup.controllers, or a v1 cpu hierarchy); none is mounted"
+[[ -w $CGBASE ]] || die "cgroup hierarchy $CGBASE is not writable (read-only mount or no delegation)"
+CGROOT=$CGBASE/crowdpilot-bench
+
+# One run at a time: two would share the CPU and spoil each other's numbers.
+LOCK=/run/lock/crowdpilot-testbed.lock
+mkdir -p "$(dirname "$LOCK")" && exec 9>"$LOCK" || die "cannot open $LOCK"
+flock -n 9 || die "another testbed run holds $LOCK"
+
+# Leftovers of a run that was killed hard: empty cgroups are removed; a
+# cgroup with processes in it is left for the operator.
+if [[ -d $CGROOT ]]; then
+	for d in "$CGROOT"/*/; do
+		[[ -d $d ]] || continue
+		if [[ -s $d/cgroup.procs ]]; then
+			die "leftover testbed processes in $d (pids: $(tr '\n' ' ' <"$d/cgroup.procs")); stop them, then rmdir $d"
+		fi
+		rmdir "$d" 2>/dev/null || die "cannot remove leftover cgroup $d"
+	done
+fi
+
+mkcg() { # mkcg DIR: a cgroup with the CPU quota; prints nothing
+	local d=$1
+	mkdir -p "$d" || return 1
+	if [[ $CGV == 2 ]]; then
+		echo "$QUOTA_US $PERIOD_US" >"$d/cpu.max" || return 1
+	else
+		echo "$PERIOD_US" >"$d/cpu.cfs_period_us" && echo "$QUOTA_US" >"$d/cpu.cfs_quota_us" || return 1
+	fi
+}
+if [[ $CGV == 2 ]]; then
+	# v2 hands the cpu controller down level by level; a non-root cgroup
+	# with processes in it cannot (a container without delegation).
+	if ! grep -qw cpu "$CGBASE/cgroup.subtree_control" 2>/dev/null; then
+		echo +cpu >"$CGBASE/cgroup.subtree_control" 2>/dev/null ||
+			die "cannot enable the cpu controller in $CGBASE/cgroup.subtree_control (processes in a non-root cgroup?); run on the host or in a delegated cgroup"
+	fi
+	mkdir -p "$CGROOT" && { grep -qw cpu "$CGROOT/cgroup.subtree_control" || echo +cpu >"$CGROOT/cgroup.subtree_control"; } 2>/dev/null ||
+		die "cannot enable the cpu controller in $CGROOT"
+fi
+mkcg "$CGROOT/probe" && rmdir "$CGROOT/probe" || die "cannot create a cgroup with a CPU quota under $CGROOT"
+
+# ---------------------------------------------------------------- state and cleanup
+
+RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$REPO/bench/out
+RUN=$OUT/run-$RUN_ID
+SHM=/dev/shm/crowdpilot-bench-$$
+PIDS=()    # every process started, for the trap
+CGROUPS=() # every cgroup made, for the trap
+mkdir -p "$RUN" "$CHARTS" "$(dirname "$RESULTS")" || fail "cannot create $RUN"
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# stop PID...: TERM, wait up to 15 s, then KILL. Only our own children.
+stop() {
+	local p end=$((SECONDS + 15))
+	for p in "$@"; do alive "$p" && kill -TERM "$p" 2>/dev/null; done
+	for p in "$@"; do
+		while alive "$p" && ((SECONDS < end)); do sleep 0.1; done
+		if alive "$p"; then
+			log "pid $p did not stop in 15 s; killing it"
+			kill -KILL "$p" 2>/dev/null
+		fi
+		wait "$p" 2>/dev/null
+	done
+}
+
+# rmcg DIR: kill what is still in our cgroup (only processes this script
+# started, e.g. nginx workers), then remove it.
+rmcg() {
+	local d=$1 end=$((SECONDS + 5)) p
+	[[ -d $d ]] || return 0
+	while [[ -s $d/cgroup.procs ]] && ((SECONDS < end)); do
+		while read -r p; do kill -KILL "$p" 2>/dev/null; done <"$d/cgroup.procs"
+		sleep 0.1
+	done
+	rmdir "$d" 2>/dev/null || log "could not remove cgroup $d"
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	((${#PIDS[@]})) && stop "${PIDS[@]}"
+	local i
+	for ((i = ${#CGROUPS[@]} - 1; i >= 0; i--)); do rmcg "${CGROUPS[i]}"; done
+	rmdir "$CGROOT" 2>/dev/null
+	rm -rf "$SHM"
+	((rc)) && log "exit $rc; logs in ${RUN#"$REPO"/}"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
+
+# start CGROUP LOG CMD...: run CMD in the background, already inside
+# CGROUP (empty: no cgroup), so none of its threads ever runs uncapped.
+# Sets STARTED to its pid.
+start() {
+	local cg=$1 logf=$2
+	shift 2
+	if [[ -n $cg ]]; then
+		bash -c 'echo $$ >"$1/cgroup.procs" || exit 97; shift; exec "$@"' _ "$cg" "$@" >"$logf" 2>&1 </dev/null &
+	else
+		"$@" >"$logf" 2>&1 </dev/null &
+	fi
+	STARTED=$!
+	PIDS+=("$STARTED")
+}
+
+# wait_http URL SECONDS PID [CHECK]: poll until URL answers 200 (and its body
+# passes CHECK, a command reading it on stdin), PID dies, or the deadline.
+wait_http() {
+	local url=$1 end=$((SECONDS + $2)) pid=$3 check=${4:-true} body
+	while ((SECONDS < end)); do
+		alive "$pid" || return 1
+		if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && $check <<<"$body"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+json_str() { # a JSON string literal
+	local s=${1//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\n'/ }
+	printf '"%s"' "$s"
+}
+origin_stats() { curl -fsS --max-time 3 "$ORIGIN/_stats" 2>/dev/null | tr -d '\n' || true; }
+
+# ---------------------------------------------------------------- build
+
+log "cgroup v$CGV at $CGBASE; $NODES nodes x $CPU core ($QUOTA_US/$PERIOD_US us) per contender"
+if [[ " ${WANT[*]} " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
+	log "installing nginx from the distribution's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get install -y nginx || { apt-get update && apt-get install -y nginx; }; } >"$RUN/apt.log" 2>&1 ||
+		fail "apt-get install nginx failed; see ${RUN#"$REPO"/}/apt.log"
+	command -v nginx >/dev/null || fail "nginx still not found after apt-get install"
+fi
+
+if [[ -n $BINARY ]]; then
+	BIN=$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")
+	[[ -x $BIN ]] || die "--binary $BINARY is not an executable"
+else
+	BIN=$OUT/crowdpilot
+	log "building crowdpilot"
+	(cd "$REPO" && go build -o "$BIN" ./cmd/crowdpilot) >"$RUN/build.log" 2>&1 ||
+		fail "go build ./cmd/crowdpilot failed: $(head -c 600 "$RUN/build.log")"
+fi
+TB=$OUT/testbed
+(cd "$REPO" && go build -o "$TB" ./bench/testbed) >>"$RUN/build.log" 2>&1 ||
+	fail "go build ./bench/testbed failed: $(head -c 600 "$RUN/build.log")"
+
+NODE_HELP=$("$BIN" node --help 2>&1)
+has_flag() { grep -qE -- "^[[:space:]]+-$1([[:space:]]|$)" <<<"$NODE_HELP"; }
+
+# ---------------------------------------------------------------- etcd and origin
+
+mapfile -t P < <("$TB" ports 3) && ((${#P[@]} == 3)) || fail "cannot find free ports"
+ETCD=http://127.0.0.1:${P[0]}
+ORIGIN=http://127.0.0.1:${P[2]}
+start "" "$RUN/up.log" "$BIN" up --nodes 0 --log-format json --log-level warn \
+	--etcd-listen "127.0.0.1:${P[0]}" --etcd-peer "127.0.0.1:${P[1]}" \
+	--demo-listen "127.0.0.1:${P[2]}" --demo-latency "$DEMO_LATENCY" --demo-capacity "$DEMO_CAPACITY"
+UP_PID=$STARTED
+is_healthy() { grep -q '"health":"true"'; }
+wait_http "$ETCD/health" 30 "$UP_PID" is_healthy || fail "etcd did not become healthy in 30 s: $(tail -c 600 "$RUN/up.log")"
+wait_http "$ORIGIN/_stats" 30 "$UP_PID" || fail "demo origin did not answer in 30 s: $(tail -c 600 "$RUN/up.log")"
+log "etcd $ETCD, demo origin $ORIGIN ($DEMO_LATENCY, capacity $DEMO_CAPACITY)"
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+: >"$RUN/contenders.txt"
+
+# ---------------------------------------------------------------- one contender
+
+# run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
+# snapshots. The contender's processes are up and ready.
+run_load() {
+	local name=$1 label=$2 n=$3 targets=$4 admins=$5 note=$6 d=$RUN/$1
+	local png=$CHARTS/flashcrowd-$name.png
+	local -a cmd=("$BIN" load --target "$targets" --rate "$RATE" --duration "${TOTAL}s" --crowd "$CROWD"
+		--hot "$HOT" --keys "$KEYS" --zipf "$ZIPF" --seed "$SEED" --timeout "$TIMEOUT" --max-inflight "$MAXIN"
+		--out-json "$d/load.json" --out-png "$png")
+	[[ -n $admins ]] && cmd+=(--admin "$admins")
+	printf '%q ' "${cmd[@]}" >"$d/load-cmd.txt"
+	local before after rc
+	before=$(origin_stats)
+	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT"
+	timeout --foreground --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt"
+	rc=$?
+	cat "$d/load.txt" >&2
+	local a i=0
+	mkdir -p "$d/metrics" "$d/cpustat"
+	if [[ -n $admins ]]; then
+		IFS=, read -r -a a <<<"$admins"
+		for x in "${a[@]}"; do
+			curl -fsS --max-time 3 "http://$x/metrics" >"$d/metrics/n$i.txt" 2>/dev/null || rm -f "$d/metrics/n$i.txt"
+			i=$((i + 1))
+		done
+	fi
+	for ((i = 0; i < n; i++)); do
+		cat "$CGROOT/$name-n$i/cpu.stat" >"$d/cpustat/n$i.txt" 2>/dev/null
+	done
+	stop_contender
+	after=$(origin_stats)
+	local status=ok
+	if ((rc != 0)) || [[ ! -s $d/load.json ]]; then
+		status=failed
+		note="load generator exit $rc: $(tail -n 3 "$d/load.txt" | tr '\n' ' ')"
+	fi
+	write_meta "$name" "$label" "$status" "$note" "$n" "$png" "$rc" "${before:-null}" "${after:-null}"
+}
+
+write_meta() {
+	printf '{"name":%s,"label":%s,"status":%s,"note":%s,"nodes":%d,"png":%s,"load_exit":%d,"origin_before":%s,"origin_after":%s}\n' \
+		"$(json_str "$1")" "$(json_str "$2")" "$(json_str "$3")" "$(json_str "$4")" "$5" "$(json_str "$6")" "$7" "$8" "$9" \
+		>"$RUN/$1/meta.json"
+}
+
+# The current contender's processes and cgroups.
+C_PIDS=()
+C_CGS=()
+stop_contender() {
+	((${#C_PIDS[@]})) && stop "${C_PIDS[@]}"
+	local cg
+	for cg in "${C_CGS[@]}"; do rmcg "$cg"; done
+	C_PIDS=()
+	C_CGS=()
+}
+new_cg() { # new_cg NAME: prints the cgroup's path
+	local cg=$CGROOT/$1
+	mkcg "$cg" || return 1
+	CGROUPS+=("$cg")
+	C_CGS+=("$cg")
+	echo "$cg"
+}
+
+# contender_failed NAME LABEL NODES WHY
+contender_failed() {
+	log "$1: $4"
+	stop_contender
+	write_meta "$1" "$2" failed "$4" "$3" "" -1 null null
+}
+
+# all_members: the /api/v1/cluster answer on stdin lists every node.
+all_members() { (($(grep -o '"addr"' | wc -l) >= NODES)); }
+
+run_crowdpilot() {
+	local name=$1 auto=$2 label d=$RUN/$1 i
+	label="crowdpilot, autopilot $auto"
+	local -a extra=()
+	if has_flag autopilot; then
+		extra+=("--autopilot=$([[ $auto == on ]] && echo true || echo false)")
+	elif [[ $auto == on ]]; then
+		log "$name: pending: this crowdpilot node has no --autopilot flag yet"
+		write_meta "$name" "$label" pending "pending: this build's \`crowdpilot node\` has no --autopilot flag yet" "$NODES" "" 0 null null
+		return 0
+	fi
+	if [[ $auto == on ]]; then
+		local kv
+		for kv in replica-target-rps="$AP_TARGET" max-replicas="$AP_MAX" replica-ttl="$AP_TTL" \
+			scale-cooldown="$AP_COOLDOWN" scale-in-hold="$AP_HOLD"; do
+			if has_flag "${kv%%=*}"; then extra+=("--$kv"); else log "$name: node has no --${kv%%=*}; using its default"; fi
+		done
+	fi
+	local -a p
+	mapfile -t p < <("$TB" ports $((2 * NODES)))
+	((${#p[@]} == 2 * NODES)) || { contender_failed "$name" "$label" "$NODES" "cannot find free ports"; return; }
+	local targets="" admins="" cg
+	for ((i = 0; i < NODES; i++)); do
+		cg=$(new_cg "$name-n$i") || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
+		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
+			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
+			--log-format json --log-level warn "${extra[@]}"
+		C_PIDS+=("$STARTED")
+		targets+=${targets:+,}http://127.0.0.1:${p[2 * i]}
+		admins+=${admins:+,}127.0.0.1:${p[2 * i + 1]}
+	done
+	for ((i = 0; i < NODES; i++)); do
+		wait_http "http://127.0.0.1:${p[2 * i + 1]}/readyz" 30 "${C_PIDS[i]}" ||
+			{ contender_failed "$name" "$label" "$NODES" "node n$i not ready in 30 s: $(tail -c 400 "$d/n$i.log")"; return; }
+	done
+	for ((i = 0; i < NODES; i++)); do
+		wait_http "http://127.0.0.1:${p[2 * i + 1]}/api/v1/cluster" 30 "${C_PIDS[i]}" all_members ||
+			{ contender_failed "$name" "$label" "$NODES" "node n$i did not see all $NODES members in 30 s"; return; }
+	done
+	log "$name: $NODES nodes ready (${extra[*]:-no autopilot flags})"
+	run_load "$name" "$label" "$NODES" "$targets" "$admins" ""
+}
+
+nginx_conf() { # nginx_conf DIR PORT NAME
+	local dir=$1 port=$2 name=$3 user group
+	user=nobody
+	group=$(id -gn nobody 2>/dev/null || echo nogroup)
+	cat <<EOF
+# Generated by bench/testbed.sh: one nginx, one worker, a memory-backed
+# proxy_cache in front of the demo origin.
+daemon off;
+master_process on;
+worker_processes 1;
+user $user $group;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    proxy_cache_path $dir/cache levels=1:2 keys_zone=c:32m max_size=256m inactive=10m use_temp_path=off;
+    upstream origin {
+        server ${ORIGIN#http://};
+        keepalive 64;
+    }
+    # RFC 9211 Cache-Status, so the load generator counts hits like crowdpilot's.
+    map \$upstream_cache_status \$cache_status {
+        HIT "nginx; hit";
+        STALE "nginx; hit; ttl=-1";
+        UPDATING "nginx; hit; ttl=-1";
+        REVALIDATED "nginx; fwd=stale; fwd-status=304";
+        EXPIRED "nginx; fwd=stale";
+        MISS "nginx; fwd=miss";
+        BYPASS "nginx; fwd=bypass";
+        default "";
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /_testbed/ready { return 200 "ready\n"; }
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 2500ms;
+            proxy_cache c;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 5s;
+            proxy_cache_lock_age 5s;
+            proxy_cache_revalidate on;
+            proxy_cache_background_update on;
+            proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;
+            add_header Cache-Status \$cache_status;
+            add_header X-Served-By $name;
+        }
+    }
+}
+EOF
+}
+
+run_nginx() {
+	local name=nginx label="nginx proxy_cache" d=$RUN/nginx i
+	local -a p
+	mapfile -t p < <("$TB" ports "$NODES")
+	((${#p[@]} == NODES)) || { contender_failed "$name" "$label" "$NODES" "cannot find free ports"; return; }
+	local targets="" cg dir
+	for ((i = 0; i < NODES; i++)); do
+		dir=$SHM/nginx-n$i
+		mkdir -p "$dir/cache" "$dir/tmp" && chown -R nobody "$dir/cache" "$dir/tmp" ||
+			{ contender_failed "$name" "$label" "$NODES" "cannot create $dir"; return; }
+		nginx_conf "$dir" "${p[i]}" "nginx-n$i" >"$d/nginx-n$i.conf"
+		nginx -t -q -c "$d/nginx-n$i.conf" -p "$dir" -e "$dir/error.log" >"$d/nginx-n$i.test" 2>&1 ||
+			{ contender_failed "$name" "$label" "$NODES" "nginx -t: $(tail -c 400 "$d/nginx-n$i.test")"; return; }
+		cg=$(new_cg "$name-n$i") || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
+		start "$cg" "$d/nginx-n$i.log" nginx -c "$d/nginx-n$i.conf" -p "$dir" -e "$dir/error.log"
+		C_PIDS+=("$STARTED")
+		targets+=${targets:+,}http://127.0.0.1:${p[i]}
+	done
+	for ((i = 0; i < NODES; i++)); do
+		wait_http "http://127.0.0.1:${p[i]}/_testbed/ready" 30 "${C_PIDS[i]}" ||
+			{ contender_failed "$name" "$label" "$NODES" "nginx-n$i not ready in 30 s: $(tail -c 400 "$SHM/nginx-n$i/error.log" 2>/dev/null)"; return; }
+	done
+	log "$name: $NODES instances ready"
+	run_load "$name" "$label" "$NODES" "$targets" "" ""
+	for ((i = 0; i < NODES; i++)); do cp "$SHM/nginx-n$i/error.log" "$d/nginx-n$i.error.log" 2>/dev/null; done
+	rm -rf "$SHM"
+}
+
+# ---------------------------------------------------------------- run
+
+for c in "${WANT[@]}"; do
+	mkdir -p "$RUN/$c"
+	echo "$c" >>"$RUN/contenders.txt"
+	case $c in
+	crowdpilot-autopilot) run_crowdpilot "$c" on ;;
+	crowdpilot-off) run_crowdpilot "$c" off ;;
+	nginx) run_nginx ;;
+	esac
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- report
+
+rel() { echo "${1#"$REPO"/}"; }
+{
+	printf 'bench/testbed.sh'
+	((${#ORIG_ARGS[@]})) && printf ' %q' "${ORIG_ARGS[@]}"
+	echo
+} >"$RUN/command.txt"
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
+{
+	printf 'run\t%s, crowdpilot %s, raw files in `%s/`\n' "$RUN_ID" \
+		"$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" "$(rel "$RUN")"
+	printf 'machine\t%s CPUs (`nproc`), %s, Linux %s, %s\n' "$(nproc)" "${CPU_MODEL:-unknown CPU}" "$(uname -r)" "$(go version 2>/dev/null | awk '{print $3}')"
+	printf 'load average (1, 5, 15 min)\t%s at start, %s at end; the machine is shared with other work, so treat small differences as noise\n' "$LOAD_START" "$LOAD_END"
+	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us): %s cores per contender; etcd, the demo origin and the load generator run outside the caps\n' \
+		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU"
+	printf 'scenario\t%s req/s baseline over a Zipf(%s) catalogue of %s keys; a %sx step on `%s` from %s s for %s s; then baseline for %s s (%s s in all); open loop, %s timeout, round robin over the %s targets\n' \
+		"$RATE" "$ZIPF" "$KEYS" "$MULT" "$HOT" "$BEFORE" "$HOLD" "$AFTER" "$TOTAL" "$TIMEOUT" "$NODES"
+	printf 'origin\tdemo origin, %s per response, %s at a time, queue of 4x that, then 503; responses are `max-age=5`\n' "$DEMO_LATENCY" "$DEMO_CAPACITY"
+	printf 'autopilot\t'
+	if has_flag autopilot; then
+		printf -- '`--replica-target-rps %s --max-replicas %s --replica-ttl %s --scale-cooldown %s --scale-in-hold %s` (those the node accepts)\n' \
+			"$AP_TARGET" "$AP_MAX" "$AP_TTL" "$AP_COOLDOWN" "$AP_HOLD"
+	else
+		printf 'not in this build yet: the crowdpilot-autopilot row is pending, and crowdpilot-off runs the nodes as they are (no autopilot exists)\n'
+	fi
+	printf 'nginx\t%s, `worker_processes 1` per instance, `proxy_cache` in `/dev/shm`, `proxy_cache_lock on`, `proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504`, `proxy_cache_background_update on`, `proxy_cache_revalidate on`, upstream keepalive\n' \
+		"$(nginx -v 2>&1 | sed 's|nginx version: ||')"
+} >"$RUN/facts.txt"
+cat >"$RUN/notes.md" <<'EOF'
+Known limits of this comparison:
+
+- The nginx instances do not share a cache: each fetches every object it is asked for on its own, so with N instances the origin sees up to N fetches per object per TTL (and the catalogue's long tail is fetched N times). That is what N independent nginx caches behind a round-robin balancer do; crowdpilot's nodes share one cache by owning keys.
+- Contenders run one after the other on the same machine, not at the same time, against the same origin process; caches start cold for each. Only the per-node CPU is capped: the load generator, etcd and the origin compete with the nodes (and with anything else on the machine) for the remaining cores, which the generator lag and load average columns show.
+- Per-second figures have one-second resolution; the replica count is what the generator scraped at the end of each second.
+EOF
+
+log "writing $(rel "$RESULTS")"
+"$TB" report --run-dir "$RUN" --results "$RESULTS" --objective "$OBJECTIVE" ||
+	fail "report failed; raw files in $(rel "$RUN")"
+log "done: $(rel "$RESULTS"), charts in $(rel "$CHARTS")/flashcrowd-*.png"

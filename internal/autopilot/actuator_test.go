@@ -1,0 +1,504 @@
+package autopilot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+)
+
+func TestNewActuatorValidates(t *testing.T) {
+	c := deadClient(t)
+	ok := ActuatorConfig{Client: c, Cluster: "c", Copier: &fakeCopier{}}
+	tests := []struct {
+		name   string
+		mutate func(*ActuatorConfig)
+		ok     bool
+	}{
+		{"valid", func(*ActuatorConfig) {}, true},
+		{"no client", func(c *ActuatorConfig) { c.Client = nil }, false},
+		{"no cluster", func(c *ActuatorConfig) { c.Cluster = "" }, false},
+		{"cluster with slash", func(c *ActuatorConfig) { c.Cluster = "a/b" }, false},
+		{"no copier", func(c *ActuatorConfig) { c.Copier = nil }, false},
+		{"ttl under a second", func(c *ActuatorConfig) { c.TTL = 500 * time.Millisecond }, false},
+		{"copy timeout past ttl", func(c *ActuatorConfig) { c.TTL = 2 * time.Second; c.CopyTimeout = 3 * time.Second }, false},
+		{"negative copies", func(c *ActuatorConfig) { c.MaxCopies = -1 }, false},
+		{"negative wait", func(c *ActuatorConfig) { c.ApplyWait = -1 }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.mutate(&cfg)
+			if _, err := NewActuator(cfg); (err == nil) != tt.ok {
+				t.Errorf("NewActuator err = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	a, err := NewActuator(ActuatorConfig{Client: c, Cluster: "c", Copier: &fakeCopier{}, TTL: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.TTL() != 3*time.Second || a.copyTimeout != 1500*time.Millisecond {
+		t.Errorf("TTL 2.5s: got TTL %v, copy timeout %v; want 3s, 1.5s", a.TTL(), a.copyTimeout)
+	}
+}
+
+func scaleOut(key, node string) Action {
+	return Action{Kind: ScaleOut, Key: key, Hash: keyHash(key), Node: node, Reason: "test: " + key, Desired: 2, Current: 1}
+}
+
+// keyHash is a stand-in for the router's key hash.
+func keyHash(key string) uint64 { return hashOf(key) }
+
+// TestScaleOut: a scale-out is a lease, a copy and a fenced registration;
+// any failure leaves no record and no lease.
+func TestScaleOut(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	w := startRegistry(t, newTestClient(t, e)) // another client, as on another node
+	fence := testFence(t, c, "leader")
+	copyErr := errors.New("owner unreachable")
+
+	tests := []struct {
+		name    string
+		key     string
+		fail    error         // from the copier
+		fence   cluster.Fence // zero means the live fence
+		wantErr error
+	}{
+		{name: "registers", key: "/ok"},
+		{name: "copy fails", key: "/copy-fails", fail: copyErr, wantErr: copyErr},
+		{name: "stale fence", key: "/stale", fence: cluster.Fence{Key: fence.Key, Rev: fence.Rev - 1}, wantErr: ErrFenced},
+		{name: "no fence key", key: "/gone", fence: cluster.Fence{Key: fence.Key + "-gone", Rev: fence.Rev}, wantErr: ErrFenced},
+		{name: "already registered", key: "/ok", wantErr: ErrReplicaExists},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cp := &fakeCopier{fail: func(string, string) error { return tt.fail }}
+			a, reg := newTestActuator(t, c, cp, nil)
+			f := tt.fence
+			if f == (cluster.Fence{}) {
+				f = fence
+			}
+			leases := leaseCount(t, c)
+			act := scaleOut(tt.key, "n1")
+			start := time.Now()
+			errs := a.Apply(t.Context(), f, []Action{act})
+			if len(errs) != 1 || !errors.Is(errs[0], tt.wantErr) || (tt.wantErr == nil) != (errs[0] == nil) {
+				t.Fatalf("Apply = %v, want %v", errs, tt.wantErr)
+			}
+			if got := cp.Calls(); !slices.Equal(got, []string{"n1 " + tt.key}) {
+				t.Errorf("copies = %q, want one of %s to n1", got, tt.key)
+			}
+			if tt.wantErr != nil {
+				if n := leaseCount(t, c); n != leases {
+					t.Errorf("leases after a failed scale-out: %d, want %d (revoked)", n, leases)
+				}
+				if got := count(t, reg, "crowdpilot_autopilot_scale_out_failures_total"); got != 1 {
+					t.Errorf("scale_out_failures_total = %v, want 1", got)
+				}
+				if recs := recordsIn(t, c); len(recs) != 1 { // the one of "registers"
+					t.Errorf("records after a failed scale-out: %+v", recs)
+				}
+				return
+			}
+			eventually(t, 2*time.Second, "the other client's registry to see the replica", func() bool {
+				return w.set(act.Hash) == "[n1]"
+			})
+			t.Logf("registered and seen in %v", time.Since(start))
+			recs := w.Records()
+			if len(recs) != 1 {
+				t.Fatalf("records = %+v", recs)
+			}
+			r := recs[0]
+			if r.Key != "/ok" || r.Node != "n1" || r.Owner != "n0" || r.Reason != act.Reason || r.TTL != 2*time.Second || r.Lease == 0 || time.Since(r.Since) > time.Minute {
+				t.Errorf("record = %+v", r)
+			}
+			ttl, err := c.TimeToLive(t.Context(), clientv3.LeaseID(r.Lease))
+			if err != nil || ttl.TTL <= 0 || ttl.GrantedTTL != 2 {
+				t.Errorf("record's lease: %+v, %v; want a live 2s lease", ttl, err)
+			}
+			if n := leaseCount(t, c); n != leases+1 {
+				t.Errorf("leases = %d, want %d", n, leases+1)
+			}
+			if got := count(t, reg, "crowdpilot_autopilot_scale_out_total"); got != 1 {
+				t.Errorf("scale_out_total = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// TestDeposedLeaderCannotScaleOut: after another candidate is elected, the
+// old term's fence writes nothing.
+func TestDeposedLeaderCannotScaleOut(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	terms := make(chan cluster.Fence, 4)
+	elect := func(id string) *runner {
+		el, err := cluster.NewElection(cluster.ElectionConfig{
+			Client: newTestClient(t, e), Cluster: testCluster, ID: id, TTL: cluster.MinTTL, Logger: testLog(t),
+			OnElected: func(ctx context.Context, f cluster.Fence) {
+				terms <- f
+				<-ctx.Done()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startRunner(t, el.Run)
+	}
+	recv := func() cluster.Fence {
+		select {
+		case f := <-terms:
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatal("no term started")
+			return cluster.Fence{}
+		}
+	}
+	first := elect("a")
+	old := recv()
+	elect("b")
+	first.stop(t) // a resigns; b takes over
+	current := recv()
+
+	a, reg := newTestActuator(t, c, &fakeCopier{}, nil)
+	leases := leaseCount(t, c)
+	errs := a.Apply(t.Context(), old, []Action{scaleOut("/k", "n1")})
+	if !errors.Is(errs[0], ErrFenced) {
+		t.Fatalf("Apply under the deposed fence = %v, want ErrFenced", errs[0])
+	}
+	if recs := recordsIn(t, c); len(recs) != 0 {
+		t.Fatalf("deposed leader wrote %+v", recs)
+	}
+	if n := leaseCount(t, c); n != leases {
+		t.Errorf("leases = %d, want %d: the failed scale-out's lease is revoked", n, leases)
+	}
+	if errs := a.Apply(t.Context(), current, []Action{scaleOut("/k", "n1")}); errs[0] != nil {
+		t.Fatalf("Apply under the current fence = %v", errs[0])
+	}
+	if recs := recordsIn(t, c); len(recs) != 1 {
+		t.Fatalf("records = %+v, want one", recs)
+	}
+	if got := count(t, reg, "crowdpilot_autopilot_scale_out_total"); got != 1 {
+		t.Errorf("scale_out_total = %v, want 1", got)
+	}
+}
+
+// renewer plays the policy's part: every few milliseconds it asks for the
+// renewal of each wanted replica with less than 25% of its TTL left.
+type renewer struct {
+	a     *Actuator
+	fence cluster.Fence
+	mu    sync.Mutex // guards want
+	want  map[string]Action
+}
+
+func startRenewer(t *testing.T, a *Actuator, fence cluster.Fence, acts []Action) *renewer {
+	r := &renewer{a: a, fence: fence, want: map[string]Action{}}
+	for _, act := range acts {
+		act.Kind = Renew
+		r.want[act.Key] = act
+	}
+	startRunner(t, func(ctx context.Context) error {
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			r.tick(ctx)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tk.C:
+			}
+		}
+	})
+	return r
+}
+
+func (r *renewer) tick(ctx context.Context) {
+	r.mu.Lock()
+	var renew []Action
+	for _, act := range r.want {
+		exp, released, ok := r.a.expiry(act.Hash, act.Node)
+		if ok && !released && time.Until(exp) < r.a.TTL()/4 {
+			renew = append(renew, act)
+		}
+	}
+	r.mu.Unlock()
+	r.a.Apply(ctx, r.fence, renew)
+}
+
+func (r *renewer) stop(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		delete(r.want, k)
+	}
+}
+
+// TestRenewal: renewals keep a record alive over several TTLs; once they
+// stop, it expires within the TTL and the registry drops it.
+func TestRenewal(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	w := startRegistry(t, newTestClient(t, e))
+	fence := testFence(t, c, "leader")
+	a, reg := newTestActuator(t, c, &fakeCopier{}, nil)
+	startRunner(t, a.Run)
+
+	acts := []Action{scaleOut("/kept", "n1"), scaleOut("/dropped", "n2"), scaleOut("/scaled-in", "n3")}
+	for i, err := range a.Apply(t.Context(), fence, acts) {
+		if err != nil {
+			t.Fatalf("scale out %s: %v", acts[i].Key, err)
+		}
+	}
+	created := time.Now()
+	r := startRenewer(t, a, fence, acts)
+	ttl := a.TTL()
+
+	// /dropped is no longer asked for; /scaled-in is released.
+	r.stop("/dropped", "/scaled-in")
+	in := acts[2]
+	in.Kind = ScaleIn
+	a.Apply(t.Context(), fence, []Action{in})
+	for _, act := range acts[1:] {
+		eventually(t, ttl+2*time.Second, act.Key+" to expire", func() bool { return w.set(act.Hash) == "[]" })
+		if d := time.Since(created); d < ttl-200*time.Millisecond {
+			t.Errorf("%s expired %v after creation, before its ttl %v", act.Key, d, ttl)
+		}
+	}
+	t.Logf("unrenewed replicas expired %v after creation (ttl %v)", time.Since(created), ttl)
+
+	// /kept lives on over 3 TTLs.
+	holds(t, 3*ttl-time.Since(created), "/kept registered", func() bool { return w.set(acts[0].Hash) == "[n1]" })
+	if n := count(t, reg, "crowdpilot_autopilot_lease_renewals_total"); n < 3 {
+		t.Errorf("lease_renewals_total = %v after 3 ttls, want >= 3", n)
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_scale_in_total"); n != 1 {
+		t.Errorf("scale_in_total = %v, want 1", n)
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_lease_renewal_errors_total"); n != 0 {
+		t.Errorf("lease_renewal_errors_total = %v, want 0", n)
+	}
+
+	r.stop("/kept")
+	stopped := time.Now()
+	eventually(t, ttl+2*time.Second, "/kept to expire", func() bool { return w.set(acts[0].Hash) == "[]" })
+	t.Logf("/kept expired %v after renewals stopped", time.Since(stopped))
+	if len(w.Records()) != 0 {
+		t.Errorf("records left: %+v", w.Records())
+	}
+}
+
+// TestRenewalJitter: 50 replicas granted together are renewed spread over
+// the renewal window, not at one instant.
+func TestRenewalJitter(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	fence := testFence(t, c, "leader")
+	a, _ := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) {
+		cfg.TTL = 3 * time.Second
+		cfg.MaxCopies = 64
+		cfg.ApplyWait = 10 * time.Second
+	})
+	var mu sync.Mutex // guards renewed
+	renewed := map[string]time.Time{}
+	a.onRenew = func(key string, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := renewed[key]; !ok {
+			renewed[key] = at
+		}
+	}
+	startRunner(t, a.Run)
+
+	var acts []Action
+	for i := range 50 {
+		acts = append(acts, scaleOut(fmt.Sprintf("/k%02d", i), fmt.Sprintf("n%d", i%5+1)))
+	}
+	for i, err := range a.Apply(t.Context(), fence, acts) {
+		if err != nil {
+			t.Fatalf("scale out %s: %v", acts[i].Key, err)
+		}
+	}
+	startRenewer(t, a, fence, acts)
+	eventually(t, 2*a.TTL(), "50 first renewals", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(renewed) == 50
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	var first, last time.Time
+	buckets := map[int64]int{}
+	for _, at := range renewed {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+		buckets[at.UnixMilli()/50]++
+	}
+	fullest := 0
+	for _, n := range buckets {
+		fullest = max(fullest, n)
+	}
+	t.Logf("50 renewals over %v in %d buckets of 50ms, the fullest holding %d", last.Sub(first), len(buckets), fullest)
+	if fullest > 20 {
+		t.Errorf("%d of 50 renewals in one 50ms bucket, want at most 40%%", fullest)
+	}
+	// The window is 25% to 10% of the TTL left: 450ms wide.
+	if spread := last.Sub(first); spread < 150*time.Millisecond {
+		t.Errorf("renewals spread over %v, want most of the 450ms window", spread)
+	}
+}
+
+// TestCopyBound: copies beyond MaxCopies are shed and counted; a copy that
+// outlasts ApplyWait is reported later.
+func TestCopyBound(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	fence := testFence(t, c, "leader")
+	release := make(chan struct{})
+	cp := CopierFunc(func(ctx context.Context, node, key string) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	a, reg := newTestActuator(t, c, cp, func(cfg *ActuatorConfig) {
+		cfg.MaxCopies = 2
+		cfg.ApplyWait = 50 * time.Millisecond
+	})
+	late := make(chan error, 4)
+	f := func(act Action, err error) { late <- err }
+	a.onLate.Store(&f)
+
+	acts := []Action{scaleOut("/a", "n1"), scaleOut("/b", "n1"), scaleOut("/c", "n1")}
+	start := time.Now()
+	errs := a.Apply(t.Context(), fence, acts)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Apply blocked %v with ApplyWait 50ms", d)
+	}
+	for i, want := range []error{ErrPending, ErrPending, ErrShed} {
+		if !errors.Is(errs[i], want) {
+			t.Errorf("errs[%d] = %v, want %v", i, errs[i], want)
+		}
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_copy_shed_total"); n != 1 {
+		t.Errorf("copy_shed_total = %v, want 1", n)
+	}
+	close(release)
+	for range 2 {
+		select {
+		case err := <-late:
+			if err != nil {
+				t.Errorf("late outcome = %v, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no late outcome")
+		}
+	}
+	if recs := recordsIn(t, c); len(recs) != 2 {
+		t.Errorf("records = %+v, want /a and /b", recs)
+	}
+	// Slots are free again.
+	if errs := a.Apply(t.Context(), fence, acts[2:]); errs[0] != nil {
+		t.Errorf("scale-out after the copies finished = %v", errs[0])
+	}
+}
+
+// TestAdopt: a second actuator takes over renewing the first's replicas.
+func TestAdopt(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	fence := testFence(t, c, "leader")
+	a1, _ := newTestActuator(t, c, &fakeCopier{}, nil)
+	acts := []Action{scaleOut("/a", "n1"), scaleOut("/b", "n2")}
+	for _, err := range a1.Apply(t.Context(), fence, acts) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	putRecord(t, c, Record{Key: "/nolease", Hash: 9, Node: "n3"}) // no lease: not adopted
+
+	a2, _ := newTestActuator(t, newTestClient(t, e), &fakeCopier{}, nil)
+	if err := a2.Adopt(t.Context()); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	for _, act := range acts {
+		exp1, _, ok1 := a1.expiry(act.Hash, act.Node)
+		exp2, released, ok2 := a2.expiry(act.Hash, act.Node)
+		if !ok1 || !ok2 || released {
+			t.Fatalf("%s: held by first %v, adopted %v (released %v)", act.Key, ok1, ok2, released)
+		}
+		// TimeToLive truncates to seconds: the adopted expiry is at most a
+		// second early, never late.
+		if d := exp1.Sub(exp2); d < -100*time.Millisecond || d > time.Second+100*time.Millisecond {
+			t.Errorf("%s: adopted expiry %v off the granted %v by %v", act.Key, exp2, exp1, d)
+		}
+	}
+	if _, _, ok := a2.expiry(9, "n3"); ok {
+		t.Error("record without a lease adopted")
+	}
+	startRunner(t, a2.Run)
+	startRenewer(t, a2, fence, acts)
+	w := startRegistry(t, c)
+	holds(t, a2.TTL()+time.Second, "adopted replicas registered", func() bool {
+		return w.set(acts[0].Hash) == "[n1]" && w.set(acts[1].Hash) == "[n2]"
+	})
+
+	// A record the actuator does not hold is adopted by adoptMissing.
+	a3, _ := newTestActuator(t, c, &fakeCopier{}, nil)
+	if n := a3.adoptMissing(t.Context(), w.Records(), 1); n != 1 {
+		t.Errorf("adoptMissing with limit 1 adopted %d", n)
+	}
+	if n := a3.adoptMissing(t.Context(), w.Records(), 10); n != 1 {
+		t.Errorf("adoptMissing adopted %d more, want the one left", n)
+	}
+	if n := a3.adoptMissing(t.Context(), w.Records(), 10); n != 0 {
+		t.Errorf("adoptMissing again adopted %d, want 0", n)
+	}
+}
+
+func TestApplyUnknown(t *testing.T) {
+	a, reg := newTestActuator(t, deadClient(t), &fakeCopier{}, nil)
+	errs := a.Apply(t.Context(), cluster.Fence{}, []Action{
+		{Kind: Renew, Key: "/x", Hash: 1, Node: "n1"},
+		{Kind: ScaleIn, Key: "/x", Hash: 1, Node: "n1"},
+		{Kind: ActionKind(9), Key: "/x"},
+	})
+	if !errors.Is(errs[0], ErrUnknownReplica) || errs[1] != nil || errs[2] == nil || !strings.Contains(errs[2].Error(), "unknown kind") {
+		t.Errorf("errs = %v", errs)
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_scale_in_total"); n != 1 {
+		t.Errorf("scale_in_total = %v", n)
+	}
+	if err := a.Run(canceled()); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}

@@ -1,0 +1,283 @@
+package autopilot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+)
+
+// testCluster names the cluster in etcd tests; each test has its own server.
+const testCluster = "test"
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startEtcd starts an embedded server in dir and closes it at cleanup.
+func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *cluster.Embedded {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr, Logger: testLog(t)})
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func newTestClient(t *testing.T, e *cluster.Embedded) *clientv3.Client {
+	t.Helper()
+	c, err := cluster.NewClient([]string{e.ClientURL()}, testLog(t))
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// deadClient is a client of nothing, for tests that make no calls.
+func deadClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	c, err := cluster.NewClient([]string{"127.0.0.1:1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func hostPort(t *testing.T, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("parse %q: %v", rawURL, err)
+	}
+	return u.Host
+}
+
+// testFence writes a key standing for a leader's election key and returns
+// its fence.
+func testFence(t *testing.T, c *clientv3.Client, name string) cluster.Fence {
+	t.Helper()
+	key := cluster.LeaderPrefix(testCluster) + "/" + name
+	resp, err := c.Put(t.Context(), key, name)
+	if err != nil {
+		t.Fatalf("put fence key: %v", err)
+	}
+	return cluster.Fence{Key: key, Rev: resp.Header.Revision}
+}
+
+// runner runs fn(ctx) in a goroutine until stopped; cleanup stops it.
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+	once   sync.Once
+}
+
+func startRunner(t *testing.T, fn func(context.Context) error) *runner {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runner{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = fn(ctx)
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the run and waits for it to return nil.
+func (r *runner) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+			if r.err != nil {
+				t.Errorf("Run returned %v", r.err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// holds checks that cond holds on every poll for d.
+func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if !cond() {
+			t.Fatalf("%s stopped holding", what)
+		}
+	}
+}
+
+// fakeCopier records copies and fails those fail says to.
+type fakeCopier struct {
+	mu    sync.Mutex // guards calls and fail
+	calls []string   // "node key"
+	fail  func(node, key string) error
+}
+
+func (f *fakeCopier) Copy(ctx context.Context, node, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, node+" "+key)
+	if f.fail != nil {
+		return f.fail(node, key)
+	}
+	return ctx.Err()
+}
+
+func (f *fakeCopier) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// watchedRegistry runs a Registry on its own client and keeps the last
+// sets OnChange gave.
+type watchedRegistry struct {
+	*Registry
+	run  *runner
+	mu   sync.Mutex // guards sets
+	sets map[uint64][]string
+}
+
+func startRegistry(t *testing.T, c *clientv3.Client) *watchedRegistry {
+	t.Helper()
+	w := &watchedRegistry{}
+	r, err := NewRegistry(RegistryConfig{
+		Client: c, Cluster: testCluster, Logger: testLog(t),
+		OnChange: func(sets map[uint64][]string) {
+			w.mu.Lock()
+			w.sets = sets
+			w.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatalf("NewRegistry: %v", err)
+	}
+	w.Registry = r
+	w.run = startRunner(t, r.Run)
+	eventually(t, 10*time.Second, "registry loaded", r.Loaded)
+	return w
+}
+
+// set returns the replica nodes OnChange last gave for hash, joined.
+func (w *watchedRegistry) set(hash uint64) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fmt.Sprint(w.sets[hash])
+}
+
+func newTestActuator(t *testing.T, c *clientv3.Client, copier Copier, mod func(*ActuatorConfig)) (*Actuator, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg := ActuatorConfig{
+		Client: c, Cluster: testCluster, TTL: 2 * time.Second, Copier: copier,
+		Logger: testLog(t), Registerer: reg,
+		Owner: func(uint64) string { return "n0" },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := NewActuator(cfg)
+	if err != nil {
+		t.Fatalf("NewActuator: %v", err)
+	}
+	return a, reg
+}
+
+// metric returns the value of the series of name with labels (name=value
+// pairs), and whether it exists.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func count(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	v, _ := metric(t, reg, name)
+	return v
+}
+
+// recordsIn reads the replica records straight from etcd.
+func recordsIn(t *testing.T, c *clientv3.Client) []Record {
+	t.Helper()
+	resp, err := c.Get(t.Context(), ReplicasPrefix(testCluster), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("get records: %v", err)
+	}
+	var out []Record
+	for _, kv := range resp.Kvs {
+		rec, err := decodeRecord(ReplicasPrefix(testCluster), kv)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+func leaseCount(t *testing.T, c *clientv3.Client) int {
+	t.Helper()
+	resp, err := c.Leases(t.Context())
+	if err != nil {
+		t.Fatalf("leases: %v", err)
+	}
+	return len(resp.Leases)
+}

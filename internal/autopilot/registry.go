@@ -1,0 +1,333 @@
+package autopilot
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+)
+
+// opTimeout bounds each etcd call a background loop makes, so a loop blocked
+// on an unreachable etcd still notices its context and retries.
+const opTimeout = 2 * time.Second
+
+// ErrRunning is returned by a Run that is already running on the same value.
+var ErrRunning = errors.New("autopilot: already running")
+
+// ReplicasPrefix is where replica records live: Prefix(cluster)+"replicas/".
+func ReplicasPrefix(clusterName string) string { return cluster.Prefix(clusterName) + "replicas/" }
+
+// ReplicaKey is the key of the record of key hash's replica on node:
+// ReplicasPrefix(cluster)+"<hash, 16 hex digits>/<node>".
+func ReplicaKey(clusterName string, hash uint64, node string) string {
+	return fmt.Sprintf("%s%016x/%s", ReplicasPrefix(clusterName), hash, node)
+}
+
+// Record is one replica's registration, stored as JSON at
+// ReplicaKey(cluster, Hash, Node) under the replica's own lease: when the
+// lease expires, etcd deletes the record and every node drops the replica.
+type Record struct {
+	Key    string        `json:"key"`    // the base cache key
+	Hash   uint64        `json:"-"`      // from the etcd key, which is authoritative
+	Node   string        `json:"-"`      // from the etcd key
+	Owner  string        `json:"owner"`  // the key's owner when the replica was made, for people
+	Reason string        `json:"reason"` // why the replica was made
+	Since  time.Time     `json:"since"`  // when its lease was granted
+	Lease  int64         `json:"-"`      // the lease ID, from the etcd key-value
+	TTL    time.Duration `json:"ttl"`    // the lease's TTL as granted
+}
+
+// parseReplicaKey splits a record key under prefix into its hash and node.
+func parseReplicaKey(prefix, key string) (uint64, string, bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return 0, "", false
+	}
+	hexHash, node, ok := strings.Cut(rest, "/")
+	if !ok || len(hexHash) != 16 || node == "" || strings.Contains(node, "/") {
+		return 0, "", false
+	}
+	h, err := strconv.ParseUint(hexHash, 16, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return h, node, true
+}
+
+// decodeRecord reads a record from its etcd key-value.
+func decodeRecord(prefix string, kv *mvccpb.KeyValue) (Record, error) {
+	h, node, ok := parseReplicaKey(prefix, string(kv.Key))
+	if !ok {
+		return Record{}, fmt.Errorf("bad replica key %q", kv.Key)
+	}
+	var rec Record
+	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		return Record{}, fmt.Errorf("decode %s: %w", kv.Key, err)
+	}
+	rec.Hash, rec.Node, rec.Lease = h, node, kv.Lease
+	return rec, nil
+}
+
+// RegistryConfig configures a Registry.
+type RegistryConfig struct {
+	// Client is the etcd client. Required.
+	Client *clientv3.Client
+	// Cluster names the cluster; records live under ReplicasPrefix(Cluster).
+	// Required, without "/".
+	Cluster string
+	// OnChange, if not nil, receives the replica sets, key hash to replica
+	// node IDs sorted, after the initial load and after every change. It is
+	// called serially from Run's goroutine, so it should return quickly; the
+	// map is new each call and the callee may keep it.
+	OnChange func(sets map[uint64][]string)
+	// Logger receives registry events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Registry keeps a watched view of the replica records. Every node runs one;
+// routing reads it through OnChange and the leader through Records.
+type Registry struct {
+	client   *clientv3.Client
+	prefix   string
+	onChange func(map[uint64][]string)
+	log      *slog.Logger
+
+	snapshot atomic.Pointer[[]Record] // sorted by (Hash, Node)
+	loaded   atomic.Bool
+	running  atomic.Bool
+}
+
+// NewRegistry validates cfg and returns a Registry; call Run to follow etcd.
+func NewRegistry(cfg RegistryConfig) (*Registry, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("replica registry: Client is required")
+	}
+	if err := validName("Cluster", cfg.Cluster); err != nil {
+		return nil, fmt.Errorf("replica registry: %w", err)
+	}
+	return &Registry{
+		client:   cfg.Client,
+		prefix:   ReplicasPrefix(cfg.Cluster),
+		onChange: cfg.OnChange,
+		log:      orDiscard(cfg.Logger),
+	}, nil
+}
+
+func validName(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is required", field)
+	}
+	if strings.Contains(s, "/") {
+		return fmt.Errorf("%s %q must not contain '/'", field, s)
+	}
+	return nil
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// Records returns the last view of the replica records, sorted by (Hash,
+// Node). It never blocks; the slice is shared and must not be modified.
+func (r *Registry) Records() []Record {
+	if p := r.snapshot.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Loaded reports whether the records have been loaded at least once.
+func (r *Registry) Loaded() bool { return r.loaded.Load() }
+
+// Run loads the records and follows the prefix until ctx is done, then
+// returns nil. It resumes the watch from the last revision seen, reloads
+// after a compaction, and while etcd is unreachable retries with capped,
+// jittered exponential backoff, keeping the last view: records vanish only
+// when etcd says they are gone.
+func (r *Registry) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("replica registry %s: %w", r.prefix, ErrRunning)
+	}
+	defer r.running.Store(false)
+
+	bo := newBackoff()
+	var recs map[string]Record // by etcd key
+	var rev int64              // next revision to watch from; 0 means (re)load first
+	for ctx.Err() == nil {
+		if rev == 0 {
+			loaded, next, err := r.load(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				d := bo.next()
+				r.log.Warn("replica registry: load failed; retrying", "in", d, "err", err)
+				sleepCtx(ctx, d)
+				continue
+			}
+			recs, rev = loaded, next
+			r.publish(recs)
+			r.loaded.Store(true)
+			bo.reset()
+		}
+		next, progressed, err := r.watch(ctx, recs, rev)
+		rev = next
+		if ctx.Err() != nil {
+			break
+		}
+		if progressed {
+			bo.reset()
+		}
+		d := bo.next()
+		r.log.Warn("replica registry: watch ended; resuming", "rev", rev, "in", d, "err", err)
+		sleepCtx(ctx, d)
+	}
+	return nil
+}
+
+// load reads every record and returns them with the revision to watch from.
+func (r *Registry) load(ctx context.Context) (map[string]Record, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := r.client.Get(ctx, r.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("load %s: %w", r.prefix, err)
+	}
+	recs := make(map[string]Record, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		r.apply(recs, mvccpb.PUT, kv)
+	}
+	return recs, resp.Header.Revision + 1, nil
+}
+
+// watch applies changes from rev on to recs, publishing after each response.
+// It returns the next revision to watch from (0 after a compaction, meaning
+// reload) and whether any response arrived.
+func (r *Registry) watch(ctx context.Context, recs map[string]Record, rev int64) (int64, bool, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	progressed := false
+	for wr := range r.client.Watch(wctx, r.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
+		if wr.CompactRevision != 0 {
+			return 0, progressed, fmt.Errorf("watch %s from %d: compacted at %d: %w", r.prefix, rev, wr.CompactRevision, wr.Err())
+		}
+		if err := wr.Err(); err != nil {
+			return rev, progressed, fmt.Errorf("watch %s from %d: %w", r.prefix, rev, err)
+		}
+		progressed = true
+		if h := wr.Header.Revision + 1; h > rev {
+			rev = h
+		}
+		if len(wr.Events) == 0 {
+			continue
+		}
+		for _, ev := range wr.Events {
+			r.apply(recs, ev.Type, ev.Kv)
+		}
+		r.publish(recs)
+	}
+	if err := ctx.Err(); err != nil {
+		return rev, progressed, err
+	}
+	return rev, progressed, fmt.Errorf("watch %s from %d: channel closed", r.prefix, rev)
+}
+
+// apply records one put or delete in recs.
+func (r *Registry) apply(recs map[string]Record, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+	key := string(kv.Key)
+	if typ == mvccpb.DELETE {
+		delete(recs, key)
+		return
+	}
+	rec, err := decodeRecord(r.prefix, kv)
+	if err != nil {
+		r.log.Warn("replica registry: ignoring bad record", "key", key, "err", err)
+		delete(recs, key)
+		return
+	}
+	recs[key] = rec
+}
+
+// publish stores a sorted snapshot of recs and calls OnChange.
+func (r *Registry) publish(recs map[string]Record) {
+	snap := make([]Record, 0, len(recs))
+	for _, rec := range recs {
+		snap = append(snap, rec)
+	}
+	slices.SortFunc(snap, compareRecords)
+	r.snapshot.Store(&snap)
+	if r.onChange == nil {
+		return
+	}
+	sets := make(map[uint64][]string)
+	for _, rec := range snap {
+		sets[rec.Hash] = append(sets[rec.Hash], rec.Node) // sorted: snap is
+	}
+	r.onChange(sets)
+}
+
+func compareRecords(a, b Record) int {
+	if c := cmp.Compare(a.Hash, b.Hash); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Node, b.Node)
+}
+
+// Retry pacing while etcd is unreachable.
+const (
+	retryBase = 100 * time.Millisecond
+	retryMax  = 2 * time.Second
+)
+
+// backoff is capped exponential backoff with jitter, owned by one goroutine.
+type backoff struct {
+	base, max time.Duration
+	attempt   int
+}
+
+func newBackoff() *backoff { return &backoff{base: retryBase, max: retryMax} }
+
+// next returns the wait before the next attempt: base·2^attempt capped at
+// max, jittered uniformly into [d/2, d].
+func (b *backoff) next() time.Duration {
+	d := b.max
+	if b.attempt < 30 {
+		if e := b.base << b.attempt; e > 0 && e < b.max {
+			d = e
+		}
+	}
+	b.attempt++
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func (b *backoff) reset() { b.attempt = 0 }
+
+// sleepCtx waits for d or until ctx is done; it reports whether the full
+// wait elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

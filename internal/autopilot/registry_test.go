@@ -1,0 +1,151 @@
+package autopilot
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestReplicaKey(t *testing.T) {
+	prefix := ReplicasPrefix("c1")
+	if prefix != "/crowdpilot/c1/replicas/" {
+		t.Fatalf("ReplicasPrefix = %q", prefix)
+	}
+	if got := ReplicaKey("c1", 0xab, "n1"); got != prefix+"00000000000000ab/n1" {
+		t.Fatalf("ReplicaKey = %q", got)
+	}
+	tests := []struct {
+		key  string
+		hash uint64
+		node string
+		ok   bool
+	}{
+		{prefix + "00000000000000ab/n1", 0xab, "n1", true},
+		{prefix + "ffffffffffffffff/n-2", 1<<64 - 1, "n-2", true},
+		{prefix + "ab/n1", 0, "", false},                 // short hash
+		{prefix + "00000000000000ag/n1", 0, "", false},   // not hex
+		{prefix + "00000000000000ab/", 0, "", false},     // no node
+		{prefix + "00000000000000ab/n1/x", 0, "", false}, // nested
+		{prefix + "00000000000000ab", 0, "", false},      // no separator
+		{"/crowdpilot/c2/replicas/00000000000000ab/n1", 0, "", false},
+	}
+	for _, tt := range tests {
+		h, n, ok := parseReplicaKey(prefix, tt.key)
+		if h != tt.hash || n != tt.node || ok != tt.ok {
+			t.Errorf("parseReplicaKey(%q) = %x, %q, %v; want %x, %q, %v", tt.key, h, n, ok, tt.hash, tt.node, tt.ok)
+		}
+	}
+}
+
+func TestNewRegistryValidates(t *testing.T) {
+	c := deadClient(t)
+	for _, cfg := range []RegistryConfig{{Cluster: "c"}, {Client: c}, {Client: c, Cluster: "a/b"}} {
+		if _, err := NewRegistry(cfg); err == nil {
+			t.Errorf("NewRegistry(%+v) accepted", cfg)
+		}
+	}
+	if _, err := NewRegistry(RegistryConfig{Client: c, Cluster: "c"}); err != nil {
+		t.Errorf("NewRegistry: %v", err)
+	}
+}
+
+func putRecord(t *testing.T, c *clientv3.Client, rec Record, opts ...clientv3.OpOption) {
+	t.Helper()
+	val := `{"key":"` + rec.Key + `","owner":"n0","reason":"test","ttl":2000000000}`
+	if _, err := c.Put(t.Context(), ReplicaKey(testCluster, rec.Hash, rec.Node), val, opts...); err != nil {
+		t.Fatalf("put record: %v", err)
+	}
+}
+
+// TestRegistryWatch: puts, deletes and bad records reach Records and
+// OnChange, sorted.
+func TestRegistryWatch(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	w := startRegistry(t, newTestClient(t, e))
+	c := newTestClient(t, e)
+	if got := w.Records(); len(got) != 0 {
+		t.Fatalf("empty etcd: records %+v", got)
+	}
+	putRecord(t, c, Record{Key: "/b", Hash: 2, Node: "n2"})
+	putRecord(t, c, Record{Key: "/b", Hash: 2, Node: "n1"})
+	putRecord(t, c, Record{Key: "/a", Hash: 1, Node: "n3"})
+	if _, err := c.Put(t.Context(), ReplicasPrefix(testCluster)+"0000000000000003/n1", "not json"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "three records", func() bool { return len(w.Records()) == 3 && w.set(2) == "[n1 n2]" })
+	got := w.Records()
+	order := []string{got[0].Node, got[1].Node, got[2].Node}
+	if !slices.Equal(order, []string{"n3", "n1", "n2"}) || got[0].Key != "/a" || got[1].Hash != 2 || got[1].TTL != 2*time.Second {
+		t.Fatalf("records = %+v", got)
+	}
+	if w.set(1) != "[n3]" || w.set(3) != "[]" {
+		t.Fatalf("sets: 1=%s 3=%s", w.set(1), w.set(3))
+	}
+	if _, err := c.Delete(t.Context(), ReplicaKey(testCluster, 2, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "delete seen", func() bool { return w.set(2) == "[n2]" && len(w.Records()) == 2 })
+
+	if err := w.Run(t.Context()); err == nil {
+		t.Error("second Run succeeded")
+	}
+}
+
+// TestRegistryReloadsAfterCompaction: a watch resuming from a compacted
+// revision asks for a reload, and the reload sees the current state.
+func TestRegistryReloadsAfterCompaction(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	r, err := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRecord(t, c, Record{Key: "/a", Hash: 1, Node: "n1"})
+	putRecord(t, c, Record{Key: "/a", Hash: 1, Node: "n2"})
+	resp, err := c.Delete(t.Context(), ReplicaKey(testCluster, 1, "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := resp.Header.Revision
+	if _, err := c.Compact(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	next, _, err := r.watch(t.Context(), map[string]Record{}, 1)
+	if next != 0 || err == nil {
+		t.Fatalf("watch from a compacted revision = %d, %v; want 0 and an error", next, err)
+	}
+	recs, next, err := r.load(t.Context())
+	if err != nil || len(recs) != 1 || next != last+1 {
+		t.Fatalf("load = %+v, %d, %v", recs, next, err)
+	}
+}
+
+// TestRegistryKeepsViewWhileEtcdIsDown: losing etcd changes nothing in the
+// view; after a restart the watch resumes.
+func TestRegistryKeepsViewWhileEtcdIsDown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e1 := startEtcd(t, dir, "", "")
+	clientAddr, peerAddr := hostPort(t, e1.ClientURL()), hostPort(t, e1.PeerURL())
+	rc := newTestClient(t, e1)
+	w := startRegistry(t, rc)
+	putRecord(t, newTestClient(t, e1), Record{Key: "/a", Hash: 1, Node: "n1"})
+	eventually(t, 5*time.Second, "record seen", func() bool { return w.set(1) == "[n1]" })
+
+	// Close waits out the registry's open watch stream (several seconds).
+	e1.Close()
+	holds(t, 1500*time.Millisecond, "view while etcd is down", func() bool {
+		return len(w.Records()) == 1 && w.set(1) == "[n1]"
+	})
+
+	e2 := startEtcd(t, dir, clientAddr, peerAddr)
+	start := time.Now()
+	t.Cleanup(func() { w.run.stop(t) }) // before e2 closes, so it does not wait out the watch
+	putRecord(t, newTestClient(t, e2), Record{Key: "/a", Hash: 1, Node: "n2"})
+	eventually(t, 15*time.Second, "watch resumed after restart", func() bool { return w.set(1) == "[n1 n2]" })
+	t.Logf("watch resumed %v after restart", time.Since(start))
+}

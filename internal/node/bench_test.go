@@ -1,0 +1,77 @@
+package node
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/demo"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing, so a benchmark
+// measures the handler rather than a recorder.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// benchHit measures serving one cached 1 KiB object through node i's
+// handler, for requests entering at node i.
+func benchHit(b *testing.B, nodes, via int, tweak func(*Config)) {
+	tc := newTestCluster(b, nodes, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour, BodyBytes: 1024}, tweak)
+	const path = "/obj/1"
+	if s, _, _, err := tc.get(tc.url(via, path)); err != nil || s != 200 {
+		b.Fatalf("warm-up: %d %v", s, err)
+	}
+	nd := tc.nodes[via]
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, "http://"+nd.DataAddr()+path, nil)
+		w := &discardWriter{h: make(http.Header, 8)}
+		for pb.Next() {
+			clear(w.h)
+			nd.ServeHTTP(w, req)
+		}
+	})
+}
+
+// BenchmarkHitLocal: the owner serves a fresh hit from its own store.
+func BenchmarkHitLocal(b *testing.B) {
+	benchHit(b, 1, 0, nil)
+}
+
+// BenchmarkHitForwarded: a router forwards to the owner over loopback HTTP
+// and copies the hit back.
+func BenchmarkHitForwarded(b *testing.B) {
+	tc := newTestCluster(b, 2, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour, BodyBytes: 1024}, nil)
+	// A path the second node does not own, so requests entering there are
+	// forwarded.
+	var path string
+	for i := 0; ; i++ {
+		path = "/obj/" + strconv.Itoa(i)
+		kr, _ := http.NewRequest(http.MethodGet, "http://x"+path, nil)
+		base, _ := tc.nodes[1].baseKey(kr)
+		if o, _ := tc.nodes[1].router.Owner(httpcache.KeyHash(base)); o.ID == tc.nodes[0].ID() {
+			break
+		}
+	}
+	if s, _, h, err := tc.get(tc.url(1, path)); err != nil || s != 200 || h.Get("X-Served-By") != tc.nodes[0].ID() {
+		b.Fatalf("warm-up: %d %v served by %q", s, err, h.Get("X-Served-By"))
+	}
+	nd := tc.nodes[1]
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, "http://"+nd.DataAddr()+path, nil)
+		w := &discardWriter{h: make(http.Header, 8)}
+		for pb.Next() {
+			clear(w.h)
+			nd.ServeHTTP(w, req)
+		}
+	})
+}
