@@ -33,7 +33,7 @@ usage() {
 usage: sudo bench/testbed.sh [flags]
 
 Scenario (durations in whole seconds, "10" or "10s"):
-  --rate R              baseline requests/s (default 200)
+  --rate R              baseline requests/s (default 100: 5000/s in the crowd)
   --mult M              crowd multiplier, a step on the hot object (default 50)
   --before S            seconds of baseline before the crowd (default 10)
   --hold S              seconds the crowd lasts (default 30)
@@ -78,7 +78,7 @@ log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- flags
 
-RATE=200 MULT=50 BEFORE=10 HOLD=30 AFTER=20 QUICK=0
+RATE=100 MULT=50 BEFORE=10 HOLD=30 AFTER=20 QUICK=0
 HOT=/live/match-1 KEYS=10000 ZIPF=1.1 SEED=1 TIMEOUT=5s MAXIN=10000 OBJECTIVE=100ms
 NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx
 DEMO_LATENCY=50ms DEMO_CAPACITY=8 BINARY="" RESULTS="" CHARTS=""
@@ -380,7 +380,12 @@ run_load() {
 	local before after rc
 	before=$(origin_stats)
 	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT"
-	timeout --foreground --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt"
+	# In the background and waited for, so that a trapped signal (Ctrl-C,
+	# TERM) interrupts the wait at once and the trap stops everything.
+	timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" &
+	local lp=$!
+	PIDS+=("$lp")
+	wait "$lp"
 	rc=$?
 	cat "$d/load.txt" >&2
 	local a i=0
@@ -421,12 +426,11 @@ stop_contender() {
 	C_PIDS=()
 	C_CGS=()
 }
-new_cg() { # new_cg NAME: prints the cgroup's path
-	local cg=$CGROOT/$1
-	mkcg "$cg" || return 1
-	CGROUPS+=("$cg")
-	C_CGS+=("$cg")
-	echo "$cg"
+new_cg() { # new_cg NAME: makes the cgroup and sets NEWCG to its path
+	NEWCG=$CGROOT/$1
+	CGROUPS+=("$NEWCG")
+	C_CGS+=("$NEWCG")
+	mkcg "$NEWCG"
 }
 
 # contender_failed NAME LABEL NODES WHY
@@ -462,7 +466,7 @@ run_crowdpilot() {
 	((${#p[@]} == 2 * NODES)) || { contender_failed "$name" "$label" "$NODES" "cannot find free ports"; return; }
 	local targets="" admins="" cg
 	for ((i = 0; i < NODES; i++)); do
-		cg=$(new_cg "$name-n$i") || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
+		new_cg "$name-n$i" && cg=$NEWCG || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
 		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
 			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
 			--log-format json --log-level warn "${extra[@]}"
@@ -558,7 +562,7 @@ run_nginx() {
 		nginx_conf "$dir" "${p[i]}" "nginx-n$i" >"$d/nginx-n$i.conf"
 		nginx -t -q -c "$d/nginx-n$i.conf" -p "$dir" -e "$dir/error.log" >"$d/nginx-n$i.test" 2>&1 ||
 			{ contender_failed "$name" "$label" "$NODES" "nginx -t: $(tail -c 400 "$d/nginx-n$i.test")"; return; }
-		cg=$(new_cg "$name-n$i") || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
+		new_cg "$name-n$i" && cg=$NEWCG || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
 		start "$cg" "$d/nginx-n$i.log" nginx -c "$d/nginx-n$i.conf" -p "$dir" -e "$dir/error.log"
 		C_PIDS+=("$STARTED")
 		targets+=${targets:+,}http://127.0.0.1:${p[i]}

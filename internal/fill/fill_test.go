@@ -1,0 +1,207 @@
+package fill
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+func newGroup(t *testing.T, origin string, tweak func(*Config)) (*Group, *httpcache.Store) {
+	t.Helper()
+	store, err := httpcache.NewStore(httpcache.StoreConfig{MaxBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	u, _ := url.Parse(origin)
+	cfg := Config{Origin: u, Store: store, Timeout: 500 * time.Millisecond, Defaults: httpcache.Defaults{TTL: time.Minute}}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g, store
+}
+
+func get(path string) (*http.Request, string) {
+	r := httptest.NewRequest(http.MethodGet, "http://origin.test"+path, nil)
+	base, _ := httpcache.BaseKey(r)
+	return r, base
+}
+
+func TestCollapsesConcurrentFetches(t *testing.T) {
+	var fetches atomic.Int64
+	release := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte("body"))
+	}))
+	defer origin.Close()
+	g, store := newGroup(t, origin.URL, nil)
+	const n = 200
+	var wg sync.WaitGroup
+	results := make([]Result, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, base := get("/a")
+			results[i], errs[i] = g.Fetch(context.Background(), r, base, nil, nil)
+		}()
+	}
+	// Release the origin once the fetch is under way; late callers find
+	// the object stored, or join the flight.
+	for fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if got := fetches.Load(); got != 1 {
+		t.Fatalf("origin fetches = %d, want 1", got)
+	}
+	leaders := 0
+	for i := range n {
+		if errs[i] != nil || string(results[i].Entry.Body) != "body" {
+			t.Fatalf("caller %d: %v %+v", i, errs[i], results[i].Entry)
+		}
+		if !results[i].Collapsed {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d callers led a fetch, want 1", leaders)
+	}
+	if _, base := get("/a"); store.Len() == 0 {
+		t.Errorf("nothing stored for %s", base)
+	}
+}
+
+// TestBadOriginsNeverPoisonTheCache: a truncated body, a trickling body and
+// a garbage response each fail the fetch and store nothing.
+func TestBadOriginsNeverPoisonTheCache(t *testing.T) {
+	tests := []struct {
+		name   string
+		handle func(c net.Conn)
+	}{
+		{"truncated body", func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1000\r\n\r\nonly this much"))
+		}},
+		{"trickling body", func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1000\r\n\r\n"))
+			for range 100 {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond) // the origin under test is slow on purpose
+			}
+		}},
+		{"garbage", func(c net.Conn) {
+			c.Write([]byte("this is not http\r\n\r\n"))
+		}},
+		{"headers never end", func(c net.Conn) {
+			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
+			time.Sleep(2 * time.Second)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						bufio.NewReader(c).ReadString('\n')
+						tt.handle(c)
+					}()
+				}
+			}()
+			g, store := newGroup(t, "http://"+ln.Addr().String(), nil)
+			r, base := get("/bad")
+			start := time.Now()
+			_, err = g.Fetch(context.Background(), r, base, nil, nil)
+			if err == nil {
+				t.Fatal("fetch succeeded; want an error")
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("fetch took %v; the origin timeout should cut it off", took)
+			}
+			if e, ok := store.Get(base, nil); ok {
+				t.Fatalf("partial object stored: %q", e.Body)
+			}
+		})
+	}
+}
+
+func TestFailsFastWhenLimitFull(t *testing.T) {
+	hold := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-hold
+		w.Write([]byte("x"))
+	}))
+	defer origin.Close()
+	defer close(hold)
+	var sheds atomic.Int64
+	g, _ := newGroup(t, origin.URL, func(c *Config) {
+		c.MinLimit, c.InitialLimit, c.MaxLimit = 1, 1, 1
+		c.Timeout = 5 * time.Second
+		c.Shed = func(reason string) {
+			if reason == "origin_limit" {
+				sheds.Add(1)
+			}
+		}
+	})
+	r1, b1 := get("/slow")
+	go g.Fetch(context.Background(), r1, b1, nil, nil)
+	for g.limit.Inflight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	r2, b2 := get("/other")
+	_, err := g.Fetch(context.Background(), r2, b2, nil, nil)
+	if !errors.Is(err, ErrShed) {
+		t.Fatalf("err = %v, want ErrShed while the limit is full", err)
+	}
+	if sheds.Load() != 1 {
+		t.Errorf("shed counted %d times, want 1", sheds.Load())
+	}
+}
+
+func TestTooLargeIsNotStored(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte(strings.Repeat("x", 4096)))
+	}))
+	defer origin.Close()
+	g, store := newGroup(t, origin.URL, func(c *Config) { c.MaxObjectBytes = 1024 })
+	r, base := get("/big")
+	if _, err := g.Fetch(context.Background(), r, base, nil, nil); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if store.Len() != 0 {
+		t.Error("oversized object stored")
+	}
+}
