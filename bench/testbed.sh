@@ -451,7 +451,7 @@ run_crowdpilot() {
 		extra+=("--autopilot=$([[ $auto == on ]] && echo true || echo false)")
 	elif [[ $auto == on ]]; then
 		log "$name: pending: this crowdpilot node has no --autopilot flag yet"
-		write_meta "$name" "$label" pending "pending: this build's \`crowdpilot node\` has no --autopilot flag yet" "$NODES" "" 0 null null
+		write_meta "$name" "$label" pending "this build's \`crowdpilot node\` has no --autopilot flag yet" "$NODES" "" 0 null null
 		return 0
 	fi
 	if [[ $auto == on ]]; then

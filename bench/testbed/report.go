@@ -22,6 +22,10 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/load"
 )
 
+// lagWarnMs is the generator's p99 send lag above which a row says the
+// generator fell behind its schedule (the load generator warns at the same).
+const lagWarnMs = 10
+
 // Markers delimit the section this program owns in the results file; the
 // rest of the file belongs to others and is kept byte for byte.
 const (
@@ -164,7 +168,7 @@ func buildSection(o reportOpts) (string, error) {
 	w("- *origin fetches*: increase of the demo origin's own `GET /_stats` `fetches` over the contender's run (includes the generator's one probe per target; the same counter for every contender). *shed*: requests the origin refused with 503 because its queue was full.\n")
 	w("- *replica-seconds*: sum over the run's seconds of `crowdpilot_autopilot_replicas_active` for the hot object, summed over the nodes' `/metrics` as the generator scraped them each second (`replica_seconds` in the load JSON). crowdpilot with the autopilot only.\n")
 	w("- *scale out / back in*: from the same per-second series: seconds from crowd start until the replica count first rose above its value in the last second before the crowd; seconds from crowd end until it was back at that value for good (±1 s: one scrape a second).\n")
-	w("- *generator lag*: p99 of how late the generator sent requests against its schedule. It is included in the latencies; when it is large, the machine (not the contender) was short of CPU.\n\n")
+	w("- *generator lag*: p99 of how late the generator sent requests against its schedule. It is included in the latencies; above %d ms the row says *behind*: the generator, outside the caps, was short of CPU, which happens when a contender drowns (thousands of requests in flight) or when other work loads the machine.\n\n", lagWarnMs)
 
 	w("Per-contender detail (requests by result are the nodes' `crowdpilot_requests_total` summed; cache status is what the client saw in `Cache-Status`; throttled is from the node cgroups' `cpu.stat`):\n\n")
 	w("| contender | requests by result (nodes) | cache status seen by client: hit / stale / miss / other | CPU throttled (periods, time) | chart |\n")
@@ -349,13 +353,17 @@ func (c *contender) row() string {
 	if c.rep.Interrupted {
 		label += " (interrupted)"
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s ms |",
+	lag := fmtMs(c.rep.Generator.P99LagMs) + " ms"
+	if c.rep.Generator.P99LagMs > lagWarnMs {
+		lag += " (behind)"
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
 		label,
 		tri(func(p load.Phase) string { return pct(p.Success) }),
 		tri(lat(func(l load.Latency) float64 { return l.P50Ms })),
 		tri(lat(func(l load.Latency) float64 { return l.P99Ms })),
 		tri(lat(func(l load.Latency) float64 { return l.P999Ms })),
-		rec, fetches, repS, scale, fmtMs(c.rep.Generator.P99LagMs))
+		rec, fetches, repS, scale, lag)
 }
 
 func (c *contender) detailRow(resultsDir string) string {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/node"
 )
 
@@ -21,7 +22,9 @@ type nodeFlags struct {
 	memberTTL, shutdownGrace, purgeMaxDisconnect                          time.Duration
 	prefresh                                                              float64
 	originMaxConcurrency, maxHeaderBytes                                  int
-	rejectUnsafe                                                          bool
+	rejectUnsafe, autopilotOn                                             bool
+	ap                                                                    autopilot.Config
+	heatWindow, electionTTL                                               time.Duration
 	logFormat, logLevel                                                   string
 }
 
@@ -54,6 +57,17 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", d.ShutdownGrace, "bound on finishing in-flight requests at shutdown")
+	fs.BoolVar(&f.autopilotOn, "autopilot", true, "take part in the autopilot: report heat, stand for leader (false: only route to replicas)")
+	apd := autopilot.DefaultConfig()
+	fs.Float64Var(&f.ap.TargetRPS, "replica-target-rps", apd.TargetRPS, "request rate one member of a replica set should serve")
+	fs.IntVar(&f.ap.MaxReplicas, "max-replicas", apd.MaxReplicas, "most members per object, owner included")
+	fs.DurationVar(&f.ap.ReplicaTTL, "replica-ttl", apd.ReplicaTTL, "lease TTL of a replica; renewed while hot, expires when the crowd leaves")
+	fs.DurationVar(&f.ap.Cooldown, "scale-cooldown", apd.Cooldown, "least time between scaling a key one way and the other")
+	fs.DurationVar(&f.ap.ScaleInHold, "scale-in-hold", apd.ScaleInHold, "how long a key must stay cool before its replicas are released")
+	fs.Float64Var(&f.ap.BudgetPerSecond, "replica-budget", apd.BudgetPerSecond, "cluster-wide new replicas per second")
+	fs.IntVar(&f.ap.MaxExtraReplicas, "max-extra-replicas", apd.MaxExtraReplicas, "cap on extra replicas over all objects")
+	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
+	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -74,6 +88,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe,
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
+		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
 		Logger: logger,
 	}
 }

@@ -502,3 +502,47 @@ func canceled() context.Context {
 	cancel()
 	return ctx
 }
+
+// TestRenewLostLease: renewing a lease revoked behind the actuator's back
+// fails once, is counted, and the lease is forgotten.
+func TestRenewLostLease(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	fence := testFence(t, c, "leader")
+	a, reg := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Rand = func() float64 { return 0 } })
+	startRunner(t, a.Run)
+	act := scaleOut("/k", "n1")
+	if errs := a.Apply(t.Context(), fence, []Action{act}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	recs := recordsIn(t, c)
+	if len(recs) != 1 {
+		t.Fatalf("records = %+v", recs)
+	}
+	if _, err := c.Revoke(t.Context(), clientv3.LeaseID(recs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	// Asked early, the renewal waits for the window: 25% of the TTL left.
+	act.Kind = Renew
+	asked := time.Now()
+	if errs := a.Apply(t.Context(), fence, []Action{act}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	eventually(t, 2*a.TTL(), "the lost lease forgotten", func() bool {
+		_, _, ok := a.expiry(act.Hash, act.Node)
+		return !ok
+	})
+	if d := time.Since(asked); d < a.TTL()/2 {
+		t.Errorf("renewal attempted %v after being asked, before the window", d)
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_lease_renewal_errors_total"); n != 1 {
+		t.Errorf("lease_renewal_errors_total = %v, want 1", n)
+	}
+	if n := count(t, reg, "crowdpilot_autopilot_lease_renewals_total"); n != 0 {
+		t.Errorf("lease_renewals_total = %v, want 0", n)
+	}
+	if errs := a.Apply(t.Context(), fence, []Action{act}); !errors.Is(errs[0], ErrUnknownReplica) {
+		t.Errorf("Renew of a forgotten lease = %v, want ErrUnknownReplica", errs[0])
+	}
+}

@@ -280,7 +280,7 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	if up != nil {
 		resp, err = up(ctx, out)
 	} else {
-		resp, err = g.origin(out)
+		resp, err = g.Origin(out)
 	}
 	if err != nil {
 		return Result{}, err
@@ -336,9 +336,9 @@ func (g *Group) put(e *httpcache.Entry, epoch int64) bool {
 	return true
 }
 
-// origin sends out to the origin through the adaptive limit. A full limit
-// fails at once: queueing is what drowns an origin.
-func (g *Group) origin(out *http.Request) (*http.Response, error) {
+// Origin sends out to the origin through the adaptive limit. A full limit
+// fails at once (ErrShed): queueing is what drowns an origin.
+func (g *Group) Origin(out *http.Request) (*http.Response, error) {
 	permit, ok := g.limit.TryAcquirePermit()
 	if !ok {
 		g.cfg.Shed("origin_limit")

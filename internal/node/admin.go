@@ -26,6 +26,10 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
 	mux.HandleFunc("GET /api/v1/cluster", n.handleCluster)
+	mux.HandleFunc("GET /api/v1/hot", n.handleHot)
+	mux.HandleFunc("GET /api/v1/events", n.handleEvents)
+	mux.Handle("POST "+pathHeat, n.authorized(http.HandlerFunc(n.handleHeat)))
+	mux.Handle("POST "+pathReplicate, n.authorized(http.HandlerFunc(n.handleReplicate)))
 	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))
 	return mux
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 )
 
 // Config configures one node. Zero fields mean the defaults of
@@ -69,6 +71,21 @@ type Config struct {
 	// served only as stale while revalidating. Default 10s.
 	PurgeMaxDisconnect time.Duration
 
+	// DisableAutopilot turns off heat reports and leadership on this node:
+	// it still routes to replicas other leaders create.
+	DisableAutopilot bool
+	// Autopilot holds the policy thresholds (zero fields: its defaults).
+	Autopilot autopilot.Config
+	// HeatWindow is the time constant of the per-key rate estimate: shorter
+	// reacts faster, longer is steadier. Default 250ms.
+	HeatWindow time.Duration
+	// ReportInterval is how often the node sends its heat report to the
+	// leader. Default 500ms.
+	ReportInterval time.Duration
+	// ElectionTTL is the autopilot election's lease TTL: a dead leader is
+	// replaced within it. Default 5s.
+	ElectionTTL time.Duration
+
 	// MemberTTL is the lease TTL of the membership record. Default 5s.
 	MemberTTL time.Duration
 	// ShutdownGrace bounds finishing in-flight requests on shutdown. Default 10s.
@@ -100,6 +117,9 @@ func DefaultConfig() Config {
 		MaxBodyBytes:         1 << 20,
 		MemberTTL:            5 * time.Second,
 		PurgeMaxDisconnect:   10 * time.Second,
+		HeatWindow:           250 * time.Millisecond,
+		ReportInterval:       500 * time.Millisecond,
+		ElectionTTL:          5 * time.Second,
 		ShutdownGrace:        10 * time.Second,
 	}
 }
@@ -147,6 +167,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.HeatWindow == 0 {
+		c.HeatWindow = d.HeatWindow
+	}
+	if c.ReportInterval == 0 {
+		c.ReportInterval = d.ReportInterval
+	}
+	if c.ElectionTTL == 0 {
+		c.ElectionTTL = d.ElectionTTL
 	}
 	if c.PurgeMaxDisconnect == 0 {
 		c.PurgeMaxDisconnect = d.PurgeMaxDisconnect
@@ -207,6 +236,15 @@ func (c Config) Validate() error {
 	}
 	if c.MemberTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("member ttl %v must be at least 2s", c.MemberTTL))
+	}
+	if c.HeatWindow < 10*time.Millisecond || c.ReportInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heat window %v and report interval %v must be at least 10ms", c.HeatWindow, c.ReportInterval))
+	}
+	if c.ElectionTTL < 2*time.Second {
+		errs = append(errs, fmt.Errorf("election ttl %v must be at least 2s", c.ElectionTTL))
+	}
+	if err := c.Autopilot.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("autopilot: %w", err))
 	}
 	if c.MaxHeaderBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max header bytes %d must be at least 1024", c.MaxHeaderBytes))

@@ -47,6 +47,8 @@ type Node struct {
 	appliedSignal atomicSignal  // closed on every applied purge
 	invalidations chan string   // unsafe-request paths to append to the log
 
+	ap autopilotParts
+
 	inflight atomic.Int64
 
 	dataLn, adminLn net.Listener
@@ -160,6 +162,12 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("purge follower: %w", err)
 	}
 
+	if err := n.newAutopilot(); err != nil {
+		n.closeListeners()
+		n.etcd.Close()
+		return err
+	}
+
 	n.data = &http.Server{
 		Handler:           n,
 		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
@@ -180,6 +188,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
+	n.startAutopilot(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
 }

@@ -51,6 +51,9 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	hash := httpcache.KeyHash(base)
 	if r.Header.Get(route.HopHeader) == "" {
+		if n.ap.leader != nil {
+			n.ap.heat.Observe(hash, base) // counted once, where the request enters
+		}
 		var buf [4]route.Target
 		plan := n.router.Plan(hash, buf[:0])
 		for _, t := range plan.Targets {
@@ -63,8 +66,14 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		// Every member failed (or this node is in R(k)): serve here,
 		// still collapsed locally.
+	} else if rev := r.Header.Get(purgeRevHeader); rev != "" {
+		// A replica filling from us has applied purges up to rev: never
+		// hand it a copy we have not purged yet.
+		if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
+			return n.unavailable(w, "purge log behind", "purge-lag")
+		}
 	}
-	return n.serveLocal(w, r, base)
+	return n.serveLocal(w, r, base, hash)
 }
 
 // baseKey is the cache key of r. Its host is the origin's: every node
@@ -97,12 +106,13 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) b
 }
 
 // serveLocal answers from this node's store, filling from the origin.
-func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string) string {
+func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64) string {
 	ctx := r.Context()
+	up := n.upstreamFor(hash)
 	if r.Header.Get("Authorization") != "" {
 		// Never shared with other clients' waits; stored only if the
 		// response explicitly allows it (RFC 9111 §3.5).
-		res, err := n.fill.FetchOnce(ctx, r, base, nil)
+		res, err := n.fill.FetchOnce(ctx, r, base, up)
 		return n.answer(w, r, base, nil, res, err)
 	}
 	e, ok := n.store.Get(base, r.Header)
@@ -118,18 +128,18 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string) s
 			n.writeEntry(w, r, e, now, hitStatus(e, now))
 			return resHit
 		case httpcache.Prefresh:
-			n.fill.Refresh(r, base, e, nil)
+			n.fill.Refresh(r, base, e, up)
 			n.writeEntry(w, r, e, now, hitStatus(e, now))
 			return resHit
 		case httpcache.StaleRevalidate:
-			n.fill.Refresh(r, base, e, nil)
+			n.fill.Refresh(r, base, e, up)
 			n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 			return resStale
 		}
 	} else {
 		e = nil
 	}
-	res, err := n.fill.Fetch(ctx, r, base, e, nil)
+	res, err := n.fill.Fetch(ctx, r, base, e, up)
 	return n.answer(w, r, base, e, res, err)
 }
 
@@ -192,6 +202,11 @@ func (n *Node) unavailable(w http.ResponseWriter, msg, detail string) string {
 func (n *Node) fail(w http.ResponseWriter, code int, result, msg string) string {
 	http.Error(w, msg, code)
 	return result
+}
+
+func parseRev(s string) int64 {
+	v, _ := strconv.ParseInt(s, 10, 64)
+	return v
 }
 
 // Cache-Status members (RFC 9211). The cache is named "crowdpilot"; the

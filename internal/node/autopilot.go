@@ -1,0 +1,402 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/heat"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+// Internal admin paths nodes use to talk to each other.
+const (
+	pathHeat      = "/internal/v1/heat"
+	pathReplicate = "/internal/v1/replicate"
+	// purgeRevHeader carries the purge revision a replica has applied when
+	// it fills from the owner.
+	purgeRevHeader = "X-Crowdpilot-Purge-Rev"
+	// reportKeys is how many of its hottest keys a node reports.
+	reportKeys = 32
+	// maxReportBytes bounds a heat report body.
+	maxReportBytes = 64 << 10
+)
+
+// autopilotParts are the pieces every node runs for the autopilot: heat
+// tracking and reporting, the replica registry (routing), and a candidate
+// for leadership, whose leader loop drives the actuator.
+type autopilotParts struct {
+	heat     *heat.Tracker
+	registry *autopilot.Registry
+	election *cluster.Election   // finds the leader; campaigns only when leader != nil
+	leader   *autopilot.Leader   // nil when the autopilot is off on this node
+	actuator *autopilot.Actuator // likewise
+
+	leaderAdmin atomic.Pointer[string] // cached leader admin address, "" unknown
+	client      *http.Client           // node-to-node admin calls, bounded by timeouts
+}
+
+// newAutopilot builds the autopilot parts; Start runs them.
+func (n *Node) newAutopilot() error {
+	var err error
+	a := &n.ap
+	a.client = &http.Client{Timeout: 2 * time.Second}
+	if a.heat, err = heat.New(heat.Config{Window: n.cfg.HeatWindow}); err != nil {
+		return fmt.Errorf("heat: %w", err)
+	}
+	if a.registry, err = autopilot.NewRegistry(autopilot.RegistryConfig{
+		Client:   n.etcd,
+		Cluster:  n.cfg.Cluster,
+		OnChange: n.router.SetReplicas,
+		Logger:   n.cfg.Logger,
+	}); err != nil {
+		return fmt.Errorf("replica registry: %w", err)
+	}
+	a.election, err = cluster.NewElection(cluster.ElectionConfig{
+		Client:  n.etcd,
+		Cluster: n.cfg.Cluster,
+		ID:      n.cfg.ID,
+		Value:   n.AdminAddr(),
+		TTL:     n.cfg.ElectionTTL,
+		Logger:  n.cfg.Logger,
+		OnElected: func(ctx context.Context, fence cluster.Fence) {
+			n.cfg.Logger.Info("autopilot leader elected", "id", n.cfg.ID)
+			done := make(chan struct{})
+			go func() { defer close(done); n.compactPurgeLog(ctx) }()
+			if err := a.leader.Run(ctx, fence); err != nil && !errors.Is(err, context.Canceled) {
+				n.cfg.Logger.Warn("autopilot leader stopped", "err", err)
+			}
+			<-done
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("election: %w", err)
+	}
+	if n.cfg.DisableAutopilot {
+		return nil // routes to replicas, but never leads
+	}
+	if a.actuator, err = autopilot.NewActuator(autopilot.ActuatorConfig{
+		Client:     n.etcd,
+		Cluster:    n.cfg.Cluster,
+		TTL:        n.cfg.Autopilot.ReplicaTTL,
+		Copier:     copier{n},
+		Logger:     n.cfg.Logger,
+		Registerer: n.cfg.Registry,
+	}); err != nil {
+		return fmt.Errorf("actuator: %w", err)
+	}
+	if a.leader, err = autopilot.NewLeader(autopilot.LeaderConfig{
+		Policy:     n.cfg.Autopilot,
+		Actuator:   a.actuator,
+		Registry:   a.registry,
+		Owner:      func(h uint64) string { p, _ := n.router.Owner(h); return p.ID },
+		Nodes:      n.nodeInfos,
+		Logger:     n.cfg.Logger,
+		Registerer: n.cfg.Registry,
+	}); err != nil {
+		return fmt.Errorf("leader: %w", err)
+	}
+	return nil
+}
+
+// startAutopilot runs the autopilot loops under ctx.
+func (n *Node) startAutopilot(ctx context.Context) {
+	n.goLoop(ctx, "replica registry", n.ap.registry.Run)
+	n.goLoop(ctx, "heat ticker", n.tickHeat)
+	if n.ap.leader == nil {
+		return
+	}
+	n.goLoop(ctx, "election", n.ap.election.Run)
+	n.goLoop(ctx, "heat reporter", n.reportHeat)
+}
+
+// tickHeat advances the heat tracker's rates a few times per window.
+func (n *Node) tickHeat(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.HeatWindow / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n.ap.heat.Tick(n.cfg.Now())
+		}
+	}
+}
+
+// nodeInfos is the leader's view of the members for placement.
+func (n *Node) nodeInfos() []autopilot.NodeInfo {
+	ms := n.members.Members()
+	out := make([]autopilot.NodeInfo, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, autopilot.NodeInfo{ID: m.ID, Zone: m.Zone, Draining: m.Draining})
+	}
+	return out
+}
+
+// report is this node's heat report.
+func (n *Node) report() autopilot.Report {
+	return autopilot.Report{
+		Node:     n.cfg.ID,
+		Zone:     n.cfg.Zone,
+		At:       n.cfg.Now(),
+		Keys:     n.ap.heat.Top(reportKeys),
+		InFlight: n.inflight.Load(),
+	}
+}
+
+// reportHeat sends a heat report to the leader every ReportInterval. A
+// report that cannot be delivered is dropped (the next one replaces it);
+// nothing on the serving path waits for this.
+func (n *Node) reportHeat(ctx context.Context) error {
+	t := time.NewTicker(n.cfg.ReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r := n.report()
+		if n.ap.election.IsLeader() {
+			if !n.ap.leader.Offer(r) {
+				n.m.shed("heat_report")
+			}
+			continue
+		}
+		if err := n.sendReport(ctx, r); err != nil {
+			n.m.shed("heat_report")
+			n.ap.leaderAdmin.Store(nil) // look the leader up again next time
+			n.cfg.Logger.Debug("heat report not delivered", "err", err)
+		}
+	}
+}
+
+func (n *Node) sendReport(ctx context.Context, r autopilot.Report) error {
+	addr, err := n.leaderAddr(ctx)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return n.adminCall(ctx, http.MethodPost, addr, pathHeat, body, nil)
+}
+
+// leaderAddr is the leader's admin address, cached until a call fails.
+func (n *Node) leaderAddr(ctx context.Context) (string, error) {
+	if p := n.ap.leaderAdmin.Load(); p != nil {
+		return *p, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, addr, err := n.ap.election.Leader(ctx)
+	if err != nil {
+		return "", fmt.Errorf("find leader: %w", err)
+	}
+	n.ap.leaderAdmin.Store(&addr)
+	return addr, nil
+}
+
+// adminCall makes one authenticated call to another node's admin listener
+// and decodes a JSON answer into out (if non-nil).
+func (n *Node) adminCall(ctx context.Context, method, addr, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if n.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+n.cfg.AdminToken)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.ap.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s%s: %s: %s", method, addr, path, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if out != nil {
+		return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(out)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
+}
+
+// handleHeat receives a heat report (leader only).
+func (n *Node) handleHeat(w http.ResponseWriter, r *http.Request) {
+	if n.ap.leader == nil || !n.ap.election.IsLeader() {
+		writeJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": "not the autopilot leader"})
+		return
+	}
+	var rep autopilot.Report
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err := dec.Decode(&rep); err != nil || rep.Node == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed heat report"})
+		return
+	}
+	if !n.ap.leader.Offer(rep) {
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "report queue full"})
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// copier fills a key on another node from its owner (scale-out).
+type copier struct{ n *Node }
+
+var _ autopilot.Copier = copier{}
+
+func (c copier) Copy(ctx context.Context, node, key string) error {
+	var addr string
+	for _, m := range c.n.members.Members() {
+		if m.ID == node {
+			addr = m.Admin
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("copy %q to %s: node unknown", key, node)
+	}
+	body, _ := json.Marshal(map[string]string{"key": key})
+	return c.n.adminCall(ctx, http.MethodPost, addr, pathReplicate, body, nil)
+}
+
+// handleReplicate copies one key into this node's store from its owner,
+// before the leader registers this node as a replica.
+func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Key string `json:"key"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil || req.Key == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"key\": \"<cache key>\"}"})
+		return
+	}
+	target, err := n.requestForKey(r.Context(), req.Key)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	hash := httpcache.KeyHash(req.Key)
+	stale, _ := n.store.Get(req.Key, target.Header)
+	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, n.upstreamFor(hash))
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	if !res.Stored {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "object is not cacheable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": req.Key, "bytes": len(res.Entry.Body)})
+}
+
+// requestForKey rebuilds a GET for a base cache key ("host/path?query").
+func (n *Node) requestForKey(ctx context.Context, key string) (*http.Request, error) {
+	rest, ok := strings.CutPrefix(key, n.origin.Host)
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return nil, fmt.Errorf("key %q is not a key of origin %s", key, n.origin.Host)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.origin.Host+rest, nil)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", key, err)
+	}
+	if base, err := n.baseKey(req); err != nil || base != key {
+		return nil, fmt.Errorf("key %q is not canonical", key)
+	}
+	return req, nil
+}
+
+// upstreamFor is where this node fills hash from: the origin when it owns
+// the key (nil), otherwise the owner — a replica never asks the origin, so
+// the origin still sees one fetch per object per TTL. If the owner cannot
+// be reached the node fetches from the origin itself.
+func (n *Node) upstreamFor(hash uint64) fill.Upstream {
+	owner, ok := n.router.Owner(hash)
+	if !ok || owner.ID == n.cfg.ID {
+		return nil
+	}
+	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		out.Header.Set(purgeRevHeader, fmt.Sprint(n.follower.Applied()))
+		resp, err := n.fwd.Fetch(ctx, out, owner.Addr)
+		if err == nil {
+			return resp, nil
+		}
+		n.cfg.Logger.Debug("fill from owner failed; asking the origin", "owner", owner.ID, "err", err)
+		return n.fill.Origin(out)
+	}
+}
+
+// hotView is /api/v1/hot: answered by the leader, proxied by the others.
+func (n *Node) handleHot(w http.ResponseWriter, r *http.Request) {
+	if n.ap.leader != nil && n.ap.election.IsLeader() {
+		writeJSON(w, http.StatusOK, map[string]any{"leader": n.cfg.ID, "hot": n.ap.leader.Hot()})
+		return
+	}
+	n.proxyToLeader(w, r)
+}
+
+// handleEvents is /api/v1/events: recent scale decisions, newest first.
+func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if n.ap.leader != nil && n.ap.election.IsLeader() {
+		writeJSON(w, http.StatusOK, map[string]any{"leader": n.cfg.ID, "events": n.ap.leader.Events(200)})
+		return
+	}
+	n.proxyToLeader(w, r)
+}
+
+func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Crowdpilot-Proxied") != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no autopilot leader"})
+		return
+	}
+	addr, err := n.leaderAddr(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no autopilot leader: " + err.Error()})
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.Path, nil)
+	req.Header.Set("X-Crowdpilot-Proxied", n.cfg.ID)
+	resp, err := n.ap.client.Do(req)
+	if err != nil {
+		n.ap.leaderAdmin.Store(nil)
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "leader unreachable: " + err.Error()})
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, 8<<20))
+}
+
+// compactPurgeLog drops purge-log entries older than an hour, every ten
+// minutes, while this node leads. Followers that fall further behind than
+// etcd's own history flush their caches instead of skipping purges.
+func (n *Node) compactPurgeLog(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if _, err := n.purgeLog.Compact(cctx, time.Hour); err != nil && ctx.Err() == nil {
+			n.cfg.Logger.Warn("purge log compaction", "err", err)
+		}
+		cancel()
+	}
+}
