@@ -461,6 +461,10 @@ run_crowdpilot() {
 			if has_flag "${kv%%=*}"; then extra+=("--$kv"); else log "$name: node has no --${kv%%=*}; using its default"; fi
 		done
 	fi
+	# Nodes call each other's admin API (heat reports, replica copies) with
+	# the cluster's bearer token: one per contender, shared by its nodes.
+	local token
+	token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	local -a p
 	mapfile -t p < <("$TB" ports $((2 * NODES)))
 	((${#p[@]} == 2 * NODES)) || { contender_failed "$name" "$label" "$NODES" "cannot find free ports"; return; }
@@ -469,7 +473,7 @@ run_crowdpilot() {
 		new_cg "$name-n$i" && cg=$NEWCG || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
 		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
 			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
-			--log-format json --log-level warn "${extra[@]}"
+			--admin-token "$token" --log-format json --log-level warn "${extra[@]}"
 		C_PIDS+=("$STARTED")
 		targets+=${targets:+,}http://127.0.0.1:${p[2 * i]}
 		admins+=${admins:+,}127.0.0.1:${p[2 * i + 1]}
@@ -624,6 +628,7 @@ cat >"$RUN/notes.md" <<'EOF'
 Known limits of this comparison:
 
 - The nginx instances do not share a cache: each fetches every object it is asked for on its own, so with N instances the origin sees up to N fetches per object per TTL (and the catalogue's long tail is fetched N times). That is what N independent nginx caches behind a round-robin balancer do; crowdpilot's nodes share one cache by owning keys.
+- nginx's `proxy_cache_lock` makes a request that waits for another's fill re-check the lock on a 500 ms timer (fixed in nginx's `ngx_http_file_cache.c`), so requests that arrive while an object is first fetched wait about 500 ms; nginx latencies near 500 ms come from there. Once an object is cached, `proxy_cache_use_stale updating` and `proxy_cache_background_update` keep refreshes off the request path.
 - Contenders run one after the other on the same machine, not at the same time, against the same origin process; caches start cold for each. Only the per-node CPU is capped: the load generator, etcd and the origin compete with the nodes (and with anything else on the machine) for the remaining cores, which the generator lag and load average columns show.
 - Per-second figures have one-second resolution; the replica count is what the generator scraped at the end of each second.
 EOF

@@ -170,9 +170,9 @@ func buildSection(o reportOpts) (string, error) {
 	w("- *scale out / back in*: from the same per-second series: seconds from crowd start until the replica count first rose above its value in the last second before the crowd; seconds from crowd end until it was back at that value for good (±1 s: one scrape a second).\n")
 	w("- *generator lag*: p99 of how late the generator sent requests against its schedule. It is included in the latencies; above %d ms the row says *behind*: the generator, outside the caps, was short of CPU, which happens when a contender drowns (thousands of requests in flight) or when other work loads the machine.\n\n", lagWarnMs)
 
-	w("Per-contender detail (requests by result are the nodes' `crowdpilot_requests_total` summed; cache status is what the client saw in `Cache-Status`; throttled is from the node cgroups' `cpu.stat`):\n\n")
-	w("| contender | requests by result (nodes) | cache status seen by client: hit / stale / miss / other | CPU throttled (periods, time) | chart |\n")
-	w("|---|---|---|---|---|\n")
+	w("Per-contender detail (*answered during the crowd* is the share of the crowd's answers by the node or instance that sent them, from the `X-Served-By` header, so it shows whether the hot object was served by one node or spread over several; requests by result are the nodes' `crowdpilot_requests_total` summed; cache status is what the client saw in `Cache-Status`; throttled is from the node cgroups' `cpu.stat`):\n\n")
+	w("| contender | answered during the crowd, by `X-Served-By` | requests by result (nodes) | cache status seen by client: hit / stale / miss / other | CPU throttled (periods, time) | chart |\n")
+	w("|---|---|---|---|---|---|\n")
 	for _, c := range cs {
 		w("%s\n", c.detailRow(resultsDir))
 	}
@@ -393,6 +393,39 @@ func (c *contender) detailRow(resultsDir string) string {
 		}
 		cache = fmt.Sprintf("%d / %d / %d / %d", cc.Hit, cc.Stale, cc.Miss, cc.Other)
 	}
+	served := "—"
+	if c.rep != nil {
+		by := map[string]int64{}
+		var total int64
+		for _, s := range c.rep.Series {
+			if s.T < c.crowdFrom || s.T >= c.crowdTo {
+				continue
+			}
+			for k, v := range s.ServedBy {
+				by[k] += v
+				total += v
+			}
+		}
+		if total > 0 {
+			keys := make([]string, 0, len(by))
+			for k := range by {
+				keys = append(keys, k)
+			}
+			sort.Slice(keys, func(i, j int) bool {
+				return by[keys[i]] > by[keys[j]] || by[keys[i]] == by[keys[j]] && keys[i] < keys[j]
+			})
+			var parts []string
+			for _, k := range keys {
+				share := 100 * float64(by[k]) / float64(total)
+				if share < 0.5 {
+					parts = append(parts, k+" <1%")
+				} else {
+					parts = append(parts, fmt.Sprintf("%s %.0f%%", k, share))
+				}
+			}
+			served = strings.Join(parts, ", ")
+		}
+	}
 	thr := "—"
 	if c.periods > 0 {
 		thr = fmt.Sprintf("%s of %s periods, %.1f s", fmtNum(c.thrPeriod), fmtNum(c.periods), c.throttled)
@@ -403,7 +436,7 @@ func (c *contender) detailRow(resultsDir string) string {
 			chart = fmt.Sprintf("[%s](%s)", filepath.Base(c.meta.PNG), relPath(resultsDir, c.meta.PNG))
 		}
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s |", c.meta.Label, res, cache, thr, chart)
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", c.meta.Label, served, res, cache, thr, chart)
 }
 
 // readMetrics sums crowdpilot_requests_total by result over the nodes'

