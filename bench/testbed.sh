@@ -382,7 +382,10 @@ run_load() {
 	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT"
 	# In the background and waited for, so that a trapped signal (Ctrl-C,
 	# TERM) interrupts the wait at once and the trap stops everything.
-	timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" &
+	# Its live progress line goes to the terminal, if there is one.
+	local errf=/dev/stderr
+	[[ -t 2 ]] || errf=$d/load.err
+	timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
 	local lp=$!
 	PIDS+=("$lp")
 	wait "$lp"
@@ -405,7 +408,7 @@ run_load() {
 	local status=ok
 	if ((rc != 0)) || [[ ! -s $d/load.json ]]; then
 		status=failed
-		note="load generator exit $rc: $(tail -n 3 "$d/load.txt" | tr '\n' ' ')"
+		note="load generator exit $rc: $(tail -n 2 "$d/load.err" 2>/dev/null | tr '\n' ' ')"
 	fi
 	write_meta "$name" "$label" "$status" "$note" "$n" "$png" "$rc" "${before:-null}" "${after:-null}"
 }
@@ -609,7 +612,7 @@ TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
 		"$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" "$(rel "$RUN")"
 	printf 'machine\t%s CPUs (`nproc`), %s, Linux %s, %s\n' "$(nproc)" "${CPU_MODEL:-unknown CPU}" "$(uname -r)" "$(go version 2>/dev/null | awk '{print $3}')"
 	printf 'load average (1, 5, 15 min)\t%s at start, %s at end; the machine is shared with other work, so treat small differences as noise\n' "$LOAD_START" "$LOAD_END"
-	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us): %s cores per contender; etcd, the demo origin and the load generator run outside the caps\n' \
+	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us): %s core(s) per contender; etcd, the demo origin and the load generator run outside the caps\n' \
 		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU"
 	printf 'scenario\t%s req/s baseline over a Zipf(%s) catalogue of %s keys; a %sx step on `%s` from %s s for %s s; then baseline for %s s (%s s in all); open loop, %s timeout, round robin over the %s targets\n' \
 		"$RATE" "$ZIPF" "$KEYS" "$MULT" "$HOT" "$BEFORE" "$HOLD" "$AFTER" "$TOTAL" "$TIMEOUT" "$NODES"
@@ -629,7 +632,7 @@ Known limits of this comparison:
 
 - The nginx instances do not share a cache: each fetches every object it is asked for on its own, so with N instances the origin sees up to N fetches per object per TTL (and the catalogue's long tail is fetched N times). That is what N independent nginx caches behind a round-robin balancer do; crowdpilot's nodes share one cache by owning keys.
 - nginx's `proxy_cache_lock` makes a request that waits for another's fill re-check the lock on a 500 ms timer (fixed in nginx's `ngx_http_file_cache.c`), so requests that arrive while an object is first fetched wait about 500 ms; nginx latencies near 500 ms come from there. Once an object is cached, `proxy_cache_use_stale updating` and `proxy_cache_background_update` keep refreshes off the request path.
-- Contenders run one after the other on the same machine, not at the same time, against the same origin process; caches start cold for each. Only the per-node CPU is capped: the load generator, etcd and the origin compete with the nodes (and with anything else on the machine) for the remaining cores, which the generator lag and load average columns show.
+- Contenders run one after the other on the same machine, not at the same time, against the same origin process; caches start cold for each. Only the per-node CPU is capped: the load generator, etcd and the origin compete with the nodes (and with anything else on the machine) for the remaining cores, which the generator lag column and the load average above show.
 - Per-second figures have one-second resolution; the replica count is what the generator scraped at the end of each second.
 EOF
 

@@ -161,6 +161,15 @@ func buildSection(o reportOpts) (string, error) {
 		w("%s\n", c.row())
 	}
 	w("\n")
+	var behind []string
+	for _, c := range cs {
+		if c.rep != nil && c.rep.Generator.P99LagMs > lagWarnMs {
+			behind = append(behind, "*"+c.meta.Label+"*")
+		}
+	}
+	if len(behind) > 0 {
+		w("**Caution:** in this run the load generator fell behind its schedule for %s (see *generator lag*): outside the caps, it did not get the CPU it needed, because the contender drowned (thousands of requests in flight) or because other work loaded the machine. Those rows' latencies include that lag. The per-node CPU throttling below tells the two apart: a contender that was not throttled was slowed by the machine, not by its own caps.\n\n", strings.Join(behind, " and "))
+	}
 
 	w("Definitions (all per contender, from its own run):\n\n")
 	w("- *before / during / after* are the load generator's phases: requests belong to the phase in which they were **planned** (open loop), and latency runs from the planned send time, so a stalled server cannot hide behind fewer requests. Every scheduled request counts; a request shed at the generator's in-flight cap, a timeout, a transport error or any status ≥ 400 is a failure. Success = OK (status < 400) / scheduled.\n")

@@ -281,7 +281,13 @@ func TestRenewal(t *testing.T) {
 	t.Logf("unrenewed replicas expired %v after creation (ttl %v)", time.Since(created), ttl)
 
 	// /kept lives on over 3 TTLs.
-	holds(t, 3*ttl-time.Since(created), "/kept registered", func() bool { return w.set(acts[0].Hash) == "[n1]" })
+	holds(t, 3*ttl-time.Since(created), "/kept registered", func() bool {
+		if got := w.set(acts[0].Hash); got != "[n1]" {
+			t.Logf("/kept replicas: %s, %v after creation", got, time.Since(created))
+			return false
+		}
+		return true
+	})
 	if n := count(t, reg, "crowdpilot_autopilot_lease_renewals_total"); n < 3 {
 		t.Errorf("lease_renewals_total = %v after 3 ttls, want >= 3", n)
 	}

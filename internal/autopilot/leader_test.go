@@ -288,7 +288,13 @@ func TestLeaderEndToEnd(t *testing.T) {
 		return strings.Join(ids, ",")
 	}
 	before := leases()
-	holds(t, 2*n.act.TTL(), "the same 3 replicas", func() bool { return leases() == before })
+	holds(t, 2*n.act.TTL(), "the same 3 replicas", func() bool {
+		if now := leases(); now != before {
+			t.Logf("leases %s, were %s", now, before)
+			return false
+		}
+		return true
+	})
 	if got := count(t, n.areg, "crowdpilot_autopilot_lease_renewals_total"); got < 3 {
 		t.Errorf("lease_renewals_total = %v, want >= 3", got)
 	}
@@ -389,7 +395,13 @@ func TestLeaderTakeover(t *testing.T) {
 	oldRenewals := count(t, old.areg, "crowdpilot_autopilot_lease_renewals_total")
 
 	// The same leases live on past twice their TTL: adopted and renewed.
-	holds(t, 2*next.act.TTL(), "the same replicas, under the same leases", func() bool { return leases() == before })
+	holds(t, 2*next.act.TTL(), "the same replicas, under the same leases", func() bool {
+		if now := leases(); now != before {
+			t.Logf("leases %s, were %s; events %+v", now, before, next.leader.Events(0))
+			return false
+		}
+		return true
+	})
 	if got := count(t, next.areg, "crowdpilot_autopilot_lease_renewals_total"); got < 3 {
 		t.Errorf("new leader's lease_renewals_total = %v, want >= 3", got)
 	}

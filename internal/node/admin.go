@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +27,9 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))
 	mux.HandleFunc("GET /api/v1/cluster", n.handleCluster)
+	// Profiles cost CPU and reveal internals: token only.
+	mux.Handle("/debug/pprof/", n.authorized(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", n.authorized(http.HandlerFunc(pprof.Profile)))
 	mux.HandleFunc("GET /api/v1/hot", n.handleHot)
 	mux.HandleFunc("GET /api/v1/events", n.handleEvents)
 	mux.Handle("POST "+pathHeat, n.authorized(http.HandlerFunc(n.handleHeat)))

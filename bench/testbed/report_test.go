@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/load"
+)
+
+func TestWriteSectionKeepsOthers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "RESULTS.md")
+	sec := func(body string) string { return beginMarker + "\n" + body + "\n" + endMarker + "\n" }
+
+	if err := writeSection(path, sec("one")); err != nil {
+		t.Fatal(err)
+	}
+	other := "# Benchmark results\n\n## Hit path\n\nkeep me\n\n"
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(data), "# Benchmark results\n\n", other, 1)+"\n## Later\n\nkeep me too\n"), 0o644)
+
+	if err := writeSection(path, sec("two")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	s := string(got)
+	for _, want := range []string{"## Hit path\n\nkeep me\n", "## Later\n\nkeep me too\n", "two"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("missing %q in:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "one") || strings.Count(s, beginMarker) != 1 {
+		t.Errorf("old section not replaced exactly once:\n%s", s)
+	}
+
+	os.WriteFile(path, []byte("# x\n\n"+beginMarker+"\nhalf\n"), 0o644)
+	if err := writeSection(path, sec("three")); err == nil {
+		t.Error("a file with only the begin marker was overwritten")
+	}
+}
+
+func TestDerive(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	// 10 s: crowd over [2, 6); p99 bad in seconds 2, 3 and 6; replicas 0
+	// before, 2 from second 3, back to 0 at second 8.
+	p99 := []float64{50, 50, 900, 300, 40, 40, 150, 40, 40, 40}
+	reps := []*float64{f(0), f(0), f(0), f(2), f(2), f(2), f(2), f(2), f(0), f(0)}
+	var series []load.Second
+	for i := range p99 {
+		s := load.Second{T: i, Replicas: reps[i]}
+		s.Scheduled, s.Sent, s.OK = 100, 100, 100
+		s.Latency = load.Latency{Count: 100, P99Ms: p99[i]}
+		series = append(series, s)
+	}
+	c := &contender{rep: &load.Report{
+		Phases: []load.Phase{{Name: "before", ToS: 2}, {Name: "during", FromS: 2, ToS: 6}, {Name: "after", FromS: 6, ToS: 10}},
+		Total:  load.Phase{Cluster: &load.Cluster{ReplicaSeconds: 10}},
+		Series: series,
+	}}
+	c.derive(reportOpts{objective: 100 * time.Millisecond, minSuccess: 0.99})
+	if !c.recovered || c.recoverS != 5 || c.overSecs != 2 {
+		t.Errorf("recovery: recovered %v after %d s, %d bad crowd seconds; want 5 s (end of second 6), 2", c.recovered, c.recoverS, c.overSecs)
+	}
+	if c.scaleOut != "+2 s" || c.scaleIn != "2 s" {
+		t.Errorf("scale out %q, in %q; want +2 s, 2 s", c.scaleOut, c.scaleIn)
+	}
+
+	// A second with fast errors is not good.
+	c.rep.Series[9].OK = 50
+	c.overSecs, c.recoverS, c.recovered, c.neverOver = 0, 0, false, false
+	c.derive(reportOpts{objective: 100 * time.Millisecond, minSuccess: 0.99})
+	if c.recovered {
+		t.Errorf("recovered although the last second failed half its requests")
+	}
+}
