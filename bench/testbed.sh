@@ -37,7 +37,7 @@ Scenario (durations in whole seconds, "10" or "10s"):
   --mult M              crowd multiplier, a step on the hot object (default 50)
   --before S            seconds of baseline before the crowd (default 10)
   --hold S              seconds the crowd lasts (default 30)
-  --after S             seconds of baseline after the crowd (default 20)
+  --after S             seconds of baseline after the crowd (default 30)
   --quick               smoke run: --before 4 --hold 8 --after 8, results to bench/out/
   --hot PATH            the crowd's object (default /live/match-1)
   --keys N --zipf S     catalogue for the baseline (default 10000, 1.1)
@@ -60,7 +60,7 @@ Testbed:
 
 Autopilot (passed to the autopilot contender's nodes when `crowdpilot node`
 has the flag; the defaults are the autopilot's own):
-  --replica-target-rps R (1000)  --max-replicas N (8)  --replica-ttl D (30s)
+  --replica-target-rps R (1000)  --max-replicas N (8)  --replica-ttl D (10s: short, so scale-in shows within --after)
   --scale-cooldown D (5s)        --scale-in-hold D (10s)
 EOF
 }
@@ -78,11 +78,11 @@ log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- flags
 
-RATE=100 MULT=50 BEFORE=10 HOLD=30 AFTER=20 QUICK=0
+RATE=100 MULT=50 BEFORE=10 HOLD=30 AFTER=30 QUICK=0
 HOT=/live/match-1 KEYS=10000 ZIPF=1.1 SEED=1 TIMEOUT=5s MAXIN=10000 OBJECTIVE=100ms
 NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx
 DEMO_LATENCY=50ms DEMO_CAPACITY=8 BINARY="" RESULTS="" CHARTS=""
-AP_TARGET=1000 AP_MAX=8 AP_TTL=30s AP_COOLDOWN=5s AP_HOLD=10s
+AP_TARGET=1000 AP_MAX=8 AP_TTL=10s AP_COOLDOWN=5s AP_HOLD=10s
 SET_BEFORE="" SET_HOLD="" SET_AFTER=""
 
 secs() { # secs FLAG VALUE: whole seconds from "10" or "10s"

@@ -32,7 +32,9 @@ type Config struct {
 	AdvertiseAddr, AdvertiseAdmin string
 	// Origin is the origin's base URL. Required.
 	Origin string
-	// AdminToken guards mutating admin calls (Bearer). Empty disables them.
+	// AdminToken guards mutating admin calls and node-to-node calls
+	// (Bearer); every node of a cluster needs the same one. Empty disables
+	// purges and requires DisableAutopilot.
 	AdminToken string
 
 	// StoreBytes bounds the in-memory store. Default 256 MiB.
@@ -242,6 +244,9 @@ func (c Config) Validate() error {
 	}
 	if c.ElectionTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("election ttl %v must be at least 2s", c.ElectionTTL))
+	}
+	if !c.DisableAutopilot && c.AdminToken == "" {
+		errs = append(errs, errors.New("the autopilot needs an admin token shared by all nodes (--admin-token) for node-to-node calls; set one, or run with --autopilot=false"))
 	}
 	if err := c.Autopilot.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("autopilot: %w", err))
