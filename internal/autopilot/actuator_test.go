@@ -265,6 +265,9 @@ func TestRenewal(t *testing.T) {
 	}
 	created := time.Now()
 	r := startRenewer(t, a, fence, acts)
+	for _, act := range acts {
+		eventually(t, 2*time.Second, act.Key+" seen", func() bool { return w.set(act.Hash) == "["+act.Node+"]" })
+	}
 	ttl := a.TTL()
 
 	// /dropped is no longer asked for; /scaled-in is released.
