@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/demo"
 )
 
@@ -151,5 +155,79 @@ func TestPurgeBadInput(t *testing.T) {
 	}
 	if v := tc.version(1, p); v != 0 {
 		t.Errorf("cached copy was purged by a refused request: version %d", v)
+	}
+}
+
+// TestPurgeReachesReplicas: with one object held by a replica (registered
+// directly, as the actuator would), an acknowledged purge leaves no node —
+// owner, replica or router — serving the old body, and the replica refills
+// from the owner, not from the origin.
+func TestPurgeReachesReplicas(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, func(c *Config) {
+		c.DisableAutopilot = true // the replica below is the only one
+	})
+	const p = "/live/match-1234"
+	hash := tc.hashOf(p)
+	owner, _ := tc.nodes[0].router.Owner(hash)
+	var replica string
+	for _, nd := range tc.nodes {
+		if nd.ID() != owner.ID {
+			replica = nd.ID()
+			break
+		}
+	}
+	cli, err := cluster.NewClient([]string{tc.etcd.ClientURL()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	lease, err := cli.Grant(t.Context(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(autopilot.Record{Key: tc.key(p), Owner: owner.ID, Reason: "test", Since: time.Now(), TTL: time.Minute})
+	if _, err := cli.Put(t.Context(), autopilot.ReplicaKey("default", hash, replica), string(rec), clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() string {
+		for _, nd := range tc.nodes {
+			if r := nd.router.Replicas(hash); len(r) != 1 || r[0] != replica {
+				return fmt.Sprintf("%s routes to replicas %v", nd.ID(), r)
+			}
+		}
+		return ""
+	})
+	// Warm every member of R(k): requests entering at each node.
+	servedBy := map[string]bool{}
+	for range 40 {
+		for i := range 3 {
+			_, _, h, err := tc.get(tc.url(i, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			servedBy[h.Get("X-Served-By")] = true
+		}
+	}
+	if !servedBy[replica] || !servedBy[owner.ID] {
+		t.Fatalf("served by %v, want the owner %s and the replica %s", servedBy, owner.ID, replica)
+	}
+	if got := tc.origin.FetchesOf(p); got != 1 {
+		t.Fatalf("origin fetched %s %d times, want 1 (the replica fills from the owner)", p, got)
+	}
+	tc.origin.Update(p)
+	code, out := tc.adminPost(0, "secret", `{"tag": "live", "wait": "5s"}`)
+	if code != 200 || out["complete"] != true {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	for range 20 {
+		for i := range 3 {
+			_, b, h, err := tc.get(tc.url(i, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := parseVersion(b); v != 1 {
+				t.Fatalf("via n%d, served by %s: version %d after the acknowledged purge, want 1", i, h.Get("X-Served-By"), v)
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/fill"
@@ -186,6 +187,11 @@ func (n *Node) writeEntry(w http.ResponseWriter, r *http.Request, e *httpcache.E
 	h := w.Header()
 	h["Cache-Status"] = []string{cacheStatus}
 	h["X-Served-By"] = n.servedBy
+	if len(e.Tags) > 0 && r.Header.Get(purgeRevHeader) != "" {
+		// A replica filling from us must index the object's tags, or a
+		// tag purge would miss its copy. Clients never see them.
+		h["Surrogate-Key"] = []string{strings.Join(e.Tags, " ")}
+	}
 	httpcache.ServeEntry(w, r, e, now)
 }
 
