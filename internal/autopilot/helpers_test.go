@@ -20,7 +20,7 @@ import (
 const testCluster = "test"
 
 func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // startEtcd starts an embedded server in dir and closes it at cleanup.

@@ -251,6 +251,9 @@ func TestLeaderEndToEnd(t *testing.T) {
 	if calls := n.copier.Calls(); len(calls) != 3 {
 		t.Errorf("copies = %q, want 3", calls)
 	}
+	// Events are recorded once Apply returns, which may be after the
+	// registry has seen the records.
+	eventually(t, 2*time.Second, "3 events", func() bool { return len(n.leader.Events(0)) >= 3 })
 	evs := n.leader.Events(0)
 	if len(evs) != 3 {
 		t.Fatalf("events = %+v, want 3 scale-outs", evs)

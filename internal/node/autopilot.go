@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -329,7 +330,13 @@ func (n *Node) upstreamFor(hash uint64) fill.Upstream {
 		return nil
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
-		out.Header.Set(purgeRevHeader, fmt.Sprint(n.follower.Applied()))
+		// The owner must have applied every purge we have before it may
+		// hand us a copy; with none applied there is nothing to wait for.
+		if rev := n.lastPurge.Load(); rev > 0 {
+			out.Header.Set(purgeRevHeader, strconv.FormatInt(rev, 10))
+		} else {
+			out.Header.Set(purgeRevHeader, "0")
+		}
 		resp, err := n.fwd.Fetch(ctx, out, owner.Addr)
 		if err == nil {
 			return resp, nil

@@ -82,6 +82,16 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 	return tc
 }
 
+// close stops every node, then etcd and the origin, now rather than at
+// cleanup (benchmarks that build a cluster per iteration).
+func (tc *testCluster) close() {
+	for _, nd := range tc.nodes {
+		nd.Shutdown(context.Background())
+	}
+	tc.etcd.Close()
+	tc.srv.Close()
+}
+
 // waitMembers waits until each given node routes to exactly want peers.
 func (tc *testCluster) waitMembers(want int, nodes ...*Node) {
 	tc.t.Helper()

@@ -43,6 +43,7 @@ type Node struct {
 	follower      *purge.Follower
 	purgeRev      atomic.Int64  // last applied purge revision, to publish
 	epoch         atomic.Int64  // moves before every purge touches the store
+	lastPurge     atomic.Int64  // revision of the last purge applied (not the log position)
 	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
 	appliedSignal atomicSignal  // closed on every applied purge
 	invalidations chan string   // unsafe-request paths to append to the log

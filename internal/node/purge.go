@@ -25,6 +25,9 @@ var _ purge.Applier = purgeApplier{}
 // ApplyPurge drops (or softens) what one log entry names.
 func (a purgeApplier) ApplyPurge(e purge.Entry) {
 	a.n.epoch.Add(1) // before the store: fills in flight must see it (fill.Config.Epoch)
+	if e.Rev > a.n.lastPurge.Load() {
+		a.n.lastPurge.Store(e.Rev) // only the follower's goroutine writes it
+	}
 	s := a.n.store
 	switch e.Kind {
 	case purge.KindKey:

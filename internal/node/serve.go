@@ -67,7 +67,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		// Every member failed (or this node is in R(k)): serve here,
 		// still collapsed locally.
-	} else if rev := r.Header.Get(purgeRevHeader); rev != "" {
+	} else if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
 		// A replica filling from us has applied purges up to rev: never
 		// hand it a copy we have not purged yet.
 		if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
