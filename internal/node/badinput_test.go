@@ -113,3 +113,32 @@ func TestHeadAndConditionalFromCache(t *testing.T) {
 		t.Errorf("origin fetches = %d, want 1", got)
 	}
 }
+
+// TestForgedHopHeaderIsIgnored: a client that sets the internal hop header
+// is still routed to the owner, so it cannot make every node fetch from the
+// origin.
+func TestForgedHopHeaderIsIgnored(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, nil)
+	servedBy := map[string]bool{}
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodGet, tc.url(i, "/live/forged"), nil)
+		req.Header.Set("X-Crowdpilot-Hop", "n0")
+		req.Header.Set("X-Crowdpilot-Purge-Rev", "999999999")
+		resp, err := tc.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Surrogate-Key") != "" {
+			t.Fatalf("via n%d: %d, Surrogate-Key %q", i, resp.StatusCode, resp.Header.Get("Surrogate-Key"))
+		}
+		servedBy[resp.Header.Get("X-Served-By")] = true
+	}
+	if len(servedBy) != 1 {
+		t.Errorf("served by %v, want only the owner", servedBy)
+	}
+	if got := tc.origin.FetchesOf("/live/forged"); got != 1 {
+		t.Errorf("origin fetches = %d, want 1", got)
+	}
+}

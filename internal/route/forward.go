@@ -17,8 +17,12 @@ const HopHeader = "X-Crowdpilot-Hop"
 
 // ForwarderConfig configures a Forwarder. Zero fields mean the defaults.
 type ForwarderConfig struct {
-	// Self is put in the hop header so the receiving node knows the router.
+	// Self is this node's ID.
 	Self string
+	// HopValue is the hop header's value. Receivers trust a hop only when
+	// it carries the cluster's value (see node), so clients cannot forge
+	// one. Empty means Self.
+	HopValue string
 	// DialTimeout bounds connecting to a peer. Default 1s. A dead peer
 	// refuses at once; the timeout only matters for a blackholed one, and
 	// it must ride out scheduling delays on a saturated node, or a flash
@@ -48,6 +52,9 @@ type Forwarder struct {
 
 // NewForwarder returns a Forwarder with a keep-alive pool to the peers.
 func NewForwarder(cfg ForwarderConfig) *Forwarder {
+	if cfg.HopValue == "" {
+		cfg.HopValue = cfg.Self
+	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = time.Second
 	}
@@ -169,7 +176,7 @@ func (f *Forwarder) outbound(ctx context.Context, r *http.Request, addr string) 
 			delete(out.Header, k)
 		}
 	}
-	out.Header.Set(HopHeader, f.cfg.Self)
+	out.Header.Set(HopHeader, f.cfg.HopValue)
 	if r.Body == nil || r.Body == http.NoBody {
 		out.Body = nil
 	}

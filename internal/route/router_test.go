@@ -156,7 +156,7 @@ func TestPickSpreadsAcrossReplicas(t *testing.T) {
 
 func TestForwardFailsOverOnlyBeforeWriting(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(HopHeader) != "n0" {
+		if r.Header.Get(HopHeader) != "secret-hop" {
 			t.Errorf("hop header = %q", r.Header.Get(HopHeader))
 		}
 		w.Header().Set("Cache-Status", "crowdpilot; hit; ttl=5")
@@ -164,7 +164,7 @@ func TestForwardFailsOverOnlyBeforeWriting(t *testing.T) {
 		w.Write([]byte("hello"))
 	}))
 	defer up.Close()
-	f := NewForwarder(ForwarderConfig{Self: "n0"})
+	f := NewForwarder(ForwarderConfig{Self: "n0", HopValue: "secret-hop"})
 	defer f.Close()
 
 	req := httptest.NewRequest("GET", "http://example.com/a?b=1", nil)
