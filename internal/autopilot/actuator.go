@@ -406,10 +406,20 @@ func (a *Actuator) scaleOut(ctx context.Context, fence cluster.Fence, act Action
 		Commit()
 	cancel()
 	if err != nil {
-		a.revoke(ctx, lease)
-		return fmt.Errorf("scale out %q to %s: register %s: %w", act.Key, act.Node, key, err)
-	}
-	if !resp.Succeeded {
+		// The transaction may have committed all the same.
+		switch registered, known := a.registered(ctx, key, lease); {
+		case registered:
+			err = nil
+		case known:
+			a.revoke(ctx, lease)
+		default:
+			// Unknown: leave the lease to expire, or its record to be
+			// adopted, rather than delete a replica that may be serving.
+		}
+		if err != nil {
+			return fmt.Errorf("scale out %q to %s: register %s: %w", act.Key, act.Node, key, err)
+		}
+	} else if !resp.Succeeded {
 		a.revoke(ctx, lease)
 		why := ErrReplicaExists
 		if fk := resp.Responses[0].GetResponseRange().GetKvs(); len(fk) == 0 || fk[0].CreateRevision != fence.Rev {
@@ -424,6 +434,19 @@ func (a *Actuator) scaleOut(ctx context.Context, fence cluster.Fence, act Action
 	a.m.scaleOuts.Inc()
 	a.log.Info("autopilot: scaled out", "key", act.Key, "node", act.Node, "lease", fmt.Sprintf("%x", int64(lease)), "reason", act.Reason)
 	return nil
+}
+
+// registered asks etcd whether key is registered under lease, after a
+// transaction whose outcome is unknown. known is false if etcd could not
+// tell. It asks even if ctx is done.
+func (a *Actuator) registered(ctx context.Context, key string, lease clientv3.LeaseID) (registered, known bool) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	resp, err := a.client.Get(gctx, key)
+	if err != nil {
+		return false, false
+	}
+	return len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(lease), true
 }
 
 // revoke revokes lease, bounded, even if ctx is done; if it fails the lease

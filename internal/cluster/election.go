@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/crowdpilot/crowdpilot/internal/backoff"
 )
 
 // ErrNoLeader is returned by Leader when no candidate holds the election.
@@ -142,19 +144,19 @@ func (e *Election) Run(ctx context.Context) error {
 		return fmt.Errorf("election %s: %w", e.id, ErrRunning)
 	}
 	defer e.running.Store(false)
-	bo := newBackoff()
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		err := e.term(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err == nil {
-			bo.reset() // led, then lost it: campaign again at once
+			bo.Reset() // led, then lost it: campaign again at once
 			continue
 		}
-		d := bo.next()
+		d := bo.Next()
 		e.log.Warn("election: campaign failed; retrying", "in", d, "err", err)
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 }
 

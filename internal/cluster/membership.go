@@ -16,6 +16,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/backoff"
 )
 
 // Lease TTL bounds for memberships and elections.
@@ -294,7 +296,7 @@ func (m *Membership) registerLoop(ctx context.Context) {
 		m.dropLeaseLocked()
 		m.unlock()
 	}()
-	bo := newBackoff()
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		select {
 		case <-m.dereg:
@@ -306,14 +308,14 @@ func (m *Membership) registerLoop(ctx context.Context) {
 			if ctx.Err() != nil || errors.Is(err, ErrDeregistered) {
 				return
 			}
-			d := bo.next()
+			d := bo.Next()
 			m.log.Warn("membership: register failed; retrying", "in", d, "err", err)
 			if !m.wait(ctx, d) {
 				return
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		m.log.Info("membership: registered", "lease", fmt.Sprintf("%x", int64(lease)), "ttl_s", m.ttlSeconds)
 
 		if !m.keepAlive(ctx, ka) {
@@ -404,7 +406,7 @@ func (m *Membership) register(ctx context.Context) (<-chan *clientv3.LeaseKeepAl
 
 // watchLoop loads the members prefix and follows it until ctx is done.
 func (m *Membership) watchLoop(ctx context.Context) {
-	bo := newBackoff()
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	members := map[string]Member{}
 	var rev int64 // next revision to watch from; 0 means (re)load first
 	for ctx.Err() == nil {
@@ -414,15 +416,15 @@ func (m *Membership) watchLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				d := bo.next()
+				d := bo.Next()
 				m.log.Warn("membership: load failed; retrying", "in", d, "err", err)
-				sleepCtx(ctx, d)
+				backoff.Sleep(ctx, d)
 				continue
 			}
 			members, rev = loaded, next
 			m.publish(members)
 			m.loaded.Store(true)
-			bo.reset()
+			bo.Reset()
 		}
 		next, progressed, err := m.watch(ctx, members, rev)
 		rev = next
@@ -430,11 +432,11 @@ func (m *Membership) watchLoop(ctx context.Context) {
 			return
 		}
 		if progressed {
-			bo.reset()
+			bo.Reset()
 		}
-		d := bo.next()
+		d := bo.Next()
 		m.log.Warn("membership: watch ended; resuming", "rev", rev, "in", d, "err", err)
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 }
 

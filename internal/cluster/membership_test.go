@@ -285,29 +285,6 @@ func TestPrefixes(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := newBackoff()
-	prevMax := time.Duration(0)
-	for i := range 40 {
-		d := b.next()
-		want := retryBase << i
-		if i >= 30 || want > retryMax || want <= 0 {
-			want = retryMax
-		}
-		if d < want/2 || d > want {
-			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, want/2, want)
-		}
-		prevMax = max(prevMax, d)
-	}
-	if prevMax > retryMax {
-		t.Errorf("backoff exceeded cap: %v", prevMax)
-	}
-	b.reset()
-	if d := b.next(); d > retryBase {
-		t.Errorf("after reset: %v", d)
-	}
-}
-
 func TestMembershipWatchReloadsAfterCompaction(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t, t.TempDir(), "", "")

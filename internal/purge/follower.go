@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/crowdpilot/crowdpilot/internal/backoff"
 )
 
 // Applier applies purges to a node's cache. It is declared here, by its
@@ -184,7 +186,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	// watch), and one that requires a leader, so an etcd member cut off from
 	// its cluster cannot keep confirming a stale position.
 	ctx = clientv3.WithRequireLeader(metadata.AppendToOutgoingContext(ctx, "crowdpilot-purge-follower", f.streamID))
-	var bo backoff
+	bo := backoff.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		var err error
 		if !f.started {
@@ -196,12 +198,12 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		}
 		if err == nil {
-			bo.reset()
+			bo.Reset()
 			continue
 		}
-		d := bo.next()
+		d := bo.Next()
 		f.cfg.Logger.Warn("purge log: following failed; retrying", "err", err, "applied", f.Applied(), "retry_in", d)
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
 	}
@@ -392,36 +394,5 @@ func (f *Follower) probe(ctx context.Context) {
 		if err == nil && rev <= f.applied.Load() {
 			f.touch(start)
 		}
-	}
-}
-
-// backoff is capped exponential backoff with jitter, owned by Run.
-type backoff struct{ attempt int }
-
-const (
-	retryBase = 50 * time.Millisecond
-	retryMax  = 2 * time.Second
-)
-
-func (b *backoff) next() time.Duration {
-	d := retryMax
-	if b.attempt < 16 {
-		d = min(retryMax, retryBase<<b.attempt)
-	}
-	b.attempt++
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.attempt = 0 }
-
-// sleepCtx waits for d or until ctx is done; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

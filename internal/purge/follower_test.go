@@ -401,30 +401,3 @@ func TestRunRefusesToRunTwice(t *testing.T) {
 		t.Fatal("second concurrent Run: no error")
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	var b backoff
-	prev := time.Duration(0)
-	for i := range 40 {
-		d := b.next()
-		if d < retryBase/2 || d > retryMax {
-			t.Fatalf("attempt %d: %s outside [%s, %s]", i, d, retryBase/2, retryMax)
-		}
-		if i > 10 && d < retryMax/2 {
-			t.Fatalf("attempt %d: %s, want capped near %s", i, d, retryMax)
-		}
-		prev = d
-	}
-	b.reset()
-	if d := b.next(); d > retryBase {
-		t.Errorf("after reset: %s (prev %s)", d, prev)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if sleepCtx(ctx, time.Hour) {
-		t.Error("sleepCtx ignored a done context")
-	}
-	if !sleepCtx(context.Background(), time.Microsecond) {
-		t.Error("sleepCtx did not complete")
-	}
-}
