@@ -231,3 +231,43 @@ func TestPurgeReachesReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestCutOffNodeStopsTrustingItsCache: with etcd (and so the purge log)
+// unreachable for longer than the bound, cached entries are served only as
+// stale while they are revalidated, so a purge the node may have missed
+// cannot hide for a whole TTL.
+func TestCutOffNodeStopsTrustingItsCache(t *testing.T) {
+	clock := newTestClock()
+	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour, Now: clock.Now}, func(c *Config) {
+		c.PurgeMaxDisconnect = 2 * time.Second
+		c.Now = clock.Now
+	})
+	const p = "/live/cut-off"
+	if v := tc.version(0, p); v != 0 {
+		t.Fatal(v)
+	}
+	tc.etcd.Close()
+	tc.origin.Update(p) // a purge for this would be lost: etcd is gone
+	// Within the bound the node still trusts its copy.
+	if _, _, h, _ := tc.get(tc.url(0, p)); strings.Contains(cacheStatus(h), "stale") {
+		t.Fatalf("served stale while still within the bound: %q", cacheStatus(h))
+	}
+	clock.Advance(3 * time.Second)
+	eventually(t, 10*time.Second, func() string {
+		if tc.nodes[0].follower.Connected() {
+			return "follower still reports a connection"
+		}
+		return ""
+	})
+	_, b, h, err := tc.get(tc.url(0, p))
+	if err != nil || !strings.Contains(cacheStatus(h), "detail=stale") {
+		t.Fatalf("cut off past the bound: Cache-Status %q (body %q, err %v), want a stale answer", cacheStatus(h), b, err)
+	}
+	// The refresh it started brings the new version without any purge.
+	eventually(t, 5*time.Second, func() string {
+		if v := tc.version(0, p); v != 1 {
+			return fmt.Sprintf("still version %d", v)
+		}
+		return ""
+	})
+}
