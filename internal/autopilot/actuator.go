@@ -200,8 +200,8 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 	if cfg.TTL < time.Second {
 		return nil, fmt.Errorf("actuator: TTL %v must be at least 1s", cfg.TTL)
 	}
-	ttlSeconds := int64((cfg.TTL + time.Second - 1) / time.Second)
-	ttl := time.Duration(ttlSeconds) * time.Second
+	ttl := ceilSeconds(cfg.TTL)
+	ttlSeconds := int64(ttl / time.Second)
 	setDefault(&cfg.MaxCopies, DefaultMaxCopies)
 	setDefault(&cfg.ApplyWait, DefaultApplyWait)
 	setDefault(&cfg.MaxLeases, DefaultMaxLeases)
@@ -244,6 +244,11 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 		wake:        make(chan struct{}, 1),
 		leases:      make(map[string]*leaseEntry),
 	}, nil
+}
+
+// ceilSeconds rounds d up to whole seconds, as etcd lease TTLs are.
+func ceilSeconds(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
 }
 
 // TTL returns the replica lease TTL in use, rounded up to whole seconds.

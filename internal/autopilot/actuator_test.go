@@ -555,3 +555,51 @@ func TestRenewLostLease(t *testing.T) {
 		t.Errorf("Renew of a forgotten lease = %v, want ErrUnknownReplica", errs[0])
 	}
 }
+
+// TestScaleOutCanceled: a scale-out whose context ends before it registers
+// leaves no record and no lease; one that registered is confirmed as such.
+func TestScaleOutCanceled(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t, t.TempDir(), "", "")
+	c := newTestClient(t, e)
+	fence := testFence(t, c, "leader")
+	ctx, cancel := context.WithCancel(t.Context())
+	a, _ := newTestActuator(t, c, CopierFunc(func(context.Context, string, string) error {
+		cancel() // leadership ends during the copy
+		return nil
+	}), nil)
+	late := make(chan error, 1)
+	f := func(_ Action, err error) { late <- err }
+	a.onLate.Store(&f)
+	// Apply stops waiting when ctx ends; the outcome may come later.
+	err := a.Apply(ctx, fence, []Action{scaleOut("/k", "n1")})[0]
+	if errors.Is(err, ErrPending) {
+		select {
+		case err = <-late:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no outcome")
+		}
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("outcome = %v, want context.Canceled", err)
+	}
+	if recs := recordsIn(t, c); len(recs) != 0 {
+		t.Errorf("records = %+v", recs)
+	}
+	if n := leaseCount(t, c); n != 0 {
+		t.Errorf("leases = %d, want 0", n)
+	}
+
+	b, _ := newTestActuator(t, c, &fakeCopier{}, nil)
+	if errs := b.Apply(t.Context(), fence, []Action{scaleOut("/k", "n1")}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	rec := recordsIn(t, c)[0]
+	key := ReplicaKey(testCluster, rec.Hash, rec.Node)
+	if reg, known := b.registered(ctx, key, clientv3.LeaseID(rec.Lease)); !reg || !known {
+		t.Errorf("registered(existing record) = %v, %v", reg, known)
+	}
+	if reg, known := b.registered(ctx, key, clientv3.LeaseID(rec.Lease+1)); reg || !known {
+		t.Errorf("registered(other lease) = %v, %v", reg, known)
+	}
+}

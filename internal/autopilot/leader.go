@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdpilot/crowdpilot/internal/backoff"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
@@ -28,9 +29,9 @@ const (
 
 // LeaderConfig configures a Leader.
 type LeaderConfig struct {
-	// Policy holds the thresholds. Its ReplicaTTL zero means the Actuator's
-	// TTL, and otherwise must equal it; its ReportMaxAge zero means
-	// min(2s, TTL/2).
+	// Policy holds the thresholds. Its ReplicaTTL is set to the Actuator's
+	// TTL (whole seconds); a nonzero value that does not round up to it is
+	// an error. Its ReportMaxAge zero means min(2s, TTL/2).
 	Policy Config
 	// Actuator carries out the decisions. Required; it belongs to this
 	// Leader (which receives its late scale-out outcomes) and is run by it.
@@ -156,11 +157,10 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 	}
 	ttl := cfg.Actuator.TTL()
 	pc := cfg.Policy
-	if pc.ReplicaTTL == 0 {
-		pc.ReplicaTTL = ttl
-	} else if pc.ReplicaTTL != ttl {
+	if pc.ReplicaTTL != 0 && ceilSeconds(pc.ReplicaTTL) != ttl {
 		return nil, fmt.Errorf("autopilot leader: policy replica ttl %v differs from the actuator's lease ttl %v", pc.ReplicaTTL, ttl)
 	}
+	pc.ReplicaTTL = ttl
 	if pc.ReportMaxAge == 0 {
 		pc.ReportMaxAge = min(DefaultReportMaxAge, ttl/2)
 	}
@@ -260,7 +260,7 @@ func (l *Leader) Run(ctx context.Context, fence cluster.Fence) error {
 
 	// Adopt before the Actuator runs: Adopt replaces the schedule, and Run
 	// drops it when it returns.
-	bo := newBackoff()
+	var bo backoff.Backoff
 	for {
 		err := l.act.Adopt(ctx)
 		if err == nil {
@@ -269,9 +269,9 @@ func (l *Leader) Run(ctx context.Context, fence cluster.Fence) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		d := bo.next()
+		d := bo.Next()
 		l.log.Warn("autopilot: adopting replicas failed; retrying", "in", d, "err", err)
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 	wg.Go(func() {
 		if err := l.act.Run(ctx); err != nil {

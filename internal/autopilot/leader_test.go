@@ -40,6 +40,7 @@ func TestNewLeaderValidates(t *testing.T) {
 		{"no owner", func(c *LeaderConfig) { c.Owner = nil }, false},
 		{"no nodes", func(c *LeaderConfig) { c.Nodes = nil }, false},
 		{"policy ttl matches", func(c *LeaderConfig) { c.Policy.ReplicaTTL = 2 * time.Second }, true},
+		{"policy ttl rounds up to it", func(c *LeaderConfig) { c.Policy.ReplicaTTL = 1500 * time.Millisecond }, true},
 		{"policy ttl differs", func(c *LeaderConfig) { c.Policy.ReplicaTTL = 3 * time.Second }, false},
 		{"bad policy", func(c *LeaderConfig) { c.Policy.MaxReplicas = -1 }, false},
 		{"tick too long for ttl", func(c *LeaderConfig) { c.Tick = 500 * time.Millisecond }, false},
@@ -362,13 +363,15 @@ func TestLeaderTakeover(t *testing.T) {
 		elections = append(elections, startRunner(t, el.Run))
 	}
 	startReporter(t, key, 10000, nodes[0].leader, nodes[1].leader)
+	// leader returns the index of the one node leading, or -1.
 	leader := func() int {
 		mu.Lock()
 		defer mu.Unlock()
-		for i, n := range nodes {
-			if leading[n.id] {
-				return i
-			}
+		switch a, b := leading[nodes[0].id], leading[nodes[1].id]; {
+		case a && !b:
+			return 0
+		case b && !a:
+			return 1
 		}
 		return -1
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/crowdpilot/crowdpilot/internal/backoff"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
@@ -166,7 +166,7 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 
-	bo := newBackoff()
+	var bo backoff.Backoff     // defaults: 100ms doubling to 2s
 	var recs map[string]Record // by etcd key
 	var rev int64              // next revision to watch from; 0 means (re)load first
 	for ctx.Err() == nil {
@@ -176,15 +176,15 @@ func (r *Registry) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					break
 				}
-				d := bo.next()
+				d := bo.Next()
 				r.log.Warn("replica registry: load failed; retrying", "in", d, "err", err)
-				sleepCtx(ctx, d)
+				backoff.Sleep(ctx, d)
 				continue
 			}
 			recs, rev = loaded, next
 			r.publish(recs)
 			r.loaded.Store(true)
-			bo.reset()
+			bo.Reset()
 		}
 		next, progressed, err := r.watch(ctx, recs, rev)
 		rev = next
@@ -192,11 +192,11 @@ func (r *Registry) Run(ctx context.Context) error {
 			break
 		}
 		if progressed {
-			bo.reset()
+			bo.Reset()
 		}
-		d := bo.next()
+		d := bo.Next()
 		r.log.Warn("replica registry: watch ended; resuming", "rev", rev, "in", d, "err", err)
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 	return nil
 }
@@ -287,47 +287,4 @@ func compareRecords(a, b Record) int {
 		return c
 	}
 	return cmp.Compare(a.Node, b.Node)
-}
-
-// Retry pacing while etcd is unreachable.
-const (
-	retryBase = 100 * time.Millisecond
-	retryMax  = 2 * time.Second
-)
-
-// backoff is capped exponential backoff with jitter, owned by one goroutine.
-type backoff struct {
-	base, max time.Duration
-	attempt   int
-}
-
-func newBackoff() *backoff { return &backoff{base: retryBase, max: retryMax} }
-
-// next returns the wait before the next attempt: base·2^attempt capped at
-// max, jittered uniformly into [d/2, d].
-func (b *backoff) next() time.Duration {
-	d := b.max
-	if b.attempt < 30 {
-		if e := b.base << b.attempt; e > 0 && e < b.max {
-			d = e
-		}
-	}
-	b.attempt++
-	half := d / 2
-	return half + rand.N(half+1)
-}
-
-func (b *backoff) reset() { b.attempt = 0 }
-
-// sleepCtx waits for d or until ctx is done; it reports whether the full
-// wait elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -1,7 +1,11 @@
 package autopilot
 
 import (
+	"bytes"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,4 +152,45 @@ func TestRegistryKeepsViewWhileEtcdIsDown(t *testing.T) {
 	putRecord(t, newTestClient(t, e2), Record{Key: "/a", Hash: 1, Node: "n2"})
 	eventually(t, 15*time.Second, "watch resumed after restart", func() bool { return w.set(1) == "[n1 n2]" })
 	t.Logf("watch resumed %v after restart", time.Since(start))
+}
+
+// TestRegistryRetriesWhileEtcdIsDown: with no etcd, Run retries the load
+// with backoff, publishes nothing, and still stops on cancel.
+func TestRegistryRetriesWhileEtcdIsDown(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	r, err := NewRegistry(RegistryConfig{
+		Client: deadClient(t), Cluster: testCluster,
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+		OnChange: func(map[uint64][]string) { t.Error("OnChange without etcd") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := startRunner(t, r.Run)
+	eventually(t, 3*opTimeout+2*time.Second, "two failed loads", func() bool {
+		return strings.Count(logs.String(), "load failed; retrying") >= 2
+	})
+	if r.Loaded() || r.Records() != nil {
+		t.Errorf("loaded %v, records %+v without etcd", r.Loaded(), r.Records())
+	}
+	run.stop(t)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
