@@ -16,16 +16,16 @@ import (
 // nodeFlags are the flags of one node, shared by `node` and `up` (where they
 // apply to every node).
 type nodeFlags struct {
-	id, zone, cluster, etcd, listen, admin, advertise, origin, adminToken string
-	storeBytes, maxObjectBytes, maxBodyBytes                              byteSize
-	defaultTTL, swr, sie, originTimeout, forwardTimeout                   time.Duration
-	memberTTL, shutdownGrace, purgeMaxDisconnect                          time.Duration
-	prefresh                                                              float64
-	originMaxConcurrency, maxHeaderBytes                                  int
-	rejectUnsafe, autopilotOn                                             bool
-	ap                                                                    autopilot.Config
-	heatWindow, electionTTL                                               time.Duration
-	logFormat, logLevel                                                   string
+	id, zone, cluster, etcd, listen, admin, advertise, advertiseAdmin, origin, adminToken string
+	storeBytes, maxObjectBytes, maxBodyBytes                                              byteSize
+	defaultTTL, swr, sie, originTimeout, forwardTimeout                                   time.Duration
+	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
+	prefresh                                                                              float64
+	originMaxConcurrency, maxHeaderBytes                                                  int
+	rejectUnsafe, autopilotOn                                                             bool
+	ap                                                                                    autopilot.Config
+	heatWindow, electionTTL                                                               time.Duration
+	logFormat, logLevel                                                                   string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -37,6 +37,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", d.Listen, "data listener host:port (the cached HTTP service)")
 	fs.StringVar(&f.admin, "admin", d.Admin, "admin listener host:port (/metrics, /healthz, /readyz, /api/v1)")
 	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (default: the listen address)")
+	fs.StringVar(&f.advertiseAdmin, "advertise-admin", "", "admin address peers dial (default: the admin listen address)")
 	fs.StringVar(&f.origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for mutating admin calls (purge)")
 	f.storeBytes = byteSize(d.StoreBytes)
@@ -81,7 +82,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	}
 	return node.Config{
 		ID: f.id, Zone: f.zone, Cluster: f.cluster, Etcd: etcd,
-		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise,
+		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise, AdvertiseAdmin: f.advertiseAdmin,
 		Origin: f.origin, AdminToken: f.adminToken,
 		StoreBytes: int64(f.storeBytes), MaxObjectBytes: int64(f.maxObjectBytes), MaxBodyBytes: int64(f.maxBodyBytes),
 		DefaultTTL: f.defaultTTL, StaleWhileRevalidate: f.swr, StaleIfError: f.sie, Prefresh: f.prefresh,

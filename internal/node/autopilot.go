@@ -67,7 +67,7 @@ func (n *Node) newAutopilot() error {
 		Client:  n.etcd,
 		Cluster: n.cfg.Cluster,
 		ID:      n.cfg.ID,
-		Value:   n.AdminAddr(),
+		Value:   n.self.Admin, // what peers dial to reach the leader
 		TTL:     n.cfg.ElectionTTL,
 		Logger:  n.cfg.Logger,
 		OnElected: func(ctx context.Context, fence cluster.Fence) {

@@ -41,6 +41,7 @@ type Node struct {
 	hopValue string   // the hop header value peers send; anything else is a client's
 
 	etcd    *clientv3.Client
+	self    cluster.Member // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
 
 	purgeLog      *purge.Log
@@ -133,6 +134,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
 		Zone:  n.cfg.Zone,
 	}
+	n.self = self
 	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
 
 	if n.etcd, err = cluster.NewClient(n.cfg.Etcd, n.cfg.Logger); err != nil {
@@ -233,7 +235,7 @@ func (n *Node) onMembers(ms []cluster.Member) {
 		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone})
 	}
 	if !selfSeen {
-		peers = append(peers, route.Peer{ID: n.cfg.ID, Addr: n.DataAddr(), Zone: n.cfg.Zone})
+		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone})
 	}
 	n.router.SetPeers(peers)
 }

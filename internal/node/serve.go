@@ -116,38 +116,38 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) b
 // serveLocal answers from this node's store, filling from the origin.
 func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64) string {
 	ctx := r.Context()
-	up := n.upstreamFor(hash)
 	if r.Header.Get("Authorization") != "" {
 		// Never shared with other clients' waits; stored only if the
 		// response explicitly allows it (RFC 9111 §3.5).
-		res, err := n.fill.FetchOnce(ctx, r, base, up)
+		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
 		return n.answer(w, r, base, nil, res, err)
 	}
 	e, ok := n.store.Get(base, r.Header)
-	now := n.cfg.Now()
-	var st httpcache.State
-	if ok {
-		st = e.State(now, n.cfg.Prefresh)
-		if st <= httpcache.Prefresh && !n.trustedFresh(e.ResponseTime, now) {
-			st = httpcache.StaleRevalidate
-		}
-		switch st {
-		case httpcache.Fresh:
-			n.writeEntry(w, r, e, now, hitStatus(e, now))
-			return resHit
-		case httpcache.Prefresh:
-			n.fill.Refresh(r, base, e, up)
-			n.writeEntry(w, r, e, now, hitStatus(e, now))
-			return resHit
-		case httpcache.StaleRevalidate:
-			n.fill.Refresh(r, base, e, up)
-			n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
-			return resStale
-		}
-	} else {
-		e = nil
+	if !ok {
+		res, err := n.fill.Fetch(ctx, r, base, nil, n.upstreamFor(hash))
+		return n.answer(w, r, base, nil, res, err)
 	}
-	res, err := n.fill.Fetch(ctx, r, base, e, up)
+	now := n.cfg.Now()
+	st := e.State(now, n.cfg.Prefresh)
+	if st <= httpcache.Prefresh && !n.trustedFresh(e.ResponseTime, now) {
+		st = httpcache.StaleRevalidate
+	}
+	switch st {
+	case httpcache.Fresh:
+		n.writeEntry(w, r, e, now, hitStatus(e, now))
+		return resHit
+	case httpcache.Prefresh:
+		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+		n.writeEntry(w, r, e, now, hitStatus(e, now))
+		return resHit
+	case httpcache.StaleRevalidate:
+		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
+		return resStale
+	}
+	// Stale beyond revalidation: fetch (conditionally), or fall back to
+	// this copy if the origin fails within stale-if-error.
+	res, err := n.fill.Fetch(ctx, r, base, e, n.upstreamFor(hash))
 	return n.answer(w, r, base, e, res, err)
 }
 
