@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httputil"
+
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // newPassProxy streams requests the cache does not keep (unsafe methods,
@@ -14,9 +16,13 @@ func (n *Node) newPassProxy() http.Handler {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
 			pr.SetXForwarded()
-			pr.Out.Header.Del("X-Crowdpilot-Hop")
+			pr.Out.Header.Del(route.HopHeader)
+			pr.Out.Header.Del(purgeRevHeader)
 		},
 		ModifyResponse: func(resp *http.Response) error {
+			// Purge tags are for caches, not clients.
+			resp.Header.Del("Surrogate-Key")
+			resp.Header.Del("Cache-Tag")
 			resp.Header.Set("Cache-Status", "crowdpilot; fwd=request; detail=pass")
 			resp.Header.Set("X-Served-By", n.cfg.ID)
 			return nil
