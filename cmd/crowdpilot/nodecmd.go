@@ -21,7 +21,7 @@ type nodeFlags struct {
 	defaultTTL, swr, sie, originTimeout, forwardTimeout                                   time.Duration
 	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
 	prefresh                                                                              float64
-	originMaxConcurrency, maxHeaderBytes                                                  int
+	originMaxConcurrency, maxHeaderBytes, maxInflight                                     int
 	rejectUnsafe, autopilotOn                                                             bool
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
@@ -54,6 +54,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (default origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
+	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -87,7 +88,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		StoreBytes: int64(f.storeBytes), MaxObjectBytes: int64(f.maxObjectBytes), MaxBodyBytes: int64(f.maxBodyBytes),
 		DefaultTTL: f.defaultTTL, StaleWhileRevalidate: f.swr, StaleIfError: f.sie, Prefresh: f.prefresh,
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
-		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe,
+		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
 		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
 		Logger: logger,

@@ -64,6 +64,9 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds pass-through request bodies (413 beyond). Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxInflight bounds data requests served at once; beyond it a request
+	// gets 503 with Retry-After at once. Default 10000.
+	MaxInflight int64
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
@@ -117,6 +120,7 @@ func DefaultConfig() Config {
 		OriginMaxConcurrency: 64,
 		MaxHeaderBytes:       32 << 10,
 		MaxBodyBytes:         1 << 20,
+		MaxInflight:          10000,
 		MemberTTL:            5 * time.Second,
 		PurgeMaxDisconnect:   10 * time.Second,
 		HeatWindow:           250 * time.Millisecond,
@@ -166,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
@@ -253,6 +260,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max header bytes %d must be at least 1024", c.MaxHeaderBytes))
+	}
+	if c.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("max inflight %d must be at least 1", c.MaxInflight))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))

@@ -29,8 +29,14 @@ const (
 // ServeHTTP is the data listener: route, then serve from the store or fill.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := n.cfg.Now()
-	n.inflight.Add(1)
-	result := n.serve(w, r)
+	var result string
+	if n.inflight.Add(1) > n.cfg.MaxInflight {
+		// Past the bound a request gets a fast 503, not a slot in a queue.
+		n.m.shed("inflight")
+		result = n.unavailable(w, "node at capacity", "inflight")
+	} else {
+		result = n.serve(w, r)
+	}
 	n.inflight.Add(-1)
 	n.m.observe(result, n.cfg.Now().Sub(start))
 }
