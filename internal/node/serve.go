@@ -233,11 +233,17 @@ func parseRev(s string) int64 {
 const statusForwarded = "crowdpilot; fwd=bypass; detail=routed"
 
 func hitStatus(e *httpcache.Entry, now time.Time) string {
-	return "crowdpilot; hit; ttl=" + strconv.FormatInt(int64(e.TTL(now)/time.Second), 10)
+	return "crowdpilot; hit; ttl=" + secs(e.TTL(now))
+}
+
+// secs is d in whole seconds, rounded: a copy fetched a few microseconds
+// ago with max-age=5 says ttl=5, not 4.
+func secs(d time.Duration) string {
+	return strconv.FormatInt(int64(d.Round(time.Second)/time.Second), 10)
 }
 
 func staleStatus(e *httpcache.Entry, now time.Time, detail string) string {
-	return "crowdpilot; hit; ttl=" + strconv.FormatInt(int64(e.TTL(now)/time.Second), 10) + "; detail=" + detail
+	return "crowdpilot; hit; ttl=" + secs(e.TTL(now)) + "; detail=" + detail
 }
 
 func fetchStatus(res fill.Result, now time.Time) string {
@@ -246,7 +252,7 @@ func fetchStatus(res fill.Result, now time.Time) string {
 		s = "crowdpilot; fwd=stale; fwd-status=304"
 	}
 	if res.Stored {
-		s += "; stored; ttl=" + strconv.FormatInt(int64(res.Entry.TTL(now)/time.Second), 10)
+		s += "; stored; ttl=" + secs(res.Entry.TTL(now))
 	}
 	if res.Collapsed {
 		s += "; collapsed"
