@@ -16,7 +16,6 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/crowdpilot/crowdpilot/internal/backoff"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
@@ -166,102 +165,28 @@ func (r *Registry) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 
-	var bo backoff.Backoff     // defaults: 100ms doubling to 2s
-	var recs map[string]Record // by etcd key
-	var rev int64              // next revision to watch from; 0 means (re)load first
-	for ctx.Err() == nil {
-		if rev == 0 {
-			loaded, next, err := r.load(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				d := bo.Next()
-				r.log.Warn("replica registry: load failed; retrying", "in", d, "err", err)
-				backoff.Sleep(ctx, d)
-				continue
-			}
-			recs, rev = loaded, next
+	w := cluster.PrefixWatcher[Record]{
+		Client: r.client,
+		Prefix: r.prefix,
+		Decode: r.decode,
+		OnChange: func(recs map[string]Record) {
 			r.publish(recs)
 			r.loaded.Store(true)
-			bo.Reset()
-		}
-		next, progressed, err := r.watch(ctx, recs, rev)
-		rev = next
-		if ctx.Err() != nil {
-			break
-		}
-		if progressed {
-			bo.Reset()
-		}
-		d := bo.Next()
-		r.log.Warn("replica registry: watch ended; resuming", "rev", rev, "in", d, "err", err)
-		backoff.Sleep(ctx, d)
+		},
+		Logger: r.log,
 	}
+	w.Run(ctx)
 	return nil
 }
 
-// load reads every record and returns them with the revision to watch from.
-func (r *Registry) load(ctx context.Context) (map[string]Record, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	resp, err := r.client.Get(ctx, r.prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, 0, fmt.Errorf("load %s: %w", r.prefix, err)
-	}
-	recs := make(map[string]Record, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		r.apply(recs, mvccpb.PUT, kv)
-	}
-	return recs, resp.Header.Revision + 1, nil
-}
-
-// watch applies changes from rev on to recs, publishing after each response.
-// It returns the next revision to watch from (0 after a compaction, meaning
-// reload) and whether any response arrived.
-func (r *Registry) watch(ctx context.Context, recs map[string]Record, rev int64) (int64, bool, error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	progressed := false
-	for wr := range r.client.Watch(wctx, r.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
-		if wr.CompactRevision != 0 {
-			return 0, progressed, fmt.Errorf("watch %s from %d: compacted at %d: %w", r.prefix, rev, wr.CompactRevision, wr.Err())
-		}
-		if err := wr.Err(); err != nil {
-			return rev, progressed, fmt.Errorf("watch %s from %d: %w", r.prefix, rev, err)
-		}
-		progressed = true
-		if h := wr.Header.Revision + 1; h > rev {
-			rev = h
-		}
-		if len(wr.Events) == 0 {
-			continue
-		}
-		for _, ev := range wr.Events {
-			r.apply(recs, ev.Type, ev.Kv)
-		}
-		r.publish(recs)
-	}
-	if err := ctx.Err(); err != nil {
-		return rev, progressed, err
-	}
-	return rev, progressed, fmt.Errorf("watch %s from %d: channel closed", r.prefix, rev)
-}
-
-// apply records one put or delete in recs.
-func (r *Registry) apply(recs map[string]Record, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
-	key := string(kv.Key)
-	if typ == mvccpb.DELETE {
-		delete(recs, key)
-		return
-	}
+// decode reads a record; false drops a bad one.
+func (r *Registry) decode(kv *mvccpb.KeyValue) (Record, bool) {
 	rec, err := decodeRecord(r.prefix, kv)
 	if err != nil {
-		r.log.Warn("replica registry: ignoring bad record", "key", key, "err", err)
-		delete(recs, key)
-		return
+		r.log.Warn("replica registry: ignoring bad record", "key", string(kv.Key), "err", err)
+		return Record{}, false
 	}
-	recs[key] = rec
+	return rec, true
 }
 
 // publish stores a sorted snapshot of recs and calls OnChange.

@@ -98,36 +98,6 @@ func TestRegistryWatch(t *testing.T) {
 	}
 }
 
-// TestRegistryReloadsAfterCompaction: a watch resuming from a compacted
-// revision asks for a reload, and the reload sees the current state.
-func TestRegistryReloadsAfterCompaction(t *testing.T) {
-	t.Parallel()
-	e := startEtcd(t, t.TempDir(), "", "")
-	c := newTestClient(t, e)
-	r, err := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
-	if err != nil {
-		t.Fatal(err)
-	}
-	putRecord(t, c, Record{Key: "/a", Hash: 1, Node: "n1"})
-	putRecord(t, c, Record{Key: "/a", Hash: 1, Node: "n2"})
-	resp, err := c.Delete(t.Context(), ReplicaKey(testCluster, 1, "n1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := resp.Header.Revision
-	if _, err := c.Compact(t.Context(), last); err != nil {
-		t.Fatal(err)
-	}
-	next, _, err := r.watch(t.Context(), map[string]Record{}, 1)
-	if next != 0 || err == nil {
-		t.Fatalf("watch from a compacted revision = %d, %v; want 0 and an error", next, err)
-	}
-	recs, next, err := r.load(t.Context())
-	if err != nil || len(recs) != 1 || next != last+1 {
-		t.Fatalf("load = %+v, %d, %v", recs, next, err)
-	}
-}
-
 // TestRegistryKeepsViewWhileEtcdIsDown: losing etcd changes nothing in the
 // view; after a restart the watch resumes.
 func TestRegistryKeepsViewWhileEtcdIsDown(t *testing.T) {

@@ -102,8 +102,8 @@ type Membership struct {
 	keepCancel   context.CancelFunc
 	deregistered bool
 
-	dereg     chan struct{} // closed by Deregister
-	deregOnce sync.Once
+	dereg      context.Context    // done once Deregister is called
+	deregister context.CancelFunc // ends dereg
 }
 
 // NewMembership validates cfg and returns a Membership; call Run to join.
@@ -125,6 +125,7 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("membership %s: %w", cfg.Self.ID, err)
 	}
 	prefix := MembersPrefix(cfg.Cluster)
+	dereg, deregister := context.WithCancel(context.Background())
 	return &Membership{
 		client:     cfg.Client,
 		prefix:     prefix,
@@ -135,7 +136,8 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		sem:        make(chan struct{}, 1),
 		self:       cfg.Self,
 		lease:      clientv3.NoLease,
-		dereg:      make(chan struct{}),
+		dereg:      dereg,
+		deregister: deregister,
 	}, nil
 }
 
@@ -235,7 +237,7 @@ func (m *Membership) Deregister(ctx context.Context) error {
 		return fmt.Errorf("deregister %s: %w", m.key, err)
 	}
 	m.deregistered = true
-	m.deregOnce.Do(func() { close(m.dereg) })
+	m.deregister()
 	lease := m.lease
 	m.dropLeaseLocked()
 	m.unlock()
@@ -290,6 +292,9 @@ func (m *Membership) putSelf(ctx context.Context, lease clientv3.LeaseID) error 
 
 // registerLoop keeps this node registered until ctx is done or Deregister.
 func (m *Membership) registerLoop(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.dereg, cancel)() // Deregister ends waits too
 	defer func() {
 		// Stop keep-alives; the lease is left to expire (crash semantics).
 		_ = m.lock(context.WithoutCancel(ctx))
@@ -298,10 +303,8 @@ func (m *Membership) registerLoop(ctx context.Context) {
 	}()
 	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
-		select {
-		case <-m.dereg:
+		if m.dereg.Err() != nil {
 			return
-		default:
 		}
 		ka, lease, err := m.register(ctx)
 		if err != nil {
@@ -310,7 +313,7 @@ func (m *Membership) registerLoop(ctx context.Context) {
 			}
 			d := bo.Next()
 			m.log.Warn("membership: register failed; retrying", "in", d, "err", err)
-			if !m.wait(ctx, d) {
+			if !backoff.Sleep(ctx, d) {
 				return
 			}
 			continue
@@ -332,20 +335,6 @@ func (m *Membership) registerLoop(ctx context.Context) {
 	}
 }
 
-// wait sleeps for d; false means ctx is done or Deregister was called.
-func (m *Membership) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-m.dereg:
-		return false
-	}
-}
-
 // keepAlive drains keep-alive responses. It returns true when the lease is
 // lost (the channel closed) and false when ctx is done or Deregister was
 // called.
@@ -354,12 +343,12 @@ func (m *Membership) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKee
 		select {
 		case <-ctx.Done():
 			return false
-		case <-m.dereg:
+		case <-m.dereg.Done():
 			return false
 		case _, ok := <-ka:
 			if !ok {
 				select {
-				case <-m.dereg:
+				case <-m.dereg.Done():
 					return false
 				default:
 					return ctx.Err() == nil
@@ -406,106 +395,32 @@ func (m *Membership) register(ctx context.Context) (<-chan *clientv3.LeaseKeepAl
 
 // watchLoop loads the members prefix and follows it until ctx is done.
 func (m *Membership) watchLoop(ctx context.Context) {
-	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
-	members := map[string]Member{}
-	var rev int64 // next revision to watch from; 0 means (re)load first
-	for ctx.Err() == nil {
-		if rev == 0 {
-			loaded, next, err := m.load(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d := bo.Next()
-				m.log.Warn("membership: load failed; retrying", "in", d, "err", err)
-				backoff.Sleep(ctx, d)
-				continue
-			}
-			members, rev = loaded, next
+	w := PrefixWatcher[Member]{
+		Client: m.client,
+		Prefix: m.prefix,
+		Decode: m.decode,
+		OnChange: func(members map[string]Member) {
 			m.publish(members)
 			m.loaded.Store(true)
-			bo.Reset()
-		}
-		next, progressed, err := m.watch(ctx, members, rev)
-		rev = next
-		if ctx.Err() != nil {
-			return
-		}
-		if progressed {
-			bo.Reset()
-		}
-		d := bo.Next()
-		m.log.Warn("membership: watch ended; resuming", "rev", rev, "in", d, "err", err)
-		backoff.Sleep(ctx, d)
+		},
+		Logger: m.log,
 	}
+	w.Run(ctx)
 }
 
-// load reads all member records and returns them with the revision to
-// watch from.
-func (m *Membership) load(ctx context.Context) (map[string]Member, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	resp, err := m.client.Get(ctx, m.prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, 0, fmt.Errorf("load %s: %w", m.prefix, err)
-	}
-	members := make(map[string]Member, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		m.apply(members, mvccpb.PUT, kv)
-	}
-	return members, resp.Header.Revision + 1, nil
-}
-
-// watch applies changes from rev on to members, publishing after each
-// response. It returns the next revision to watch from (0 after a
-// compaction, meaning reload) and whether any response arrived.
-func (m *Membership) watch(ctx context.Context, members map[string]Member, rev int64) (int64, bool, error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	progressed := false
-	for wr := range m.client.Watch(wctx, m.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
-		if wr.CompactRevision != 0 {
-			return 0, progressed, fmt.Errorf("watch %s from %d: compacted at %d: %w", m.prefix, rev, wr.CompactRevision, wr.Err())
-		}
-		if err := wr.Err(); err != nil {
-			return rev, progressed, fmt.Errorf("watch %s from %d: %w", m.prefix, rev, err)
-		}
-		progressed = true
-		if h := wr.Header.Revision + 1; h > rev {
-			rev = h
-		}
-		if len(wr.Events) == 0 {
-			continue
-		}
-		for _, ev := range wr.Events {
-			m.apply(members, ev.Type, ev.Kv)
-		}
-		m.publish(members)
-	}
-	if err := ctx.Err(); err != nil {
-		return rev, progressed, err
-	}
-	return rev, progressed, fmt.Errorf("watch %s from %d: channel closed", m.prefix, rev)
-}
-
-// apply records one put or delete of a member key in members.
-func (m *Membership) apply(members map[string]Member, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+// decode reads a member record; false drops a bad one.
+func (m *Membership) decode(kv *mvccpb.KeyValue) (Member, bool) {
 	id := strings.TrimPrefix(string(kv.Key), m.prefix)
 	if id == "" || strings.Contains(id, "/") {
-		return
-	}
-	if typ == mvccpb.DELETE {
-		delete(members, id)
-		return
+		return Member{}, false
 	}
 	var rec Member
 	if err := json.Unmarshal(kv.Value, &rec); err != nil {
 		m.log.Warn("membership: ignoring bad member record", "key", string(kv.Key), "err", err)
-		delete(members, id)
-		return
+		return Member{}, false
 	}
 	rec.ID = id // the key is authoritative
-	members[id] = rec
+	return rec, true
 }
 
 // publish stores a sorted snapshot of members and calls OnChange.

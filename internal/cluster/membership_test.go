@@ -284,32 +284,3 @@ func TestPrefixes(t *testing.T) {
 		t.Errorf("LeaderPrefix = %q", got)
 	}
 }
-
-func TestMembershipWatchReloadsAfterCompaction(t *testing.T) {
-	t.Parallel()
-	e := startEtcd(t, t.TempDir(), "", "")
-	c := newTestClient(t, e)
-	m := newTestMember(t, c, "n1", nil)
-	ctx := t.Context()
-	var last int64
-	for _, id := range []string{"n7", "n8"} {
-		resp, err := c.Put(ctx, MembersPrefix("test")+id, `{"id":"`+id+`","addr":"x:1"}`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = resp.Header.Revision
-	}
-	if _, err := c.Compact(ctx, last); err != nil {
-		t.Fatal(err)
-	}
-	// A watch resuming from before the compaction asks for a reload.
-	next, _, err := m.watch(ctx, map[string]Member{}, 1)
-	if next != 0 || err == nil {
-		t.Fatalf("watch from a compacted revision = %d, %v; want 0 and an error", next, err)
-	}
-	// The reload sees the current state.
-	members, next, err := m.load(ctx)
-	if err != nil || len(members) != 2 || next != last+1 {
-		t.Fatalf("load = %v, %d, %v", members, next, err)
-	}
-}

@@ -99,9 +99,9 @@ func TestPurgeHistoryNeverStale(t *testing.T) {
 				body = fmt.Sprintf(`{"key": %q, "wait": "5s"}`, p)
 			}
 			mu.Lock()
-			via := live[rng.IntN(len(live))]
+			admin := tc.nodes[live[rng.IntN(len(live))]].AdminAddr()
 			mu.Unlock()
-			code, out := tc.adminPost(via, "secret", body)
+			code, out := tc.adminPostTo(admin, "secret", body)
 			if code != 200 || out["complete"] != true {
 				incomplete.Add(1) // not acknowledged everywhere: no claim to check
 				continue
@@ -118,8 +118,11 @@ func TestPurgeHistoryNeverStale(t *testing.T) {
 		mu.Lock()
 		live = []int{0, 1}
 		mu.Unlock()
-		tc.nodes[2].Shutdown(context.Background())
-		cfg := tc.nodes[2].cfg
+		mu.Lock()
+		old := tc.nodes[2]
+		mu.Unlock()
+		old.Shutdown(context.Background())
+		cfg := old.cfg
 		cfg.ID, cfg.Listen, cfg.Admin, cfg.Registry, cfg.AdvertiseAddr, cfg.AdvertiseAdmin = "n2b", "127.0.0.1:0", "127.0.0.1:0", nil, "", ""
 		nd, err := New(cfg)
 		if err == nil {

@@ -18,7 +18,13 @@ import (
 // adminPost sends a purge request to node i's admin listener.
 func (tc *testCluster) adminPost(i int, token, body string) (int, map[string]any) {
 	tc.t.Helper()
-	req, err := http.NewRequest("POST", "http://"+tc.nodes[i].AdminAddr()+"/api/v1/purge", strings.NewReader(body))
+	return tc.adminPostTo(tc.nodes[i].AdminAddr(), token, body)
+}
+
+// adminPostTo sends a purge request to an admin address.
+func (tc *testCluster) adminPostTo(addr, token, body string) (int, map[string]any) {
+	tc.t.Helper()
+	req, err := http.NewRequest("POST", "http://"+addr+"/api/v1/purge", strings.NewReader(body))
 	if err != nil {
 		tc.t.Fatal(err)
 	}
