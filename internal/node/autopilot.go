@@ -100,6 +100,7 @@ func (n *Node) newAutopilot() error {
 		Policy:     n.cfg.Autopilot,
 		Actuator:   a.actuator,
 		Registry:   a.registry,
+		Tick:       min(n.cfg.ReportInterval, replicaTTL(n.cfg.Autopilot)/10),
 		Owner:      func(h uint64) string { p, _ := n.router.Owner(h); return p.ID },
 		Nodes:      n.nodeInfos,
 		Logger:     n.cfg.Logger,
@@ -406,4 +407,12 @@ func (n *Node) compactPurgeLog(ctx context.Context) {
 		}
 		cancel()
 	}
+}
+
+// replicaTTL is the policy's replica lease TTL, default filled in.
+func replicaTTL(c autopilot.Config) time.Duration {
+	if c.ReplicaTTL > 0 {
+		return c.ReplicaTTL
+	}
+	return autopilot.DefaultReplicaTTL
 }

@@ -85,7 +85,8 @@ type Config struct {
 	// reacts faster, longer is steadier. Default 250ms.
 	HeatWindow time.Duration
 	// ReportInterval is how often the node sends its heat report to the
-	// leader. Default 500ms.
+	// leader, and how often the leader decides. Together they are most of
+	// the time from a crowd's first second to its replicas. Default 250ms.
 	ReportInterval time.Duration
 	// ElectionTTL is the autopilot election's lease TTL: a dead leader is
 	// replaced within it. Default 5s.
@@ -124,7 +125,7 @@ func DefaultConfig() Config {
 		MemberTTL:            5 * time.Second,
 		PurgeMaxDisconnect:   10 * time.Second,
 		HeatWindow:           250 * time.Millisecond,
-		ReportInterval:       500 * time.Millisecond,
+		ReportInterval:       250 * time.Millisecond,
 		ElectionTTL:          5 * time.Second,
 		ShutdownGrace:        10 * time.Second,
 	}
