@@ -68,6 +68,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.ap.ScaleInHold, "scale-in-hold", apd.ScaleInHold, "how long a key must stay cool before its replicas are released")
 	fs.Float64Var(&f.ap.BudgetPerSecond, "replica-budget", apd.BudgetPerSecond, "cluster-wide new replicas per second")
 	fs.IntVar(&f.ap.MaxExtraReplicas, "max-extra-replicas", apd.MaxExtraReplicas, "cap on extra replicas over all objects")
+	fs.DurationVar(&f.ap.P99Objective, "replica-p99-objective", 0, "add replicas to a hot object while a member's p99 exceeds this (0: off)")
+	fs.Float64Var(&f.ap.ErrorObjective, "replica-error-objective", 0, "add replicas to a hot object while a member's error rate exceeds this fraction (0: off)")
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")

@@ -146,14 +146,18 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 	return out
 }
 
-// report is this node's heat report.
-func (n *Node) report() autopilot.Report {
+// report is this node's heat report: its hottest keys, and its load over
+// the interval since the last report (w belongs to the reporter).
+func (n *Node) report(w *loadWindow) autopilot.Report {
+	p99, errRate := w.next()
 	return autopilot.Report{
-		Node:     n.cfg.ID,
-		Zone:     n.cfg.Zone,
-		At:       n.cfg.Now(),
-		Keys:     n.ap.heat.Top(reportKeys),
-		InFlight: n.inflight.Load(),
+		Node:      n.cfg.ID,
+		Zone:      n.cfg.Zone,
+		At:        n.cfg.Now(),
+		Keys:      n.ap.heat.Top(reportKeys),
+		InFlight:  n.inflight.Load(),
+		P99:       p99,
+		ErrorRate: errRate,
 	}
 }
 
@@ -163,13 +167,14 @@ func (n *Node) report() autopilot.Report {
 func (n *Node) reportHeat(ctx context.Context) error {
 	t := time.NewTicker(n.cfg.ReportInterval)
 	defer t.Stop()
+	w := n.m.window()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		r := n.report()
+		r := n.report(w)
 		if n.ap.election.IsLeader() {
 			if !n.ap.leader.Offer(r) {
 				n.m.shed("heat_report")

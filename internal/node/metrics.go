@@ -50,6 +50,22 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 	return m
 }
 
+// window returns a loadWindow over these metrics: shed and error results
+// count as failures; bad requests (the client's fault) count in neither.
+func (m *metrics) window() *loadWindow {
+	w := &loadWindow{duration: m.duration}
+	for r, c := range m.requests {
+		switch r {
+		case resBad:
+			continue
+		case resShed, resError:
+			w.failed = append(w.failed, c)
+		}
+		w.all = append(w.all, c)
+	}
+	return w
+}
+
 func (m *metrics) observe(result string, d time.Duration) {
 	m.requests[result].Inc()
 	m.duration.Observe(d.Seconds())
