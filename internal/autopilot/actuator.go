@@ -188,7 +188,7 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("actuator: Client is required")
 	}
-	if err := validName("Cluster", cfg.Cluster); err != nil {
+	if err := cluster.ValidName("Cluster", cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("actuator: %w", err)
 	}
 	if cfg.Copier == nil {

@@ -114,7 +114,7 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("replica registry: Client is required")
 	}
-	if err := validName("Cluster", cfg.Cluster); err != nil {
+	if err := cluster.ValidName("Cluster", cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("replica registry: %w", err)
 	}
 	return &Registry{
@@ -125,16 +125,7 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 	}, nil
 }
 
-func validName(field, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is required", field)
-	}
-	if strings.Contains(s, "/") {
-		return fmt.Errorf("%s %q must not contain '/'", field, s)
-	}
-	return nil
-}
-
+// orDiscard is l, or a logger that drops everything when l is nil.
 func orDiscard(l *slog.Logger) *slog.Logger {
 	if l == nil {
 		return slog.New(slog.DiscardHandler)

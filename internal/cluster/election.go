@@ -89,7 +89,7 @@ func NewElection(cfg ElectionConfig) (*Election, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("election: Client is required")
 	}
-	if err := validName("Cluster", cfg.Cluster); err != nil {
+	if err := ValidName("Cluster", cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
 	if cfg.ID == "" {

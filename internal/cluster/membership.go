@@ -111,10 +111,10 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("membership: Client is required")
 	}
-	if err := validName("Cluster", cfg.Cluster); err != nil {
+	if err := ValidName("Cluster", cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
-	if err := validName("Self.ID", cfg.Self.ID); err != nil {
+	if err := ValidName("Self.ID", cfg.Self.ID); err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	if cfg.Self.Addr == "" {
@@ -141,8 +141,9 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 	}, nil
 }
 
-// validName checks a key path segment.
-func validName(field, s string) error {
+// ValidName checks a cluster or node name used as a segment of etcd keys:
+// required, and without '/'. field names it in the error.
+func ValidName(field, s string) error {
 	if s == "" {
 		return fmt.Errorf("%s is required", field)
 	}
