@@ -1,0 +1,107 @@
+package node
+
+// Replicas fill from the owner, never from the origin: the copy a leader
+// asks for at scale-out, and every later miss or refresh on a replica.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+// copier fills a key on another node from its owner (scale-out).
+type copier struct{ n *Node }
+
+var _ autopilot.Copier = copier{}
+
+func (c copier) Copy(ctx context.Context, node, key string) error {
+	var addr string
+	for _, m := range c.n.members.Members() {
+		if m.ID == node {
+			addr = m.Admin
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("copy %q to %s: node unknown", key, node)
+	}
+	body, _ := json.Marshal(map[string]string{"key": key})
+	return c.n.adminCall(ctx, http.MethodPost, addr, pathReplicate, body, nil)
+}
+
+// handleReplicate copies one key into this node's store from its owner,
+// before the leader registers this node as a replica.
+func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Key string `json:"key"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil || req.Key == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"key\": \"<cache key>\"}"})
+		return
+	}
+	target, err := n.requestForKey(r.Context(), req.Key)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	hash := httpcache.KeyHash(req.Key)
+	stale, _ := n.store.Get(req.Key, target.Header)
+	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, n.upstreamFor(hash))
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	if !res.Stored {
+		writeJSON(w, http.StatusConflict, map[string]string{"error": "object is not cacheable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": req.Key, "bytes": len(res.Entry.Body)})
+}
+
+// requestForKey rebuilds a GET for a base cache key ("host/path?query").
+func (n *Node) requestForKey(ctx context.Context, key string) (*http.Request, error) {
+	rest, ok := strings.CutPrefix(key, n.origin.Host)
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return nil, fmt.Errorf("key %q is not a key of origin %s", key, n.origin.Host)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.origin.Host+rest, nil)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", key, err)
+	}
+	if base, err := n.baseKey(req); err != nil || base != key {
+		return nil, fmt.Errorf("key %q is not canonical", key)
+	}
+	return req, nil
+}
+
+// upstreamFor is where this node fills hash from: the origin when it owns
+// the key (nil), otherwise the owner — a replica never asks the origin, so
+// the origin still sees one fetch per object per TTL. If the owner cannot
+// be reached the node fetches from the origin itself.
+func (n *Node) upstreamFor(hash uint64) fill.Upstream {
+	owner, ok := n.router.Owner(hash)
+	if !ok || owner.ID == n.cfg.ID {
+		return nil
+	}
+	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		// The owner must have applied every purge we have before it may
+		// hand us a copy; with none applied there is nothing to wait for.
+		if rev := n.lastPurge.Load(); rev > 0 {
+			out.Header.Set(purgeRevHeader, strconv.FormatInt(rev, 10))
+		} else {
+			out.Header.Set(purgeRevHeader, "0")
+		}
+		resp, err := n.fwd.Fetch(ctx, out, owner.Addr)
+		if err == nil {
+			return resp, nil
+		}
+		n.cfg.Logger.Debug("fill from owner failed; asking the origin", "owner", owner.ID, "err", err)
+		return n.fill.Origin(out)
+	}
+}
