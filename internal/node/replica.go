@@ -91,12 +91,9 @@ func (n *Node) upstreamFor(hash uint64) fill.Upstream {
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The owner must have applied every purge we have before it may
-		// hand us a copy; with none applied there is nothing to wait for.
-		if rev := n.lastPurge.Load(); rev > 0 {
-			out.Header.Set(purgeRevHeader, strconv.FormatInt(rev, 10))
-		} else {
-			out.Header.Set(purgeRevHeader, "0")
-		}
+		// hand us a copy ("0": none, nothing to wait for). The header also
+		// marks a peer fill, so the owner includes the object's tags.
+		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
 		resp, err := n.fwd.Fetch(ctx, out, owner.Addr)
 		if err == nil {
 			return resp, nil
