@@ -196,19 +196,20 @@ func (g *Group) Fetch(ctx context.Context, r *http.Request, base string, stale *
 	if err != nil {
 		return res, err
 	}
-	if res.Collapsed && (!res.Stored || res.Entry.Key != httpcache.VariantKey(base, res.Entry.Vary, r.Header)) {
-		// The shared response is not ours to serve: it was uncacheable, or
-		// it is another variant. Fetch once more, collapsed on our variant.
-		vkey := httpcache.VariantKey(base, res.Entry.Vary, r.Header)
-		if !res.Stored {
-			return g.FetchOnce(ctx, r, base, up)
-		}
+	if !res.Collapsed {
+		return res, nil
+	}
+	// The shared response may not be ours to serve.
+	if !res.Stored {
+		// Uncacheable (private, no-store, ...): one fetch of our own.
+		return g.FetchOnce(ctx, r, base, up)
+	}
+	if vkey := httpcache.VariantKey(base, res.Entry.Vary, r.Header); res.Entry.Key != vkey {
+		// Another variant: fetch again, collapsed on ours.
 		return g.do(ctx, vkey, r, base, nil, up)
 	}
-	if res.Collapsed {
-		// The leader's Set-Cookie was for the leader's client only.
-		res.Entry = res.Entry.Shareable()
-	}
+	// The leader's Set-Cookie was for the leader's client only.
+	res.Entry = res.Entry.Shareable()
 	return res, nil
 }
 
