@@ -208,3 +208,49 @@ func TestTooLargeIsNotStored(t *testing.T) {
 		t.Error("oversized object stored")
 	}
 }
+
+// TestCollapsedWaitersGetTheirOwnVariant: when the response varies on a
+// header the waiters disagree on, each gets the variant for its request.
+func TestCollapsedWaitersGetTheirOwnVariant(t *testing.T) {
+	release := make(chan struct{})
+	var fetches atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Encoding")
+		w.Write([]byte("enc=" + r.Header.Get("Accept-Encoding")))
+	}))
+	defer origin.Close()
+	g, _ := newGroup(t, origin.URL, nil)
+	encs := []string{"gzip", "br", "gzip", "br", "identity"}
+	got := make([]string, len(encs))
+	var wg sync.WaitGroup
+	for i, enc := range encs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, base := get("/v")
+			r.Header.Set("Accept-Encoding", enc)
+			res, err := g.Fetch(context.Background(), r, base, nil, nil)
+			if err != nil {
+				t.Errorf("%s: %v", enc, err)
+				return
+			}
+			got[i] = string(res.Entry.Body)
+		}()
+	}
+	for fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, enc := range encs {
+		if got[i] != "enc="+enc {
+			t.Errorf("request with Accept-Encoding %s got %q", enc, got[i])
+		}
+	}
+	if n := fetches.Load(); n > 3 {
+		t.Errorf("origin fetches = %d, want at most one per variant (3)", n)
+	}
+}
