@@ -5,6 +5,7 @@
 //	crowdpilot node    one node joining an etcd cluster
 //	crowdpilot load    open-loop flash-crowd load generator
 //	crowdpilot purge   purge by key, tag, prefix or everything
+//	crowdpilot status  members, leader, hot objects and their replicas
 package main
 
 import (
@@ -19,10 +20,11 @@ import (
 // subcommands maps a name to its entry point. Each returns an exit code:
 // 0 ok, 1 failure at run time, 2 bad input.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
-	"up":    runUp,
-	"node":  runNode,
-	"load":  runLoad,
-	"purge": runPurge,
+	"up":     runUp,
+	"node":   runNode,
+	"load":   runLoad,
+	"purge":  runPurge,
+	"status": runStatus,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
@@ -32,6 +34,7 @@ Usage:
   crowdpilot node   [flags]   run one node against an etcd cluster
   crowdpilot load   [flags]   send an open-loop flash crowd at a cluster
   crowdpilot purge  [flags]   purge by --key, --tag, --prefix or --all
+  crowdpilot status [flags]   members, autopilot leader, hot objects and replicas (--admin host:port)
 
 Run "crowdpilot <command> --help" for the flags of a command.
 `
@@ -50,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load or purge)\n", args[0])
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge or status)\n", args[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -88,6 +88,16 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "/live/match-1 version=0") || resp.Header.Get("X-Served-By") == "" {
 		t.Fatalf("GET via up: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
+	// status reads the same cluster through the admin API.
+	var st, stErr bytes.Buffer
+	if code := runStatus(t.Context(), []string{"--admin", admin}, &st, &stErr); code != 0 {
+		t.Fatalf("status exited %d: %s", code, stErr.String())
+	}
+	for _, want := range []string{"MEMBER", "n0", "n1", "up"} {
+		if !strings.Contains(st.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, st.String())
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
