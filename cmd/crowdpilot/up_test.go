@@ -88,15 +88,21 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "/live/match-1 version=0") || resp.Header.Get("X-Served-By") == "" {
 		t.Fatalf("GET via up: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	// status reads the same cluster through the admin API.
-	var st, stErr bytes.Buffer
-	if code := runStatus(t.Context(), []string{"--admin", admin}, &st, &stErr); code != 0 {
-		t.Fatalf("status exited %d: %s", code, stErr.String())
-	}
-	for _, want := range []string{"MEMBER", "n0", "n1", "up"} {
-		if !strings.Contains(st.String(), want) {
-			t.Errorf("status output lacks %q:\n%s", want, st.String())
+	// status reads the same cluster through the admin API, once the node
+	// has seen its peer join.
+	for {
+		var st, stErr bytes.Buffer
+		if code := runStatus(t.Context(), []string{"--admin", admin}, &st, &stErr); code != 0 {
+			t.Fatalf("status exited %d: %s", code, stErr.String())
 		}
+		out := st.String()
+		if strings.Contains(out, "MEMBER") && strings.Contains(out, "n0 ") && strings.Contains(out, "n1 ") && strings.Contains(out, " up ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed both members:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	select {

@@ -199,9 +199,21 @@ func (m *Membership) Members() []Member {
 	return nil
 }
 
-// Ready reports whether this node has registered at least once and the
-// member list has been loaded.
-func (m *Membership) Ready() bool { return m.registered.Load() && m.loaded.Load() }
+// Ready reports whether this node has registered and sees itself in the
+// member list it watches: its registration has come back through the
+// watch, so what it reports about the cluster includes itself.
+func (m *Membership) Ready() bool {
+	if !m.registered.Load() || !m.loaded.Load() {
+		return false
+	}
+	id := strings.TrimPrefix(m.key, m.prefix) // the ID never changes
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return true
+		}
+	}
+	return false
+}
 
 // Update applies fn to this node's record, keeps the result for later
 // registrations, and puts it under the current lease. fn must not change the
