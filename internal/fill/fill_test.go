@@ -68,9 +68,7 @@ func TestCollapsesConcurrentFetches(t *testing.T) {
 	}
 	// Release the origin once the fetch is under way; late callers find
 	// the object stored, or join the flight.
-	for fetches.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return fetches.Load() > 0 })
 	close(release)
 	wg.Wait()
 	if got := fetches.Load(); got != 1 {
@@ -180,9 +178,7 @@ func TestFailsFastWhenLimitFull(t *testing.T) {
 	})
 	r1, b1 := get("/slow")
 	go g.Fetch(context.Background(), r1, b1, nil, nil)
-	for g.limit.Inflight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return g.limit.Inflight() > 0 })
 	r2, b2 := get("/other")
 	_, err := g.Fetch(context.Background(), r2, b2, nil, nil)
 	if !errors.Is(err, ErrShed) {
@@ -240,9 +236,7 @@ func TestCollapsedWaitersGetTheirOwnVariant(t *testing.T) {
 			got[i] = string(res.Entry.Body)
 		}()
 	}
-	for fetches.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return fetches.Load() > 0 })
 	close(release)
 	wg.Wait()
 	for i, enc := range encs {
@@ -252,5 +246,17 @@ func TestCollapsedWaitersGetTheirOwnVariant(t *testing.T) {
 	}
 	if n := fetches.Load(); n > 3 {
 		t.Errorf("origin fetches = %d, want at most one per variant (3)", n)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after 10s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
