@@ -54,6 +54,7 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 		Timeout:   10 * time.Second,
 	}
 	t.Cleanup(tc.client.CloseIdleConnections)
+	logs := newTestLogs(t)
 	for i := range n {
 		cfg := Config{
 			ID:         fmt.Sprintf("n%d", i),
@@ -64,6 +65,7 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 			MemberTTL:  3 * time.Second,
 			StoreBytes: 64 << 20,
 			AdminToken: "secret",
+			Logger:     logs.logger(fmt.Sprintf("n%d", i)),
 		}
 		if tweak != nil {
 			tweak(&cfg)
