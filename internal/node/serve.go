@@ -106,16 +106,19 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) b
 	done := n.router.Begin(t)
 	err := n.fwd.Forward(r.Context(), w, r, t.Addr(), statusForwarded)
 	if err == nil {
-		done(true)
+		done(nil)
 		return true
 	}
 	if r.Context().Err() != nil {
-		done(true) // the client left; the peer is not to blame
+		done(nil) // the client left; the peer is not to blame
 		return false
 	}
-	done(false)
 	n.m.failovers.Inc()
-	n.cfg.Logger.Debug("forward failed, failing over", "peer", t.ID(), "err", err)
+	if done(err) {
+		n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
+	} else {
+		n.cfg.Logger.Debug("forward failed, failing over", "peer", t.ID(), "err", err)
+	}
 	return false
 }
 

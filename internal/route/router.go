@@ -1,11 +1,13 @@
 package route
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -15,9 +17,12 @@ type Config struct {
 	Self string
 	// Zone is this node's zone; picking prefers replicas in the same zone.
 	Zone string
-	// Suspicion is how long a peer that failed a forward is skipped before it
-	// is tried again. Default 2s.
+	// Suspicion is how long a suspected peer is skipped before it is tried
+	// again. Default 2s.
 	Suspicion time.Duration
+	// EjectAfter is how many consecutive failed forwards make a peer
+	// suspected (a refused connection does at once). Default 3.
+	EjectAfter int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -44,6 +49,7 @@ type peer struct {
 	seed      uint64
 	inflight  atomic.Int64 // forwards under way to this peer
 	downUntil atomic.Int64 // unix nanos before which the peer is skipped
+	fails     atomic.Int32 // consecutive failed forwards
 	latency   atomic.Int64 // EWMA of forward latency, nanoseconds
 }
 
@@ -51,6 +57,9 @@ type peer struct {
 func NewRouter(cfg Config) *Router {
 	if cfg.Suspicion <= 0 {
 		cfg.Suspicion = 2 * time.Second
+	}
+	if cfg.EjectAfter <= 0 {
+		cfg.EjectAfter = 3
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -150,6 +159,18 @@ func (r *Router) Replicas(hash uint64) []string {
 		ids[i] = p.ID
 	}
 	return ids
+}
+
+// Suspected reports whether this router currently skips the peer id
+// because forwards to it failed (see Begin).
+func (r *Router) Suspected(id string) bool {
+	now := r.cfg.Now().UnixNano()
+	for _, p := range r.tab.Load().peers {
+		if p.ID == id {
+			return p.downUntil.Load() > now
+		}
+	}
+	return false
 }
 
 // Owner is the peer with the highest rendezvous score for hash among peers
@@ -342,21 +363,36 @@ func containsPeer(ts []Target, p *peer) bool {
 }
 
 // Begin records a forward starting to t; call the returned func with the
-// outcome when it ends.
-func (r *Router) Begin(t Target) func(ok bool) {
+// forward's error (nil: it succeeded, or the client went away and the peer
+// is not to blame) when it ends. The func reports whether this outcome put
+// the peer under suspicion, so the caller can log the transition once.
+//
+// A peer is suspected (skipped for Suspicion) after EjectAfter consecutive
+// failures, or at once when it refuses connections: nothing listens there.
+// One timeout or reset alone does not eject it, since on a saturated
+// machine one slow dial is common and ejecting the owner of a hot key sends
+// its crowd to the origin (the outlier detection of Envoy and HAProxy's
+// "fall" make the same trade).
+func (r *Router) Begin(t Target) func(err error) (ejected bool) {
 	t.p.inflight.Add(1)
 	start := r.cfg.Now()
-	return func(ok bool) {
+	return func(err error) bool {
 		t.p.inflight.Add(-1)
 		now := r.cfg.Now()
-		if !ok {
-			t.p.downUntil.Store(now.Add(r.cfg.Suspicion).UnixNano())
-			return
+		if err != nil {
+			fails := t.p.fails.Add(1)
+			if fails < int32(r.cfg.EjectAfter) && !errors.Is(err, syscall.ECONNREFUSED) {
+				return false
+			}
+			was := t.p.downUntil.Swap(now.Add(r.cfg.Suspicion).UnixNano())
+			return was <= now.UnixNano()
 		}
+		t.p.fails.Store(0)
 		t.p.downUntil.Store(0)
 		d := int64(now.Sub(start))
 		old := t.p.latency.Load()
 		// EWMA with weight 1/8: cheap, and old enough to ride out one spike.
 		t.p.latency.Store(old + (d-old)/8)
+		return false
 	}
 }

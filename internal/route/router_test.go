@@ -1,10 +1,13 @@
 package route
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,5 +207,81 @@ func BenchmarkPlan(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		r.Plan(hashes[i%len(hashes)], buf[:0])
+	}
+}
+
+// TestEjection: a peer is suspected after EjectAfter consecutive failures or
+// at once when it refuses connections; a success in between resets the
+// count; suspicion ends after Suspicion.
+func TestEjection(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	ps := peers(3)
+	var hash uint64
+	r := NewRouter(Config{Self: "n0", Now: clock, EjectAfter: 3, Suspicion: 2 * time.Second})
+	r.SetPeers(ps)
+	for i := 0; ; i++ {
+		hash = xxhash.Sum64String(fmt.Sprint(i))
+		if o, _ := r.Owner(hash); o.ID == "n1" {
+			break
+		}
+	}
+	owner := func() string { o, _ := r.Owner(hash); return o.ID }
+	forward := func(err error) bool {
+		t.Helper()
+		plan := r.Plan(hash, nil)
+		if len(plan.Targets) == 0 {
+			t.Fatal("empty plan")
+		}
+		return r.Begin(plan.Targets[0])(err)
+	}
+	timeout := fmt.Errorf("forward: %w: no response headers", ErrPeer)
+	// A real refusal, as the forwarder reports it: a closed port.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	fwd := NewForwarder(ForwarderConfig{Self: "n0"})
+	defer fwd.Close()
+	refused := fwd.Forward(t.Context(), httptest.NewRecorder(), httptest.NewRequest("GET", "/k", nil), dead, "")
+	if !errors.Is(refused, ErrPeer) || !errors.Is(refused, syscall.ECONNREFUSED) {
+		t.Fatalf("forward to a closed port: %v, want ErrPeer and ECONNREFUSED", refused)
+	}
+
+	// Two failures, a success, two failures: never three in a row.
+	for _, err := range []error{timeout, timeout, nil, timeout, timeout} {
+		if forward(err) {
+			t.Fatalf("ejected after %v without 3 consecutive failures", err)
+		}
+	}
+	if owner() != "n1" {
+		t.Fatalf("owner = %s after scattered failures, want n1 still", owner())
+	}
+	if r.Suspected("n1") {
+		t.Fatal("Suspected before any ejection")
+	}
+	if !forward(timeout) {
+		t.Fatal("third consecutive failure did not eject")
+	}
+	if !r.Suspected("n1") {
+		t.Fatal("Suspected = false after the ejection")
+	}
+	if owner() == "n1" {
+		t.Fatal("suspected peer still owns the key")
+	}
+	now = now.Add(2*time.Second + time.Nanosecond)
+	if owner() != "n1" {
+		t.Fatalf("owner = %s after the suspicion ended, want n1", owner())
+	}
+	if forward(nil) || owner() != "n1" {
+		t.Fatal("a success must keep the peer")
+	}
+	if !forward(refused) {
+		t.Fatal("a refused connection did not eject at once")
+	}
+	if owner() == "n1" {
+		t.Fatal("refusing peer still owns the key")
 	}
 }
