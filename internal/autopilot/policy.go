@@ -77,10 +77,16 @@ type Object struct {
 // missing from the list, draining or failing is released, unless the list is
 // empty: then membership is taken as unknown, nothing is released for it and
 // nothing is placed.
+//
+// InFlight, CPU and ErrorRate are load; Decide overwrites them from the
+// node's own fresh report when it has one, so callers need only fill in
+// membership.
 type NodeInfo struct {
 	ID, Zone          string
 	Draining, Failing bool
 	InFlight          int64
+	CPU               float64 // cores in use
+	ErrorRate         float64 // fraction of the node's requests that failed
 }
 
 // ActionKind says what an Action does.
@@ -262,6 +268,9 @@ func (p *Policy) newTick(now time.Time, reports []Report, objects []Object, node
 		t.fresh[r.Node] = r
 	}
 	for _, n := range nodes {
+		if r, ok := t.fresh[n.ID]; ok {
+			n.InFlight, n.CPU, n.ErrorRate = r.InFlight, r.CPU, r.ErrorRate
+		}
 		t.nodes[n.ID] = n
 	}
 

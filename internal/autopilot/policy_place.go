@@ -3,14 +3,26 @@ package autopilot
 import (
 	"cmp"
 	"fmt"
+	"math"
 )
+
+// overloadedErrorRate is the error rate (sheds and failures over all
+// requests) at which a node's own report rules it out for new replicas: it
+// is failing the clients it has.
+const overloadedErrorRate = 0.5
+
+// cpuStep is the CPU difference placement treats as real; below it, two
+// nodes count as equally busy and in-flight requests decide.
+const cpuStep = 0.05
 
 // place picks the node for a new replica of kv, and says where it is for
 // the reason. It never picks the owner, a node holding or being given the
-// key, or a node that is draining or failing. Among the rest it prefers the
-// zones the key's demand comes from (most demand first), then nodes given
-// fewer replicas this tick, then the fewest requests in flight, then the
-// lower ID. It returns "" if no node is eligible.
+// key, a node that is draining or failing, or one whose report shows it
+// failing half its requests. Among the rest it prefers the zones the key's
+// demand comes from (most demand first), then nodes given fewer replicas
+// this tick, then the least CPU (in steps of cpuStep cores), then the fewest
+// requests in flight, then the lower ID. It returns "" if no node is
+// eligible.
 func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	taken := map[string]bool{kv.owner: true}
 	for _, r := range kv.replicas {
@@ -32,7 +44,7 @@ func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	var best *NodeInfo
 	bestRank := 0
 	for id, n := range t.nodes {
-		if taken[id] || n.Draining || n.Failing {
+		if taken[id] || n.Draining || n.Failing || n.ErrorRate >= overloadedErrorRate {
 			continue
 		}
 		rank := zoneRank(n.Zone)
@@ -43,13 +55,14 @@ func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	if best == nil {
 		return "", ""
 	}
+	load := fmt.Sprintf("cpu %.2f, in-flight %d", best.CPU, best.InFlight)
 	switch {
 	case len(kv.zones) == 0:
-		where = fmt.Sprintf("node in zone %q, in-flight %d", best.Zone, best.InFlight)
+		where = fmt.Sprintf("node in zone %q, %s", best.Zone, load)
 	case bestRank == 0:
-		where = fmt.Sprintf("node in demand zone %q, in-flight %d", best.Zone, best.InFlight)
+		where = fmt.Sprintf("node in demand zone %q, %s", best.Zone, load)
 	default:
-		where = fmt.Sprintf("demand zone %q has no free node; node in zone %q, in-flight %d", kv.zones[0].zone, best.Zone, best.InFlight)
+		where = fmt.Sprintf("demand zone %q has no free node; node in zone %q, %s", kv.zones[0].zone, best.Zone, load)
 	}
 	return best.ID, where
 }
@@ -60,6 +73,9 @@ func better(t *tick, a NodeInfo, ra int, b NodeInfo, rb int) bool {
 		return c < 0
 	}
 	if c := cmp.Compare(t.placed[a.ID], t.placed[b.ID]); c != 0 {
+		return c < 0
+	}
+	if c := cmp.Compare(math.Floor(a.CPU/cpuStep), math.Floor(b.CPU/cpuStep)); c != 0 {
 		return c < 0
 	}
 	if c := cmp.Compare(a.InFlight, b.InFlight); c != 0 {

@@ -47,6 +47,21 @@ func TestPlacement(t *testing.T) {
 			want:   []string{"e", "d"},
 		},
 		{
+			name:   "least CPU first, in-flight within a CPU step",
+			nodes:  []NodeInfo{{ID: "a"}, {ID: "b", CPU: 0.9}, {ID: "c", CPU: 0.21, InFlight: 9}, {ID: "d", CPU: 0.24, InFlight: 2}, {ID: "e", CPU: 0.02, InFlight: 50}},
+			owner:  "a",
+			demand: []demand{{"", 4500}},
+			want:   []string{"e", "d", "c", "b"},
+			wantIn: "cpu 0.02, in-flight 50",
+		},
+		{
+			name:   "a node failing half its requests is not chosen",
+			nodes:  []NodeInfo{{ID: "a"}, {ID: "b", ErrorRate: 0.5}, {ID: "c", ErrorRate: 0.2, InFlight: 40}},
+			owner:  "a",
+			demand: []demand{{"", 5000}},
+			want:   []string{"c"},
+		},
+		{
 			name:   "ties by ID",
 			nodes:  []NodeInfo{{ID: "n3"}, {ID: "n1"}, {ID: "n2"}, {ID: "n0"}},
 			owner:  "n0",
@@ -117,6 +132,29 @@ func TestPlacement(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("load comes from the nodes' own reports", func(t *testing.T) {
+		p, err := NewPolicy(Config{BudgetPerSecond: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, h := "/k", hashOf("/k")
+		nodes := []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+		reports := []Report{
+			{Node: "a", At: now, Keys: []heat.KeyRate{{Key: key, Hash: h, Rate: 2500}}, CPU: 1},
+			{Node: "b", At: now, CPU: 0.8},
+			{Node: "c", At: now, CPU: 0.1},
+			{Node: "d", At: now, CPU: 0.05, ErrorRate: 0.7},
+		}
+		acts := kinds(p.Decide(now, reports, []Object{{Key: key, Hash: h, Owner: "a"}}, nodes), ScaleOut)
+		var got []string
+		for _, a := range acts {
+			got = append(got, a.Node)
+		}
+		if want := []string{"c", "b"}; !slices.Equal(got, want) {
+			t.Fatalf("placed on %v, want %v (d fails 70%% of its requests)", got, want)
+		}
+	})
 
 	t.Run("keys placed in one tick spread over nodes", func(t *testing.T) {
 		p, err := NewPolicy(Config{BudgetPerSecond: 100})

@@ -133,12 +133,14 @@ func (n *Node) tickHeat(ctx context.Context) error {
 	}
 }
 
-// nodeInfos is the leader's view of the members for placement.
+// nodeInfos is the leader's view of the members for placement: a member
+// this node's router currently suspects (its forwards failed, or it refused
+// connections) is failing. Load comes from the members' own reports.
 func (n *Node) nodeInfos() []autopilot.NodeInfo {
 	ms := n.members.Members()
 	out := make([]autopilot.NodeInfo, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, autopilot.NodeInfo{ID: m.ID, Zone: m.Zone, Draining: m.Draining})
+		out = append(out, autopilot.NodeInfo{ID: m.ID, Zone: m.Zone, Draining: m.Draining, Failing: n.router.Suspected(m.ID)})
 	}
 	return out
 }
@@ -146,15 +148,16 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 // report is this node's heat report: its hottest keys, and its load over
 // the interval since the last report (w belongs to the reporter).
 func (n *Node) report(w *loadWindow) autopilot.Report {
-	p99, errRate := w.next()
+	l := w.next()
 	return autopilot.Report{
 		Node:      n.cfg.ID,
 		Zone:      n.cfg.Zone,
 		At:        n.cfg.Now(),
 		Keys:      n.ap.heat.Top(reportKeys),
 		InFlight:  n.inflight.Load(),
-		P99:       p99,
-		ErrorRate: errRate,
+		P99:       l.p99,
+		ErrorRate: l.errRate,
+		CPU:       l.cpu,
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,12 +21,42 @@ type loadWindow struct {
 	prevCount   uint64
 	prevFailed  float64
 	prevAll     float64
+	prevCPU     time.Duration // process CPU time at the last call
+	prevWall    time.Time
 }
 
-// next returns p99 and error rate since the last call. The p99 is the upper
-// bound of the histogram bucket that holds it (buckets double, so it is
-// within 2× of the true value); zero when there were no requests.
-func (w *loadWindow) next() (p99 time.Duration, errRate float64) {
+// load is what a window yields for one interval.
+type load struct {
+	p99     time.Duration
+	errRate float64 // failed / all requests, 0..1
+	cpu     float64 // cores this process used (user + system), 0 on the first call
+}
+
+// processCPU is the CPU time this process has used, user plus system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// next returns the load since the last call. The p99 is the upper bound of
+// the histogram bucket that holds it (buckets double, so it is within 2× of
+// the true value); zero when there were no requests. CPU is measured on the
+// wall clock: it is the process's real use, whatever clock the node runs on.
+func (w *loadWindow) next() load {
+	var l load
+	cpu, wall := processCPU(), time.Now()
+	if el := wall.Sub(w.prevWall); !w.prevWall.IsZero() && el > 0 {
+		l.cpu = float64(cpu-w.prevCPU) / float64(el)
+	}
+	w.prevCPU, w.prevWall = cpu, wall
+	l.p99, l.errRate = w.latency()
+	return l
+}
+
+func (w *loadWindow) latency() (p99 time.Duration, errRate float64) {
 	var m dto.Metric
 	if err := w.duration.Write(&m); err != nil || m.Histogram == nil {
 		return 0, 0

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,8 +13,8 @@ func TestLoadWindow(t *testing.T) {
 	var inflight atomic.Int64
 	m := newMetrics(prometheus.NewRegistry(), &inflight)
 	w := m.window()
-	if p99, er := w.next(); p99 != 0 || er != 0 {
-		t.Fatalf("empty window: p99 %v error rate %v", p99, er)
+	if l := w.next(); l.p99 != 0 || l.errRate != 0 || l.cpu != 0 {
+		t.Fatalf("empty first window: %+v", l)
 	}
 	// 990 fast hits and 10 slow sheds: p99 is in the fast bucket range,
 	// error rate 1%.
@@ -24,7 +25,8 @@ func TestLoadWindow(t *testing.T) {
 		m.observe(resShed, 2*time.Second)
 	}
 	m.observe(resBad, 300*time.Microsecond) // the client's fault: not an error
-	p99, er := w.next()
+	l := w.next()
+	p99, er := l.p99, l.errRate
 	if p99 < 300*time.Microsecond || p99 > 800*time.Microsecond {
 		t.Errorf("p99 = %v, want the bucket holding 300µs", p99)
 	}
@@ -35,8 +37,30 @@ func TestLoadWindow(t *testing.T) {
 	for range 100 {
 		m.observe(resHit, 3*time.Second)
 	}
-	p99, er = w.next()
-	if p99 < 3*time.Second || er != 0 {
-		t.Errorf("second window: p99 %v error rate %v, want >= 3s and 0", p99, er)
+	l = w.next()
+	if l.p99 < 3*time.Second || l.errRate != 0 {
+		t.Errorf("second window: p99 %v error rate %v, want >= 3s and 0", l.p99, l.errRate)
+	}
+}
+
+// TestLoadWindowCPU: a window over a busy spell reports the cores used
+// (between 0 and the cores there are), one over an idle spell about none.
+func TestLoadWindowCPU(t *testing.T) {
+	var inflight atomic.Int64
+	w := newMetrics(prometheus.NewRegistry(), &inflight).window()
+	w.next()
+	// Spin on this goroutine for a fixed amount of CPU time, not wall time,
+	// so the result does not depend on what else the machine is doing.
+	start := processCPU()
+	x := 0
+	for processCPU()-start < 50*time.Millisecond {
+		for i := range 10000 {
+			x += i
+		}
+	}
+	_ = x
+	busy := w.next()
+	if busy.cpu <= 0 || busy.cpu > float64(runtime.NumCPU())+0.5 {
+		t.Errorf("busy window: %.3f cores, want in (0, %d]", busy.cpu, runtime.NumCPU())
 	}
 }
