@@ -50,17 +50,37 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				Expires time.Time `json:"expires"`
 			} `json:"replicas"`
 		} `json:"hot"`
+		Nodes []struct {
+			Node      string        `json:"node"`
+			CPU       float64       `json:"cpu"`
+			InFlight  int64         `json:"in_flight"`
+			P99       time.Duration `json:"p99"`
+			ErrorRate float64       `json:"error_rate"`
+		} `json:"nodes"`
 	}
 	hotErr := getJSON(ctx, client, base+"/api/v1/hot", &hot)
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "MEMBER\tDATA\tADMIN\tZONE\tSTATE\tPURGE REV\n")
+	// Load as the leader last heard it from each node: what placement used.
+	load := make(map[string]string, len(hot.Nodes))
+	for _, l := range hot.Nodes {
+		cpu := "-" // not measured: the node shares its process (up)
+		if l.CPU > 0 {
+			cpu = fmt.Sprintf("%.2f", l.CPU)
+		}
+		load[l.Node] = fmt.Sprintf("%s\t%d\t%v\t%.1f%%", cpu, l.InFlight, l.P99, 100*l.ErrorRate)
+	}
+	fmt.Fprintf(tw, "MEMBER\tDATA\tADMIN\tZONE\tSTATE\tPURGE REV\tCPU\tIN FLIGHT\tP99\tERRORS\n")
 	for _, m := range cl.Members {
 		id := m.ID
 		if id == hot.Leader {
 			id += " (leader)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", id, m.Addr, m.Admin, orDash(m.Zone), m.State, m.PurgeRev)
+		l, ok := load[m.ID]
+		if !ok {
+			l = "-\t-\t-\t-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, m.Addr, m.Admin, orDash(m.Zone), m.State, m.PurgeRev, l)
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout)

@@ -104,6 +104,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.ID = nodeID(nf.id, i)
 		cfg.Listen = net.JoinHostPort(listenHost, portPlus(listenPort, i))
 		cfg.Admin = net.JoinHostPort(adminHost, portPlus(adminPort, i))
+		cfg.SharesProcess = *nodes > 1
 		n, err := node.New(cfg)
 		if err != nil {
 			return badInput(stderr, "up", err)

@@ -89,18 +89,19 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 		t.Fatalf("GET via up: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	// status reads the same cluster through the admin API, once the node
-	// has seen its peer join.
+	// has seen its peer join and the leader has each node's load report.
+	loaded := regexp.MustCompile(`(?m)^n[01]\b.*\s-\s+\d+\s+\S+\s+\d+\.\d%$`)
 	for {
 		var st, stErr bytes.Buffer
 		if code := runStatus(t.Context(), []string{"--admin", admin}, &st, &stErr); code != 0 {
 			t.Fatalf("status exited %d: %s", code, stErr.String())
 		}
 		out := st.String()
-		if strings.Contains(out, "MEMBER") && strings.Contains(out, "n0 ") && strings.Contains(out, "n1 ") && strings.Contains(out, " up ") {
+		if strings.Contains(out, "MEMBER") && strings.Contains(out, " up ") && len(loaded.FindAllString(out, -1)) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("status never showed both members:\n%s", out)
+			t.Fatalf("status never showed both members with their load:\n%s", out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -75,6 +75,18 @@ type HotObject struct {
 	Desired  int           `json:"desired"` // members the rate calls for, owner included
 }
 
+// NodeLoad is a node's load as its latest fresh report gave it: what
+// placement weighed.
+type NodeLoad struct {
+	Node      string        `json:"node"`
+	Zone      string        `json:"zone,omitempty"`
+	CPU       float64       `json:"cpu"` // cores in use
+	InFlight  int64         `json:"in_flight"`
+	P99       time.Duration `json:"p99"`
+	ErrorRate float64       `json:"error_rate"`
+	At        time.Time     `json:"at"` // when the node took the report
+}
+
 // ReplicaView is one replica of a HotObject.
 type ReplicaView struct {
 	Node     string    `json:"node"`
@@ -103,8 +115,9 @@ type Leader struct {
 	repMu   sync.Mutex        // guards reports
 	reports map[string]Report // latest per node, at most maxReports
 
-	viewMu sync.Mutex        // guards hot and active
+	viewMu sync.Mutex        // guards hot, loads and active
 	hot    []HotObject       // nil when not leading
+	loads  []NodeLoad        // by node ID; nil when not leading
 	active map[uint64]string // objects with a replicas_active series: hash -> key label
 }
 
@@ -415,9 +428,16 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 		counts[rec.Hash]++
 		keys[rec.Hash] = rec.Key
 	}
+	loads := make([]NodeLoad, 0, len(reports))
+	for _, r := range reports {
+		loads = append(loads, NodeLoad{Node: r.Node, Zone: r.Zone, CPU: r.CPU, InFlight: r.InFlight, P99: r.P99, ErrorRate: r.ErrorRate, At: r.At})
+	}
+	slices.SortFunc(loads, func(a, b NodeLoad) int { return cmp.Compare(a.Node, b.Node) })
+
 	l.viewMu.Lock()
 	defer l.viewMu.Unlock()
 	l.hot = hot
+	l.loads = loads
 	for h, key := range l.active {
 		if counts[h] == 0 || keys[h] != key {
 			l.m.active.DeleteLabelValues(key)
@@ -435,7 +455,7 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 func (l *Leader) clearView() {
 	l.viewMu.Lock()
 	defer l.viewMu.Unlock()
-	l.hot = nil
+	l.hot, l.loads = nil, nil
 	for h, key := range l.active {
 		l.m.active.DeleteLabelValues(key)
 		delete(l.active, h)
@@ -450,6 +470,14 @@ func (l *Leader) Hot() []HotObject {
 	l.viewMu.Lock()
 	defer l.viewMu.Unlock()
 	return l.hot
+}
+
+// Loads returns each reporting node's latest load, by node ID; nil when
+// this node is not leading. The slice is shared and must not be modified.
+func (l *Leader) Loads() []NodeLoad {
+	l.viewMu.Lock()
+	defer l.viewMu.Unlock()
+	return l.loads
 }
 
 // Events returns up to n recent scale decisions, newest first; n <= 0 means

@@ -199,7 +199,7 @@ func startReporter(t *testing.T, key string, rate int64, leaders ...*Leader) *re
 		defer tk.Stop()
 		for {
 			for _, node := range []string{"n0", "n1", "n2"} {
-				rep := Report{Node: node, At: time.Now(), P99: 5 * time.Millisecond, Keys: []heat.KeyRate{
+				rep := Report{Node: node, At: time.Now(), P99: 5 * time.Millisecond, CPU: 0.25, InFlight: 7, Keys: []heat.KeyRate{
 					{Key: key, Hash: keyHash(key), Rate: float64(r.rate.Load()) / 3},
 				}}
 				for _, l := range leaders {
@@ -277,6 +277,15 @@ func TestLeaderEndToEnd(t *testing.T) {
 	for _, r := range hot[0].Replicas {
 		if left := time.Until(r.Expires); left <= 0 || left > n.act.TTL() || r.Released {
 			t.Errorf("replica %+v: expiry %v away", r, left)
+		}
+	}
+	loads := n.leader.Loads()
+	if len(loads) != 3 {
+		t.Fatalf("loads = %+v, want the 3 reporting nodes", loads)
+	}
+	for i, l := range loads {
+		if want := fmt.Sprintf("n%d", i); l.Node != want || l.CPU != 0.25 || l.InFlight != 7 || l.P99 != 5*time.Millisecond {
+			t.Errorf("load %d = %+v, want %s with cpu 0.25, 7 in flight, p99 5ms", i, l, want)
 		}
 	}
 	if v, _ := metric(t, n.lreg, "crowdpilot_autopilot_leader"); v != 1 {
@@ -392,7 +401,7 @@ func TestLeaderTakeover(t *testing.T) {
 	stopped := time.Now()
 	eventually(t, 5*time.Second, "the other node to lead", func() bool { return leader() == 1-first })
 	t.Logf("takeover in %v", time.Since(stopped))
-	if old.leader.Hot() != nil {
+	if old.leader.Hot() != nil || old.leader.Loads() != nil {
 		t.Error("deposed leader still shows hot objects")
 	}
 	if _, ok := metric(t, old.lreg, "crowdpilot_autopilot_replicas_active", "key", key); ok {

@@ -149,6 +149,9 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 // the interval since the last report (w belongs to the reporter).
 func (n *Node) report(w *loadWindow) autopilot.Report {
 	l := w.next()
+	if n.cfg.SharesProcess {
+		l.cpu = 0 // the process's, not ours: unknown
+	}
 	return autopilot.Report{
 		Node:      n.cfg.ID,
 		Zone:      n.cfg.Zone,
@@ -265,7 +268,7 @@ func (n *Node) handleHeat(w http.ResponseWriter, r *http.Request) {
 // handleHot is /api/v1/hot: answered by the leader, proxied by the others.
 func (n *Node) handleHot(w http.ResponseWriter, r *http.Request) {
 	if n.ap.leader != nil && n.ap.election.IsLeader() {
-		writeJSON(w, http.StatusOK, map[string]any{"leader": n.cfg.ID, "hot": n.ap.leader.Hot()})
+		writeJSON(w, http.StatusOK, map[string]any{"leader": n.cfg.ID, "hot": n.ap.leader.Hot(), "nodes": n.ap.leader.Loads()})
 		return
 	}
 	n.proxyToLeader(w, r)

@@ -91,6 +91,10 @@ type Config struct {
 	// ElectionTTL is the autopilot election's lease TTL: a dead leader is
 	// replaced within it. Default 5s.
 	ElectionTTL time.Duration
+	// SharesProcess says other nodes run in this process (crowdpilot up,
+	// tests): the process's CPU is not this node's, so reports carry none
+	// and placement weighs in-flight requests only.
+	SharesProcess bool
 
 	// MemberTTL is the lease TTL of the membership record. Default 5s.
 	MemberTTL time.Duration

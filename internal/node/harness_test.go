@@ -66,6 +66,8 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 			StoreBytes: 64 << 20,
 			AdminToken: "secret",
 			Logger:     logs.logger(fmt.Sprintf("n%d", i)),
+			// One process holds every node: CPU says nothing per node.
+			SharesProcess: true,
 		}
 		if tweak != nil {
 			tweak(&cfg)
