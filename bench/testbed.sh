@@ -399,6 +399,10 @@ run_load() {
 			curl -fsS --max-time 3 "http://$x/metrics" >"$d/metrics/n$i.txt" 2>/dev/null || rm -f "$d/metrics/n$i.txt"
 			i=$((i + 1))
 		done
+		# The autopilot's decisions with their reasons, and the loads it
+		# weighed (any node answers; the leader's view).
+		curl -fsS --max-time 3 "http://${a[0]}/api/v1/events" >"$d/events.json" 2>/dev/null || rm -f "$d/events.json"
+		curl -fsS --max-time 3 "http://${a[0]}/api/v1/hot" >"$d/hot.json" 2>/dev/null || rm -f "$d/hot.json"
 	fi
 	for ((i = 0; i < n; i++)); do
 		cat "$CGROOT/$name-n$i/cpu.stat" >"$d/cpustat/n$i.txt" 2>/dev/null
