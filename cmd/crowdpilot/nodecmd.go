@@ -65,6 +65,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.ap.MaxReplicas, "max-replicas", apd.MaxReplicas, "most members per object, owner included")
 	fs.DurationVar(&f.ap.ReplicaTTL, "replica-ttl", apd.ReplicaTTL, "lease TTL of a replica; renewed while hot, expires when the crowd leaves")
 	fs.DurationVar(&f.ap.Cooldown, "scale-cooldown", apd.Cooldown, "least time between scaling a key one way and the other")
+	fs.DurationVar(&f.ap.MinInterval, "scale-out-interval", apd.MinInterval, "least time between two scale-outs of one key")
 	fs.DurationVar(&f.ap.ScaleInHold, "scale-in-hold", apd.ScaleInHold, "how long a key must stay cool before its replicas are released")
 	fs.Float64Var(&f.ap.BudgetPerSecond, "replica-budget", apd.BudgetPerSecond, "cluster-wide new replicas per second")
 	fs.IntVar(&f.ap.MaxExtraReplicas, "max-extra-replicas", apd.MaxExtraReplicas, "cap on extra replicas over all objects")

@@ -18,19 +18,21 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
-// Copier fills a key on a node from its owner. It is implemented by the
-// node: Copy tells node to fetch key (a base cache key) from the key's owner,
-// a peer fill and never the origin, and returns once the copy is stored
-// there.
+// Copier fills a key on a node from a peer. It is implemented by the node:
+// Copy tells node to fetch key (a base cache key) from the member from (""
+// means the key's owner), a peer fill and never the origin, and returns
+// once the copy is stored there.
 type Copier interface {
-	Copy(ctx context.Context, node, key string) error
+	Copy(ctx context.Context, node, key, from string) error
 }
 
 // CopierFunc adapts a function to Copier.
-type CopierFunc func(ctx context.Context, node, key string) error
+type CopierFunc func(ctx context.Context, node, key, from string) error
 
 // Copy calls f.
-func (f CopierFunc) Copy(ctx context.Context, node, key string) error { return f(ctx, node, key) }
+func (f CopierFunc) Copy(ctx context.Context, node, key, from string) error {
+	return f(ctx, node, key, from)
+}
 
 // Errors the Actuator reports per action.
 var (
@@ -388,7 +390,7 @@ func (a *Actuator) scaleOut(ctx context.Context, fence cluster.Fence, act Action
 	expires := since.Add(time.Duration(g.TTL) * time.Second)
 
 	cctx, cancel := context.WithTimeout(ctx, a.copyTimeout)
-	err = a.copier.Copy(cctx, act.Node, act.Key)
+	err = a.copier.Copy(cctx, act.Node, act.Key, act.From)
 	cancel()
 	if err != nil {
 		a.revoke(ctx, lease)

@@ -384,7 +384,7 @@ func TestCopyBound(t *testing.T) {
 	c := newTestClient(t, e)
 	fence := testFence(t, c, "leader")
 	release := make(chan struct{})
-	cp := CopierFunc(func(ctx context.Context, node, key string) error {
+	cp := CopierFunc(func(ctx context.Context, node, key, _ string) error {
 		select {
 		case <-release:
 			return nil
@@ -564,7 +564,7 @@ func TestScaleOutCanceled(t *testing.T) {
 	c := newTestClient(t, e)
 	fence := testFence(t, c, "leader")
 	ctx, cancel := context.WithCancel(t.Context())
-	a, _ := newTestActuator(t, c, CopierFunc(func(context.Context, string, string) error {
+	a, _ := newTestActuator(t, c, CopierFunc(func(context.Context, string, string, string) error {
 		cancel() // leadership ends during the copy
 		return nil
 	}), nil)

@@ -143,7 +143,7 @@ type fakeCopier struct {
 	fail  func(node, key string) error
 }
 
-func (f *fakeCopier) Copy(ctx context.Context, node, key string) error {
+func (f *fakeCopier) Copy(ctx context.Context, node, key, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, node+" "+key)

@@ -117,6 +117,10 @@ type Action struct {
 	Key    string
 	Hash   uint64
 	Node   string // the replica's node: chosen (ScaleOut), released (ScaleIn) or renewed (Renew)
+	// From is the member a ScaleOut copies the object from: a replica
+	// less loaded than the owner (a crowd saturates the owner first), or
+	// "" for the owner itself.
+	From   string
 	Reason string // why, for people: "rate 4200/s > 3 × 1000/s high watermark; want 5"
 	// Desired is the member count (owner included) the key wants, and
 	// Current the count when the decision was taken, counting replicas

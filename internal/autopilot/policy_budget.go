@@ -49,8 +49,12 @@ func (p *Policy) grant(t *tick) {
 		}
 		st.pending[node] = t.now
 		t.placed[node]++
+		from := source(t, kv)
+		if from != "" {
+			where += "; copy from " + from
+		}
 		t.outs = append(t.outs, Action{
-			Kind: ScaleOut, Key: kv.key, Hash: kv.hash, Node: node,
+			Kind: ScaleOut, Key: kv.key, Hash: kv.hash, Node: node, From: from,
 			Reason:  kv.scaleOutReason(&p.cfg) + "; " + where,
 			Desired: kv.want, Current: kv.members,
 		})

@@ -13,7 +13,7 @@ const (
 	DefaultReplicaTTL       = 30 * time.Second
 	DefaultCooldown         = 5 * time.Second
 	DefaultScaleInHold      = 10 * time.Second
-	DefaultMinInterval      = time.Second
+	DefaultMinInterval      = 500 * time.Millisecond
 	DefaultHighWatermark    = 1.0
 	DefaultLowWatermark     = 0.5
 	DefaultBudgetPerSecond  = 10.0
@@ -54,7 +54,10 @@ type Config struct {
 	// MinInterval is the least time between two scale-outs of one key, so
 	// a key follows a growing crowd in steps of at most one per interval.
 	// A scale-out cut short by the budget or the caps may be completed
-	// sooner. Zero means 1s.
+	// sooner. Short, since the decayed rate lags a step: the first
+	// decision sees part of the crowd, and the rest must follow quickly
+	// (replicas still being set up count as members, so a step never
+	// doubles up). Flag --scale-out-interval; zero means 500ms.
 	MinInterval time.Duration
 
 	// HighWatermark and LowWatermark are the hysteresis band, as fractions

@@ -67,6 +67,40 @@ func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	return best.ID, where
 }
 
+// source picks the member a new replica of kv copies from: the least loaded
+// of its registered replicas, if that one is less loaded than the owner,
+// whose own report may even be missing (a saturated node reports late).
+// "" means the owner. Only nodes with a fresh report are judged.
+func source(t *tick, kv *keyView) string {
+	best := ""
+	var bestLoad NodeInfo
+	for _, r := range kv.active {
+		n, ok := t.nodes[r.Node]
+		if _, reported := t.fresh[r.Node]; !ok || !reported || n.Draining || n.Failing || n.ErrorRate >= overloadedErrorRate {
+			continue
+		}
+		if best == "" || lessLoaded(n, bestLoad) {
+			best, bestLoad = r.Node, n
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	if _, reported := t.fresh[kv.owner]; reported && !lessLoaded(bestLoad, t.nodes[kv.owner]) {
+		return ""
+	}
+	return best
+}
+
+// lessLoaded reports whether a is less loaded than b: less CPU by a step or
+// more, else fewer requests in flight.
+func lessLoaded(a, b NodeInfo) bool {
+	if c := cmp.Compare(math.Floor(a.CPU/cpuStep), math.Floor(b.CPU/cpuStep)); c != 0 {
+		return c < 0
+	}
+	return a.InFlight < b.InFlight
+}
+
 // better reports whether node a (zone rank ra) beats node b (rank rb).
 func better(t *tick, a NodeInfo, ra int, b NodeInfo, rb int) bool {
 	if c := cmp.Compare(ra, rb); c != 0 {
@@ -75,11 +109,8 @@ func better(t *tick, a NodeInfo, ra int, b NodeInfo, rb int) bool {
 	if c := cmp.Compare(t.placed[a.ID], t.placed[b.ID]); c != 0 {
 		return c < 0
 	}
-	if c := cmp.Compare(math.Floor(a.CPU/cpuStep), math.Floor(b.CPU/cpuStep)); c != 0 {
-		return c < 0
-	}
-	if c := cmp.Compare(a.InFlight, b.InFlight); c != 0 {
-		return c < 0
+	if lessLoaded(a, b) != lessLoaded(b, a) {
+		return lessLoaded(a, b)
 	}
 	return a.ID < b.ID
 }

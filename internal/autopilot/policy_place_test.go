@@ -156,6 +156,51 @@ func TestPlacement(t *testing.T) {
 		}
 	})
 
+	t.Run("copies come from the least loaded holder", func(t *testing.T) {
+		key, h := "/k", hashOf("/k")
+		for _, tt := range []struct {
+			name     string
+			reports  []Report
+			wantFrom string
+		}{
+			{name: "saturated owner: the idle replica", wantFrom: "b", reports: []Report{
+				{Node: "a", CPU: 0.25, InFlight: 700}, {Node: "b", CPU: 0.05, InFlight: 3}, {Node: "c", CPU: 0.2, InFlight: 40}}},
+			{name: "owner not reporting (too busy): a reporting replica", wantFrom: "c", reports: []Report{
+				{Node: "b", CPU: 0.05, InFlight: 1, ErrorRate: 0.6}, {Node: "c", CPU: 0.2, InFlight: 40}}},
+			{name: "owner the least loaded: the owner", wantFrom: "", reports: []Report{
+				{Node: "a", CPU: 0.05, InFlight: 1}, {Node: "b", CPU: 0.05, InFlight: 3}, {Node: "c", CPU: 0.2, InFlight: 40}}},
+			{name: "no replica reports: the owner", wantFrom: "", reports: []Report{{Node: "a", CPU: 0.25, InFlight: 700}}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				p, err := NewPolicy(Config{BudgetPerSecond: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reports := []Report{{Node: "router", At: now, Keys: []heat.KeyRate{{Key: key, Hash: h, Rate: 3500}}}}
+				for _, r := range tt.reports {
+					r.At = now
+					reports = append(reports, r)
+				}
+				obj := Object{Key: key, Hash: h, Owner: "a", Replicas: []Replica{
+					{Node: "b", Since: now.Add(-time.Second), Expires: now.Add(time.Minute)},
+					{Node: "c", Since: now.Add(-time.Second), Expires: now.Add(time.Minute)},
+				}}
+				acts := kinds(p.Decide(now, reports, []Object{obj}, []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}, {ID: "e"}}), ScaleOut)
+				if len(acts) == 0 {
+					t.Fatal("no scale-out")
+				}
+				for _, a := range acts {
+					if a.From != tt.wantFrom {
+						t.Errorf("scale-out to %s copies from %q, want %q (reason %q)", a.Node, a.From, tt.wantFrom, a.Reason)
+					}
+					if tt.wantFrom != "" && !strings.Contains(a.Reason, "copy from "+tt.wantFrom) {
+						t.Errorf("reason %q does not say where the copy comes from", a.Reason)
+					}
+				}
+			})
+		}
+	})
+
 	t.Run("keys placed in one tick spread over nodes", func(t *testing.T) {
 		p, err := NewPolicy(Config{BudgetPerSecond: 100})
 		if err != nil {

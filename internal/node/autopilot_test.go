@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -293,5 +294,54 @@ func TestAutopilotReplicaKilledDuringCrowd(t *testing.T) {
 	c.end()
 	if f := c.failures.Load(); f != 0 {
 		t.Fatalf("%d of %d requests failed after a replica died; first: %s", f, c.total.Load(), c.firstErr)
+	}
+}
+
+// TestReplicateFromNamedPeer: a copy the leader asks for comes from the
+// member it names (a replica less loaded than the owner), not from the
+// owner, and never from the origin; an unknown member is a 400 that copies
+// nothing.
+func TestReplicateFromNamedPeer(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Minute}, nil)
+	var path string
+	for i := 0; ; i++ {
+		path = fmt.Sprintf("/live/%d", i)
+		if o, _ := tc.nodes[0].router.Owner(tc.hashOf(path)); o.ID == "n0" {
+			break
+		}
+	}
+	key := tc.key(path)
+	if s, _, _, err := tc.get(tc.url(0, path)); err != nil || s != 200 {
+		t.Fatalf("warm the owner: %d %v", s, err)
+	}
+	cp := copier{tc.nodes[0]}
+	if err := cp.Copy(t.Context(), "n1", key, ""); err != nil {
+		t.Fatalf("copy to n1 from the owner: %v", err)
+	}
+	// The owner moves on to version 1; n1 still holds version 0.
+	tc.origin.Update(path)
+	tc.nodes[0].store.PurgeKey(key, false)
+	if s, b, _, err := tc.getHop(tc.nodes[0], path); err != nil || s != 200 || !strings.Contains(b, "version=1") {
+		t.Fatalf("owner after the update: %d %q %v", s, b, err)
+	}
+	fetches := tc.origin.Fetches()
+
+	if err := cp.Copy(t.Context(), "n2", key, "n1"); err != nil {
+		t.Fatalf("copy to n2 from n1: %v", err)
+	}
+	s, b, h, err := tc.getHop(tc.nodes[2], path)
+	if err != nil || s != 200 || !strings.Contains(b, "version=0") || !strings.Contains(cacheStatus(h), "hit") {
+		t.Fatalf("n2 after copying from n1: %d %q %q %v; want a hit on n1's version 0", s, b, cacheStatus(h), err)
+	}
+	if got := tc.origin.Fetches(); got != fetches {
+		t.Errorf("origin fetches %d -> %d during the copy, want none", fetches, got)
+	}
+
+	err = cp.Copy(t.Context(), "n2", tc.key("/other"), "nx")
+	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), `nx\" is not a member`) {
+		t.Fatalf("copy from an unknown member: %v, want a 400 naming it", err)
+	}
+	if _, ok := tc.nodes[2].store.Get(tc.key("/other"), http.Header{}); ok {
+		t.Error("a refused copy stored something")
 	}
 }

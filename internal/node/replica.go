@@ -14,6 +14,7 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/fill"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // copier fills a key on another node from its owner (scale-out).
@@ -21,7 +22,7 @@ type copier struct{ n *Node }
 
 var _ autopilot.Copier = copier{}
 
-func (c copier) Copy(ctx context.Context, node, key string) error {
+func (c copier) Copy(ctx context.Context, node, key, from string) error {
 	var addr string
 	for _, m := range c.n.members.Members() {
 		if m.ID == node {
@@ -31,18 +32,24 @@ func (c copier) Copy(ctx context.Context, node, key string) error {
 	if addr == "" {
 		return fmt.Errorf("copy %q to %s: node unknown", key, node)
 	}
-	body, _ := json.Marshal(map[string]string{"key": key})
+	req := map[string]string{"key": key}
+	if from != "" {
+		req["from"] = from
+	}
+	body, _ := json.Marshal(req)
 	return c.n.adminCall(ctx, http.MethodPost, addr, pathReplicate, body, nil)
 }
 
-// handleReplicate copies one key into this node's store from its owner,
-// before the leader registers this node as a replica.
+// handleReplicate copies one key into this node's store, before the leader
+// registers this node as a replica: from the member the leader named (a
+// replica less loaded than the owner) or else from the owner.
 func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Key string `json:"key"`
+		Key  string `json:"key"`
+		From string `json:"from"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&req); err != nil || req.Key == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"key\": \"<cache key>\"}"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"key\": \"<cache key>\", \"from\": \"<member id, optional>\"}"})
 		return
 	}
 	target, err := n.requestForKey(r.Context(), req.Key)
@@ -51,8 +58,17 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := httpcache.KeyHash(req.Key)
+	up := n.upstreamFor(hash)
+	if req.From != "" && req.From != n.cfg.ID {
+		from, ok := n.member(req.From)
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("from: %q is not a member", req.From)})
+			return
+		}
+		up = n.peerUpstream(from, up)
+	}
 	stale, _ := n.store.Get(req.Key, target.Header)
-	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, n.upstreamFor(hash))
+	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, up)
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
@@ -89,16 +105,37 @@ func (n *Node) upstreamFor(hash uint64) fill.Upstream {
 	if !ok || owner.ID == n.cfg.ID {
 		return nil
 	}
+	return n.peerUpstream(owner, nil)
+}
+
+// peerUpstream fills from the peer p; if p cannot be reached, from next
+// (nil: the origin). A peer that does not hold the object fills it from its
+// own upstream, collapsed there, so the origin still sees one fetch.
+func (n *Node) peerUpstream(p route.Peer, next fill.Upstream) fill.Upstream {
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
-		// The owner must have applied every purge we have before it may
+		// The peer must have applied every purge we have before it may
 		// hand us a copy ("0": none, nothing to wait for). The header also
-		// marks a peer fill, so the owner includes the object's tags.
+		// marks a peer fill, so the peer includes the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
-		resp, err := n.fwd.Fetch(ctx, out, owner.Addr)
+		resp, err := n.fwd.Fetch(ctx, out, p.Addr)
 		if err == nil {
 			return resp, nil
 		}
-		n.cfg.Logger.Debug("fill from owner failed; asking the origin", "owner", owner.ID, "err", err)
+		if next != nil {
+			n.cfg.Logger.Debug("fill from peer failed; asking the owner", "peer", p.ID, "err", err)
+			return next(ctx, out)
+		}
+		n.cfg.Logger.Debug("fill from peer failed; asking the origin", "peer", p.ID, "err", err)
 		return n.fill.Origin(out)
 	}
+}
+
+// member returns the routing peer with the given ID.
+func (n *Node) member(id string) (route.Peer, bool) {
+	for _, p := range n.router.Peers() {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return route.Peer{}, false
 }
