@@ -113,10 +113,10 @@ func (k ActionKind) String() string {
 
 // Action is one decision for one replica of one key.
 type Action struct {
-	Kind   ActionKind
-	Key    string
-	Hash   uint64
-	Node   string // the replica's node: chosen (ScaleOut), released (ScaleIn) or renewed (Renew)
+	Kind ActionKind
+	Key  string
+	Hash uint64
+	Node string // the replica's node: chosen (ScaleOut), released (ScaleIn) or renewed (Renew)
 	// From is the member a ScaleOut copies the object from: a replica
 	// less loaded than the owner (a crowd saturates the owner first), or
 	// "" for the owner itself.
