@@ -33,9 +33,13 @@ type Node struct {
 	store  *httpcache.Store
 	fill   *fill.Group
 	router *route.Router
-	fwd    *route.Forwarder
-	pass   http.Handler // streams uncacheable requests to the origin
-	m      *metrics
+	fwd    *route.Forwarder // client requests forwarded to their owner or a replica
+	// fills carries peer fills (replica copies and refreshes) in a pool of
+	// its own: in a crowd, the forward pool to the owner is full and
+	// queued, and a copy waiting behind the crowd is what would end it.
+	fills *route.Forwarder
+	pass  http.Handler // streams uncacheable requests to the origin
+	m     *metrics
 
 	servedBy []string // X-Served-By value, shared read-only by every response
 	hopValue string   // the hop header value peers send; anything else is a client's
@@ -113,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
 	n.hopValue = hopValue(cfg.AdminToken)
 	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
+	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
 	n.pass = n.newPassProxy()
 	return n, nil
 }
@@ -276,6 +281,7 @@ func (n *Node) stop() {
 	n.wg.Wait()
 	n.fill.Close()
 	n.fwd.Close()
+	n.fills.Close()
 	n.store.Close()
 	n.etcd.Close()
 }

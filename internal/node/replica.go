@@ -108,6 +108,10 @@ func (n *Node) upstreamFor(hash uint64) fill.Upstream {
 	return n.peerUpstream(owner, nil)
 }
 
+// fillConnsPerPeer bounds the peer-fill connections to one peer: fills are
+// collapsed per key, so a few carry every copy and refresh.
+const fillConnsPerPeer = 16
+
 // peerUpstream fills from the peer p; if p cannot be reached, from next
 // (nil: the origin). A peer that does not hold the object fills it from its
 // own upstream, collapsed there, so the origin still sees one fetch.
@@ -117,7 +121,7 @@ func (n *Node) peerUpstream(p route.Peer, next fill.Upstream) fill.Upstream {
 		// hand us a copy ("0": none, nothing to wait for). The header also
 		// marks a peer fill, so the peer includes the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
-		resp, err := n.fwd.Fetch(ctx, out, p.Addr)
+		resp, err := n.fills.Fetch(ctx, out, p.Addr)
 		if err == nil {
 			return resp, nil
 		}
