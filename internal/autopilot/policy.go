@@ -233,7 +233,8 @@ type keyView struct {
 	key      string
 	owner    string // "" when no Object was given
 	replicas []Replica
-	rate     float64
+	rate     float64    // decayed request rate, summed over the fresh reports
+	recent   float64    // rate over each report's last interval (the decayed rate where unknown)
 	zones    []zoneRate // demand by known zone, highest first
 	st       *keyState  // nil until the key needs memory
 
@@ -243,6 +244,7 @@ type keyView struct {
 	// For scale-out candidates.
 	want, need, granted int
 	above               bool   // rate above the high watermark
+	rising              bool   // sized on the recent rate: the key is still climbing
 	breach              string // why an objective is breached, or ""
 	reason              string // scaleOutReason, once built
 }
@@ -299,6 +301,11 @@ func (p *Policy) newTick(now time.Time, reports []Report, objects []Object, node
 			}
 			kv := view(kr.Hash, kr.Key)
 			kv.rate += kr.Rate
+			if kr.Recent > 0 && !math.IsInf(kr.Recent, 0) {
+				kv.recent += kr.Recent
+			} else {
+				kv.recent += kr.Rate
+			}
 			if r.Zone != "" {
 				kv.addZone(r.Zone, kr.Rate)
 			}

@@ -1,6 +1,8 @@
 package autopilot
 
 import (
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -11,21 +13,29 @@ import (
 // see a fifth of a key's requests, which step 50× from 100/s to 5,000/s.
 // Nodes fold every 10ms and report twice a second; the leader decides every
 // 100ms. It measures the time from the step to the first replica and to the
-// full set (5 members at the default 1,000/s target).
+// full set (5 members at the default 1,000/s target), with reports that
+// carry each key's recent rate (as nodes send them) and without.
 func TestFlashCrowd(t *testing.T) {
 	tests := []struct {
 		window    time.Duration
+		recent    bool          // reports carry heat.Recent rates
 		wantFirst time.Duration // at most
 		wantFull  time.Duration // at most
 	}{
-		// Detection is bounded by the report period; the full set by how
-		// fast the decayed rate climbs, then by MinInterval steps.
+		// Without recent rates, detection is bounded by the report period;
+		// the full set by how fast the decayed rate climbs, then by
+		// MinInterval steps.
 		{window: time.Second, wantFirst: 600 * time.Millisecond, wantFull: 2600 * time.Millisecond},
 		{window: 500 * time.Millisecond, wantFirst: 600 * time.Millisecond, wantFull: 1600 * time.Millisecond},
 		{window: 250 * time.Millisecond, wantFirst: 600 * time.Millisecond, wantFull: 600 * time.Millisecond},
+		// With them, the first decision sees the whole step and asks for
+		// the full set at once, whatever the decay window.
+		{window: time.Second, recent: true, wantFirst: 600 * time.Millisecond, wantFull: 600 * time.Millisecond},
+		{window: 500 * time.Millisecond, recent: true, wantFirst: 600 * time.Millisecond, wantFull: 600 * time.Millisecond},
+		{window: 250 * time.Millisecond, recent: true, wantFirst: 600 * time.Millisecond, wantFull: 600 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		t.Run(tt.window.String(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/recent=%v", tt.window, tt.recent), func(t *testing.T) {
 			now := epoch
 			clock := func() time.Time { return now }
 			const key = "/match/score"
@@ -47,6 +57,7 @@ func TestFlashCrowd(t *testing.T) {
 			}
 			obj := Object{Key: key, Hash: h, Owner: nodes[0]}
 			reports := make([]Report, len(nodes))
+			recents := make([]heat.Recent, len(nodes))
 			rate := 100.0
 			carry := 0.0
 			var stepAt time.Time
@@ -65,7 +76,13 @@ func TestFlashCrowd(t *testing.T) {
 				}
 				if ms%500 == 0 {
 					for i, tr := range trackers {
-						reports[i] = Report{Node: nodes[i], Zone: "z1", At: now, Keys: tr.Top(16)}
+						keys := tr.Top(16)
+						if tt.recent {
+							keys = tr.Top(math.MaxInt)
+							recents[i].Fill(now, keys)
+							keys = keys[:min(len(keys), 16)]
+						}
+						reports[i] = Report{Node: nodes[i], Zone: "z1", At: now, Keys: keys}
 					}
 				}
 				if ms%100 != 0 {

@@ -314,3 +314,40 @@ func BenchmarkDecide(b *testing.B) {
 		p.Decide(now, reports, objs, nodes)
 	}
 }
+
+// TestScaleOutSizing: a key is sized on its decayed rate unless its recent
+// rate shows it clearly still climbing; noise never adds a replica.
+func TestScaleOutSizing(t *testing.T) {
+	key, h := "/k", hashOf("/k")
+	for _, tt := range []struct {
+		name         string
+		rate, recent float64
+		want         int // members the scale-out wants
+		rising       bool
+	}{
+		{name: "steady, recent a little higher", rate: 1900, recent: 2200, want: 2},
+		{name: "steady, recent lower", rate: 1900, recent: 1500, want: 2},
+		{name: "recent unknown", rate: 1900, recent: 0, want: 2},
+		{name: "climbing", rate: 1741, recent: 5200, want: 6, rising: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(Config{BudgetPerSecond: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Two routers each see half of the key.
+			var reports []Report
+			for _, n := range []string{"r1", "r2"} {
+				reports = append(reports, Report{Node: n, At: epoch, Keys: []heat.KeyRate{{Key: key, Hash: h, Rate: tt.rate / 2, Recent: tt.recent / 2}}})
+			}
+			nodes := []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}, {ID: "e"}, {ID: "f"}, {ID: "g"}}
+			acts := kinds(p.Decide(epoch, reports, []Object{{Key: key, Hash: h, Owner: "a"}}, nodes), ScaleOut)
+			if len(acts) != tt.want-1 {
+				t.Fatalf("%d scale-outs, want %d: %+v", len(acts), tt.want-1, acts)
+			}
+			if got := strings.Contains(acts[0].Reason, "rising"); got != tt.rising || acts[0].Desired != tt.want {
+				t.Errorf("reason %q, desired %d; want rising=%v, desired %d", acts[0].Reason, acts[0].Desired, tt.rising, tt.want)
+			}
+		})
+	}
+}

@@ -188,6 +188,12 @@ func (p *Policy) scaleIn(t *tick, kv *keyView) {
 	st.belowSince = time.Time{}
 }
 
+// risingFactor is how far a key's recent rate must exceed its decayed rate
+// for a scale-out to be sized on it. Over a 250ms report the recent rate of
+// a steady key is within a few percent (Poisson noise at hot-key rates);
+// a step shows as about 1/(1−e^(−interval/window)) ≈ 1.6× at the defaults.
+const risingFactor = 1.25
+
 // scaleOut makes the key a candidate for new replicas if its rate is above
 // the high watermark, or a member breaches an objective, and the timers
 // allow it. grant hands out the replicas.
@@ -203,7 +209,16 @@ func (p *Policy) scaleOut(t *tick, kv *keyView) {
 	if (!above && breach == "") || m >= c.MaxReplicas {
 		return
 	}
-	want := ceilDiv(kv.rate, c.TargetRPS, c.MaxReplicas)
+	// A key still climbing is sized on its rate over the last report
+	// interval: the decayed rate shows only part of a step when it first
+	// crosses the watermark, and sizing on it takes several steps, each a
+	// MinInterval apart, while the owner drowns. Only a clear rise counts,
+	// so the noise of a short interval never adds a replica.
+	sizing := kv.rate
+	if kv.recent > risingFactor*kv.rate {
+		sizing, kv.rising = kv.recent, true
+	}
+	want := ceilDiv(sizing, c.TargetRPS, c.MaxReplicas)
 	if breach != "" {
 		want++ // one step more while an objective is breached
 	}
@@ -239,6 +254,9 @@ func (kv *keyView) scaleOutReason(c *Config) string {
 	r := kv.breach
 	if kv.above {
 		r = fmt.Sprintf("rate %s/s > %d × %s/s high watermark", fmtRate(kv.rate), kv.members, fmtRate(c.TargetRPS*c.HighWatermark))
+		if kv.rising {
+			r += fmt.Sprintf(", rising: %s/s over the last report", fmtRate(kv.recent))
+		}
 		if kv.breach != "" {
 			r += "; " + kv.breach
 		}

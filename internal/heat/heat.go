@@ -111,14 +111,9 @@ type KeyRate struct {
 	Rate float64
 	// Count is the number of observations since the key was last admitted.
 	Count uint64
-}
-
-// Load is a node's load summary, sent with its top keys in a heat report.
-type Load struct {
-	InFlight  int64         // requests being served now
-	P99       time.Duration // recent 99th percentile latency
-	ErrorRate float64       // recent fraction of requests that failed, 0..1
-	CPU       float64       // recent CPU use in cores
+	// Recent is the key's rate over the interval between two reports,
+	// without the decay's lag (see Recent); 0 when unknown.
+	Recent float64
 }
 
 // Stats counts what a Tracker holds and what it has shed.

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -145,9 +147,17 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 	return out
 }
 
-// report is this node's heat report: its hottest keys, and its load over
-// the interval since the last report (w belongs to the reporter).
-func (n *Node) report(w *loadWindow) autopilot.Report {
+// report is this node's heat report: its hottest keys with their decayed
+// and recent rates, and its load over the interval since the last report
+// (w and recent belong to the reporter).
+func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
+	now := n.cfg.Now()
+	// Every tracked key goes through recent (bounded by the tracker's
+	// capacity), so a key that climbs into the report between two reports
+	// still gets its recent rate.
+	keys := n.ap.heat.Top(math.MaxInt)
+	recent.Fill(now, keys)
+	keys = slices.Clip(keys[:min(len(keys), reportKeys)])
 	l := w.next()
 	if n.cfg.SharesProcess {
 		l.cpu = 0 // the process's, not ours: unknown
@@ -155,8 +165,8 @@ func (n *Node) report(w *loadWindow) autopilot.Report {
 	return autopilot.Report{
 		Node:      n.cfg.ID,
 		Zone:      n.cfg.Zone,
-		At:        n.cfg.Now(),
-		Keys:      n.ap.heat.Top(reportKeys),
+		At:        now,
+		Keys:      keys,
 		InFlight:  n.inflight.Load(),
 		P99:       l.p99,
 		ErrorRate: l.errRate,
@@ -171,13 +181,14 @@ func (n *Node) reportHeat(ctx context.Context) error {
 	t := time.NewTicker(n.cfg.ReportInterval)
 	defer t.Stop()
 	w := n.m.window()
+	var recent heat.Recent
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		r := n.report(w)
+		r := n.report(w, &recent)
 		if n.ap.election.IsLeader() {
 			if !n.ap.leader.Offer(r) {
 				n.m.shed("heat_report")
