@@ -67,10 +67,12 @@ func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	return best.ID, where
 }
 
-// source picks the member a new replica of kv copies from: the least loaded
-// of its registered replicas, if that one is less loaded than the owner,
-// whose own report may even be missing (a saturated node reports late).
-// "" means the owner. Only nodes with a fresh report are judged.
+// source picks the member a new replica of kv copies from: the registered
+// replica with the fewest requests in flight, if it has fewer than the
+// owner, whose own report may even be missing (a saturated node reports
+// late). "" means the owner. Only nodes with a fresh report are judged.
+// In-flight requests, not CPU, decide: a copy waits behind the node's
+// queue, and nodes at their CPU cap all read the same CPU.
 func source(t *tick, kv *keyView) string {
 	best := ""
 	var bestLoad NodeInfo
@@ -79,14 +81,14 @@ func source(t *tick, kv *keyView) string {
 		if _, reported := t.fresh[r.Node]; !ok || !reported || n.Draining || n.Failing || n.ErrorRate >= overloadedErrorRate {
 			continue
 		}
-		if best == "" || lessLoaded(n, bestLoad) {
+		if best == "" || n.InFlight < bestLoad.InFlight || (n.InFlight == bestLoad.InFlight && n.ID < bestLoad.ID) {
 			best, bestLoad = r.Node, n
 		}
 	}
 	if best == "" {
 		return ""
 	}
-	if _, reported := t.fresh[kv.owner]; reported && !lessLoaded(bestLoad, t.nodes[kv.owner]) {
+	if _, reported := t.fresh[kv.owner]; reported && bestLoad.InFlight >= t.nodes[kv.owner].InFlight {
 		return ""
 	}
 	return best

@@ -167,6 +167,8 @@ func TestPlacement(t *testing.T) {
 				{Node: "a", CPU: 0.25, InFlight: 700}, {Node: "b", CPU: 0.05, InFlight: 3}, {Node: "c", CPU: 0.2, InFlight: 40}}},
 			{name: "owner not reporting (too busy): a reporting replica", wantFrom: "c", reports: []Report{
 				{Node: "b", CPU: 0.05, InFlight: 1, ErrorRate: 0.6}, {Node: "c", CPU: 0.2, InFlight: 40}}},
+			{name: "all at their CPU cap: in-flight decides", wantFrom: "c", reports: []Report{
+				{Node: "a", CPU: 0.24, InFlight: 500}, {Node: "b", CPU: 0.24, InFlight: 90}, {Node: "c", CPU: 0.26, InFlight: 5}}},
 			{name: "owner the least loaded: the owner", wantFrom: "", reports: []Report{
 				{Node: "a", CPU: 0.05, InFlight: 1}, {Node: "b", CPU: 0.05, InFlight: 3}, {Node: "c", CPU: 0.2, InFlight: 40}}},
 			{name: "no replica reports: the owner", wantFrom: "", reports: []Report{{Node: "a", CPU: 0.25, InFlight: 700}}},
