@@ -337,6 +337,24 @@ func TestReplicateFromNamedPeer(t *testing.T) {
 		t.Errorf("origin fetches %d -> %d during the copy, want none", fetches, got)
 	}
 
+	// Unnamed, the source is the router's pick: with n1 a registered
+	// replica and the owner busy (a forward from n2 in flight), n1.
+	hash := tc.hashOf(path)
+	tc.nodes[2].router.SetReplicas(map[uint64][]string{hash: {"n1"}})
+	tc.nodes[2].store.PurgeKey(key, false)
+	for _, tg := range tc.nodes[2].router.Plan(hash, nil).Targets {
+		if tg.ID() == "n0" {
+			done := tc.nodes[2].router.Begin(tg)
+			defer done(nil)
+		}
+	}
+	if err := cp.Copy(t.Context(), "n2", key, ""); err != nil {
+		t.Fatalf("copy to n2, source unnamed: %v", err)
+	}
+	if s, b, _, err := tc.getHop(tc.nodes[2], path); err != nil || s != 200 || !strings.Contains(b, "version=0") {
+		t.Fatalf("n2 after an unnamed copy: %d %q %v; want n1's version 0, not the busy owner's", s, b, err)
+	}
+
 	err = cp.Copy(t.Context(), "n2", tc.key("/other"), "nx")
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), `nx\" is not a member`) {
 		t.Fatalf("copy from an unknown member: %v, want a 400 naming it", err)

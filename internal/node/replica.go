@@ -42,7 +42,10 @@ func (c copier) Copy(ctx context.Context, node, key, from string) error {
 
 // handleReplicate copies one key into this node's store, before the leader
 // registers this node as a replica: from the member the leader named (a
-// replica less loaded than the owner) or else from the owner.
+// replica less loaded than the owner), or else from the member this node's
+// router would pick for the key — by power-of-two-choices on its own
+// forwards in flight, so a registered replica rather than the owner the
+// crowd is queued on — falling back to the owner, then the origin.
 func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Key  string `json:"key"`
@@ -59,7 +62,13 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	}
 	hash := httpcache.KeyHash(req.Key)
 	up := n.upstreamFor(hash)
-	if req.From != "" && req.From != n.cfg.ID {
+	if req.From == "" {
+		var buf [4]route.Target
+		owner, _ := n.router.Owner(hash)
+		if plan := n.router.Plan(hash, buf[:0]); !plan.Local && len(plan.Targets) > 0 && plan.Targets[0].ID() != owner.ID {
+			up = n.peerUpstream(plan.Targets[0].Peer(), up)
+		}
+	} else if req.From != n.cfg.ID {
 		from, ok := n.member(req.From)
 		if !ok {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("from: %q is not a member", req.From)})

@@ -233,6 +233,9 @@ func (t Target) ID() string { return t.p.ID }
 // Addr is the target node's data address.
 func (t Target) Addr() string { return t.p.Addr }
 
+// Peer is the target's member record.
+func (t Target) Peer() Peer { return t.p.Peer }
+
 // Plan is the ordered list of places to try for one request.
 type Plan struct {
 	// Local is true when this node is in R(k) and should serve itself.
