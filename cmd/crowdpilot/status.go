@@ -53,6 +53,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Nodes []struct {
 			Node      string        `json:"node"`
 			CPU       float64       `json:"cpu"`
+			CPULimit  float64       `json:"cpu_limit"`
 			InFlight  int64         `json:"in_flight"`
 			P99       time.Duration `json:"p99"`
 			ErrorRate float64       `json:"error_rate"`
@@ -66,7 +67,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	for _, l := range hot.Nodes {
 		cpu := "-" // not measured: the node shares its process (up)
 		if l.CPU > 0 {
-			cpu = fmt.Sprintf("%.2f", l.CPU)
+			cpu = fmt.Sprintf("%.2f/%.2f", l.CPU, l.CPULimit)
 		}
 		load[l.Node] = fmt.Sprintf("%s\t%d\t%v\t%.1f%%", cpu, l.InFlight, l.P99, 100*l.ErrorRate)
 	}

@@ -80,7 +80,8 @@ type HotObject struct {
 type NodeLoad struct {
 	Node      string        `json:"node"`
 	Zone      string        `json:"zone,omitempty"`
-	CPU       float64       `json:"cpu"` // cores in use
+	CPU       float64       `json:"cpu"`                 // cores in use
+	CPULimit  float64       `json:"cpu_limit,omitempty"` // cores it may use
 	InFlight  int64         `json:"in_flight"`
 	P99       time.Duration `json:"p99"`
 	ErrorRate float64       `json:"error_rate"`
@@ -430,7 +431,7 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 	}
 	loads := make([]NodeLoad, 0, len(reports))
 	for _, r := range reports {
-		loads = append(loads, NodeLoad{Node: r.Node, Zone: r.Zone, CPU: r.CPU, InFlight: r.InFlight, P99: r.P99, ErrorRate: r.ErrorRate, At: r.At})
+		loads = append(loads, NodeLoad{Node: r.Node, Zone: r.Zone, CPU: r.CPU, CPULimit: r.CPULimit, InFlight: r.InFlight, P99: r.P99, ErrorRate: r.ErrorRate, At: r.At})
 	}
 	slices.SortFunc(loads, func(a, b NodeLoad) int { return cmp.Compare(a.Node, b.Node) })
 

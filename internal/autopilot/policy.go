@@ -54,6 +54,7 @@ type Report struct {
 	P99        time.Duration
 	ErrorRate  float64 // fraction of requests that failed, 0..1
 	CPU        float64 // cores in use
+	CPULimit   float64 // cores the node may use (its cgroup quota, else the machine's); 0 unknown
 }
 
 // Replica is one leased extra copy of an object.
@@ -86,6 +87,7 @@ type NodeInfo struct {
 	Draining, Failing bool
 	InFlight          int64
 	CPU               float64 // cores in use
+	CPULimit          float64 // cores it may use; 0 unknown
 	ErrorRate         float64 // fraction of the node's requests that failed
 }
 
@@ -275,7 +277,7 @@ func (p *Policy) newTick(now time.Time, reports []Report, objects []Object, node
 	}
 	for _, n := range nodes {
 		if r, ok := t.fresh[n.ID]; ok {
-			n.InFlight, n.CPU, n.ErrorRate = r.InFlight, r.CPU, r.ErrorRate
+			n.InFlight, n.CPU, n.CPULimit, n.ErrorRate = r.InFlight, r.CPU, r.CPULimit, r.ErrorRate
 		}
 		t.nodes[n.ID] = n
 	}

@@ -353,3 +353,47 @@ func TestScaleOutSizing(t *testing.T) {
 		})
 	}
 }
+
+// TestSaturatedMemberBreaches: a member at its CPU limit counts as a breach,
+// one member more than the rate calls for; a cool key is left alone.
+func TestSaturatedMemberBreaches(t *testing.T) {
+	key, h := "/k", hashOf("/k")
+	for _, tt := range []struct {
+		name         string
+		rate         float64
+		cpu, limit   float64
+		want         int // members wanted; 0: no scale-out
+		wantInReason string
+	}{
+		{name: "owner with room", rate: 1500, cpu: 0.1, limit: 0.25, want: 2},
+		{name: "owner at its limit", rate: 1500, cpu: 0.24, limit: 0.25, want: 3, wantInReason: "a at its CPU limit (0.24 of 0.25 cores)"},
+		{name: "limit unknown", rate: 1500, cpu: 0.24, want: 2},
+		{name: "saturated, key below the watermark but warm", rate: 700, cpu: 0.25, limit: 0.25, want: 2, wantInReason: "at its CPU limit"},
+		{name: "saturated, key cool", rate: 300, cpu: 0.25, limit: 0.25, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy(Config{BudgetPerSecond: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reports := []Report{
+				{Node: "r", At: epoch, Keys: []heat.KeyRate{{Key: key, Hash: h, Rate: tt.rate}}},
+				{Node: "a", At: epoch, CPU: tt.cpu, CPULimit: tt.limit},
+			}
+			nodes := []NodeInfo{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+			acts := kinds(p.Decide(epoch, reports, []Object{{Key: key, Hash: h, Owner: "a"}}, nodes), ScaleOut)
+			if tt.want == 0 {
+				if len(acts) != 0 {
+					t.Fatalf("scale-outs for a cool key: %+v", acts)
+				}
+				return
+			}
+			if len(acts) != tt.want-1 || acts[0].Desired != tt.want {
+				t.Fatalf("%d scale-outs; want %d members: %+v", len(acts), tt.want, acts)
+			}
+			if tt.wantInReason != "" && !strings.Contains(acts[0].Reason, tt.wantInReason) {
+				t.Errorf("reason %q, want it to contain %q", acts[0].Reason, tt.wantInReason)
+			}
+		})
+	}
+}

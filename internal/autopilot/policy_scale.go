@@ -265,12 +265,17 @@ func (kv *keyView) scaleOutReason(c *Config) string {
 	return kv.reason
 }
 
-// breach returns why a member of the key breaches an objective, or "".
+// saturatedCPU is the share of its CPU limit at which a member counts as
+// saturated.
+const saturatedCPU = 0.9
+
+// breach returns why a member of the key breaches an objective, or "". A
+// member at its CPU limit always does: a saturated node counts only the
+// requests it gets to, so the key's rate understates its demand, and
+// scaling on the rate alone would grow the set one counted step at a time
+// while the owner drowns.
 func (p *Policy) breach(t *tick, kv *keyView) string {
 	c := &p.cfg
-	if c.P99Objective <= 0 && c.ErrorObjective <= 0 {
-		return ""
-	}
 	members := make([]string, 0, 1+len(kv.active))
 	if kv.owner != "" {
 		members = append(members, kv.owner)
@@ -289,6 +294,9 @@ func (p *Policy) breach(t *tick, kv *keyView) string {
 		}
 		if c.ErrorObjective > 0 && r.ErrorRate > c.ErrorObjective {
 			return fmt.Sprintf("error rate %.1f%% on %s > %.1f%% objective", 100*r.ErrorRate, n, 100*c.ErrorObjective)
+		}
+		if r.CPULimit > 0 && r.CPU >= saturatedCPU*r.CPULimit {
+			return fmt.Sprintf("%s at its CPU limit (%.2f of %.2f cores)", n, r.CPU, r.CPULimit)
 		}
 	}
 	return ""

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -159,8 +160,9 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 	recent.Fill(now, keys)
 	keys = slices.Clip(keys[:min(len(keys), reportKeys)])
 	l := w.next()
+	limit := osCPULimit(runtime.NumCPU()) // read each time: a supervisor may move us into a cgroup
 	if n.cfg.SharesProcess {
-		l.cpu = 0 // the process's, not ours: unknown
+		l.cpu, limit = 0, 0 // the process's, not ours: unknown
 	}
 	return autopilot.Report{
 		Node:      n.cfg.ID,
@@ -171,6 +173,7 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 		P99:       l.p99,
 		ErrorRate: l.errRate,
 		CPU:       l.cpu,
+		CPULimit:  limit,
 	}
 }
 
