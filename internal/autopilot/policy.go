@@ -85,10 +85,16 @@ type Object struct {
 type NodeInfo struct {
 	ID, Zone          string
 	Draining, Failing bool
-	InFlight          int64
-	CPU               float64 // cores in use
-	CPULimit          float64 // cores it may use; 0 unknown
-	ErrorRate         float64 // fraction of the node's requests that failed
+	// Unreachable says the caller cannot reach the node right now (its
+	// forwards fail): no new replica goes there and no copy comes from
+	// there, but its replicas stay. A saturated node times out too, and
+	// releasing its replicas would shrink the set the crowd needs; routers
+	// already route around it.
+	Unreachable bool
+	InFlight    int64
+	CPU         float64 // cores in use
+	CPULimit    float64 // cores it may use; 0 unknown
+	ErrorRate   float64 // fraction of the node's requests that failed
 }
 
 // ActionKind says what an Action does.

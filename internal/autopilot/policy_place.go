@@ -44,7 +44,7 @@ func (p *Policy) place(t *tick, kv *keyView) (node, where string) {
 	var best *NodeInfo
 	bestRank := 0
 	for id, n := range t.nodes {
-		if taken[id] || n.Draining || n.Failing || n.ErrorRate >= overloadedErrorRate {
+		if taken[id] || n.Draining || n.Failing || n.Unreachable || n.ErrorRate >= overloadedErrorRate {
 			continue
 		}
 		rank := zoneRank(n.Zone)
@@ -78,7 +78,7 @@ func source(t *tick, kv *keyView) string {
 	var bestLoad NodeInfo
 	for _, r := range kv.active {
 		n, ok := t.nodes[r.Node]
-		if _, reported := t.fresh[r.Node]; !ok || !reported || n.Draining || n.Failing || n.ErrorRate >= overloadedErrorRate {
+		if _, reported := t.fresh[r.Node]; !ok || !reported || n.Draining || n.Failing || n.Unreachable || n.ErrorRate >= overloadedErrorRate {
 			continue
 		}
 		if best == "" || n.InFlight < bestLoad.InFlight || (n.InFlight == bestLoad.InFlight && n.ID < bestLoad.ID) {

@@ -55,6 +55,14 @@ func TestPlacement(t *testing.T) {
 			wantIn: "cpu 0.02, in-flight 50",
 		},
 		{
+			name:     "unreachable: not chosen, its replica kept",
+			nodes:    []NodeInfo{{ID: "a"}, {ID: "b", Unreachable: true}, {ID: "c", Unreachable: true}, {ID: "d"}, {ID: "e"}},
+			owner:    "a",
+			replicas: []string{"c"},
+			demand:   []demand{{"", 3500}},
+			want:     []string{"d", "e"},
+		},
+		{
 			name:   "a node failing half its requests is not chosen",
 			nodes:  []NodeInfo{{ID: "a"}, {ID: "b", ErrorRate: 0.5}, {ID: "c", ErrorRate: 0.2, InFlight: 40}},
 			owner:  "a",
@@ -121,6 +129,9 @@ func TestPlacement(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("placed on %v, want %v\nactions: %+v", got, tt.want, acts)
+			}
+			if ins := kinds(acts, ScaleIn); len(ins) != 0 {
+				t.Errorf("replicas released: %+v", ins)
 			}
 			if tt.wantIn != "" && !strings.Contains(acts[0].Reason, tt.wantIn) {
 				t.Errorf("reason %q, want it to contain %q", acts[0].Reason, tt.wantIn)

@@ -138,12 +138,12 @@ func (n *Node) tickHeat(ctx context.Context) error {
 
 // nodeInfos is the leader's view of the members for placement: a member
 // this node's router currently suspects (its forwards failed, or it refused
-// connections) is failing. Load comes from the members' own reports.
+// connections) is unreachable. Load comes from the members' own reports.
 func (n *Node) nodeInfos() []autopilot.NodeInfo {
 	ms := n.members.Members()
 	out := make([]autopilot.NodeInfo, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, autopilot.NodeInfo{ID: m.ID, Zone: m.Zone, Draining: m.Draining, Failing: n.router.Suspected(m.ID)})
+		out = append(out, autopilot.NodeInfo{ID: m.ID, Zone: m.Zone, Draining: m.Draining, Unreachable: n.router.Suspected(m.ID)})
 	}
 	return out
 }
