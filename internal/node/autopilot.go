@@ -160,9 +160,11 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 	recent.Fill(now, keys)
 	keys = slices.Clip(keys[:min(len(keys), reportKeys)])
 	l := w.next()
-	limit := osCPULimit(runtime.NumCPU()) // read each time: a supervisor may move us into a cgroup
+	var limit float64
 	if n.cfg.SharesProcess {
-		l.cpu, limit = 0, 0 // the process's, not ours: unknown
+		l.cpu = 0 // the process's, not ours: unknown
+	} else {
+		limit = osCPULimit(runtime.NumCPU()) // read each time: a supervisor may move us into a cgroup
 	}
 	return autopilot.Report{
 		Node:      n.cfg.ID,
