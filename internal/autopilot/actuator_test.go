@@ -13,6 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func TestNewActuatorValidates(t *testing.T) {
@@ -111,7 +113,7 @@ func TestScaleOut(t *testing.T) {
 				}
 				return
 			}
-			eventually(t, 2*time.Second, "the other client's registry to see the replica", func() bool {
+			testwait.Eventually(t, 2*time.Second, "the other client's registry to see the replica", func() bool {
 				return w.set(act.Hash) == "[n1]"
 			})
 			t.Logf("registered and seen in %v", time.Since(start))
@@ -144,7 +146,7 @@ func TestDeposedLeaderCannotScaleOut(t *testing.T) {
 	e := startEtcd(t, t.TempDir(), "", "")
 	c := newTestClient(t, e)
 	terms := make(chan cluster.Fence, 4)
-	elect := func(id string) *runner {
+	elect := func(id string) *testwait.Runner {
 		el, err := cluster.NewElection(cluster.ElectionConfig{
 			Client: newTestClient(t, e), Cluster: testCluster, ID: id, TTL: cluster.MinTTL, Logger: testLog(t),
 			OnElected: func(ctx context.Context, f cluster.Fence) {
@@ -155,7 +157,7 @@ func TestDeposedLeaderCannotScaleOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return startRunner(t, el.Run)
+		return testwait.Go(t, el.Run)
 	}
 	recv := func() cluster.Fence {
 		select {
@@ -169,7 +171,7 @@ func TestDeposedLeaderCannotScaleOut(t *testing.T) {
 	first := elect("a")
 	old := recv()
 	elect("b")
-	first.stop(t) // a resigns; b takes over
+	first.Stop(t) // a resigns; b takes over
 	current := recv()
 
 	a, reg := newTestActuator(t, c, &fakeCopier{}, nil)
@@ -210,7 +212,7 @@ func startRenewer(t *testing.T, a *Actuator, fence cluster.Fence, acts []Action)
 		act.Kind = Renew
 		r.want[act.Key] = act
 	}
-	startRunner(t, func(ctx context.Context) error {
+	testwait.Go(t, func(ctx context.Context) error {
 		tk := time.NewTicker(20 * time.Millisecond)
 		defer tk.Stop()
 		for {
@@ -255,7 +257,7 @@ func TestRenewal(t *testing.T) {
 	w := startRegistry(t, newTestClient(t, e))
 	fence := testFence(t, c, "leader")
 	a, reg := newTestActuator(t, c, &fakeCopier{}, nil)
-	startRunner(t, a.Run)
+	testwait.Go(t, a.Run)
 
 	acts := []Action{scaleOut("/kept", "n1"), scaleOut("/dropped", "n2"), scaleOut("/scaled-in", "n3")}
 	for i, err := range a.Apply(t.Context(), fence, acts) {
@@ -266,7 +268,7 @@ func TestRenewal(t *testing.T) {
 	created := time.Now()
 	r := startRenewer(t, a, fence, acts)
 	for _, act := range acts {
-		eventually(t, 2*time.Second, act.Key+" seen", func() bool { return w.set(act.Hash) == "["+act.Node+"]" })
+		testwait.Eventually(t, 2*time.Second, act.Key+" seen", func() bool { return w.set(act.Hash) == "["+act.Node+"]" })
 	}
 	ttl := a.TTL()
 
@@ -276,7 +278,7 @@ func TestRenewal(t *testing.T) {
 	in.Kind = ScaleIn
 	a.Apply(t.Context(), fence, []Action{in})
 	for _, act := range acts[1:] {
-		eventually(t, ttl+2*time.Second, act.Key+" to expire", func() bool { return w.set(act.Hash) == "[]" })
+		testwait.Eventually(t, ttl+2*time.Second, act.Key+" to expire", func() bool { return w.set(act.Hash) == "[]" })
 		if d := time.Since(created); d < ttl-200*time.Millisecond {
 			t.Errorf("%s expired %v after creation, before its ttl %v", act.Key, d, ttl)
 		}
@@ -284,7 +286,7 @@ func TestRenewal(t *testing.T) {
 	t.Logf("unrenewed replicas expired %v after creation (ttl %v)", time.Since(created), ttl)
 
 	// /kept lives on over 3 TTLs.
-	holds(t, 3*ttl-time.Since(created), "/kept registered", func() bool {
+	testwait.Holds(t, 3*ttl-time.Since(created), "/kept registered", func() bool {
 		if got := w.set(acts[0].Hash); got != "[n1]" {
 			t.Logf("/kept replicas: %s, %v after creation", got, time.Since(created))
 			return false
@@ -303,7 +305,7 @@ func TestRenewal(t *testing.T) {
 
 	r.stop("/kept")
 	stopped := time.Now()
-	eventually(t, ttl+2*time.Second, "/kept to expire", func() bool { return w.set(acts[0].Hash) == "[]" })
+	testwait.Eventually(t, ttl+2*time.Second, "/kept to expire", func() bool { return w.set(acts[0].Hash) == "[]" })
 	t.Logf("/kept expired %v after renewals stopped", time.Since(stopped))
 	if len(w.Records()) != 0 {
 		t.Errorf("records left: %+v", w.Records())
@@ -331,7 +333,7 @@ func TestRenewalJitter(t *testing.T) {
 			renewed[key] = at
 		}
 	}
-	startRunner(t, a.Run)
+	testwait.Go(t, a.Run)
 
 	var acts []Action
 	for i := range 50 {
@@ -343,7 +345,7 @@ func TestRenewalJitter(t *testing.T) {
 		}
 	}
 	startRenewer(t, a, fence, acts)
-	eventually(t, 2*a.TTL(), "50 first renewals", func() bool {
+	testwait.Eventually(t, 2*a.TTL(), "50 first renewals", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(renewed) == 50
@@ -468,10 +470,10 @@ func TestAdopt(t *testing.T) {
 	if _, _, ok := a2.expiry(9, "n3"); ok {
 		t.Error("record without a lease adopted")
 	}
-	startRunner(t, a2.Run)
+	testwait.Go(t, a2.Run)
 	startRenewer(t, a2, fence, acts)
 	w := startRegistry(t, c)
-	holds(t, a2.TTL()+time.Second, "adopted replicas registered", func() bool {
+	testwait.Holds(t, a2.TTL()+time.Second, "adopted replicas registered", func() bool {
 		return w.set(acts[0].Hash) == "[n1]" && w.set(acts[1].Hash) == "[n2]"
 	})
 
@@ -520,7 +522,7 @@ func TestRenewLostLease(t *testing.T) {
 	c := newTestClient(t, e)
 	fence := testFence(t, c, "leader")
 	a, reg := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Rand = func() float64 { return 0 } })
-	startRunner(t, a.Run)
+	testwait.Go(t, a.Run)
 	act := scaleOut("/k", "n1")
 	if errs := a.Apply(t.Context(), fence, []Action{act}); errs[0] != nil {
 		t.Fatal(errs[0])
@@ -538,7 +540,7 @@ func TestRenewLostLease(t *testing.T) {
 	if errs := a.Apply(t.Context(), fence, []Action{act}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	eventually(t, 2*a.TTL(), "the lost lease forgotten", func() bool {
+	testwait.Eventually(t, 2*a.TTL(), "the lost lease forgotten", func() bool {
 		_, _, ok := a.expiry(act.Hash, act.Node)
 		return !ok
 	})

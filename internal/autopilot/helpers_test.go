@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // testCluster names the cluster in etcd tests; each test has its own server.
@@ -78,64 +80,6 @@ func testFence(t *testing.T, c *clientv3.Client, name string) cluster.Fence {
 	return cluster.Fence{Key: key, Rev: resp.Header.Revision}
 }
 
-// runner runs fn(ctx) in a goroutine until stopped; cleanup stops it.
-type runner struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-	once   sync.Once
-}
-
-func startRunner(t *testing.T, fn func(context.Context) error) *runner {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		r.err = fn(ctx)
-	}()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-// stop cancels the run and waits for it to return nil.
-func (r *runner) stop(t *testing.T) {
-	t.Helper()
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case <-r.done:
-			if r.err != nil {
-				t.Errorf("Run returned %v", r.err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// holds checks that cond holds on every poll for d.
-func holds(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s stopped holding", what)
-		}
-	}
-}
-
 // fakeCopier records copies and fails those fail says to.
 type fakeCopier struct {
 	mu    sync.Mutex // guards calls and fail
@@ -163,7 +107,7 @@ func (f *fakeCopier) Calls() []string {
 // sets OnChange gave.
 type watchedRegistry struct {
 	*Registry
-	run  *runner
+	run  *testwait.Runner
 	mu   sync.Mutex // guards sets
 	sets map[uint64][]string
 }
@@ -183,8 +127,8 @@ func startRegistry(t *testing.T, c *clientv3.Client) *watchedRegistry {
 		t.Fatalf("NewRegistry: %v", err)
 	}
 	w.Registry = r
-	w.run = startRunner(t, r.Run)
-	eventually(t, 10*time.Second, "registry loaded", r.Loaded)
+	w.run = testwait.Go(t, r.Run)
+	testwait.Eventually(t, 10*time.Second, "registry loaded", r.Loaded)
 	return w
 }
 

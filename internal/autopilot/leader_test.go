@@ -16,6 +16,8 @@ import (
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/heat"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func TestNewLeaderValidates(t *testing.T) {
@@ -194,7 +196,7 @@ type reporter struct {
 func startReporter(t *testing.T, key string, rate int64, leaders ...*Leader) *reporter {
 	r := &reporter{key: key}
 	r.rate.Store(rate)
-	startRunner(t, func(ctx context.Context) error {
+	testwait.Go(t, func(ctx context.Context) error {
 		tk := time.NewTicker(100 * time.Millisecond)
 		defer tk.Stop()
 		for {
@@ -237,11 +239,11 @@ func TestLeaderEndToEnd(t *testing.T) {
 	hash := keyHash(key)
 	rep := startReporter(t, key, 10000, n.leader)
 	start := time.Now()
-	startRunner(t, func(ctx context.Context) error { return n.leader.Run(ctx, fence) })
+	testwait.Go(t, func(ctx context.Context) error { return n.leader.Run(ctx, fence) })
 
 	// Desired: ceil(10000/1000) clamped to 4 members, so 3 replicas, never
 	// on the owner n0.
-	eventually(t, 2*time.Second, "3 replicas registered and seen", func() bool {
+	testwait.Eventually(t, 2*time.Second, "3 replicas registered and seen", func() bool {
 		return len(n.reg.Records()) == 3
 	})
 	t.Logf("3 replicas registered and seen %v after the leader started", time.Since(start))
@@ -254,7 +256,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 	}
 	// Events are recorded once Apply returns, which may be after the
 	// registry has seen the records.
-	eventually(t, 2*time.Second, "3 events", func() bool { return len(n.leader.Events(0)) >= 3 })
+	testwait.Eventually(t, 2*time.Second, "3 events", func() bool { return len(n.leader.Events(0)) >= 3 })
 	evs := n.leader.Events(0)
 	if len(evs) != 3 {
 		t.Fatalf("events = %+v, want 3 scale-outs", evs)
@@ -265,7 +267,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 			t.Errorf("event = %+v", ev)
 		}
 	}
-	eventually(t, time.Second, "replicas_active gauge at 3", func() bool {
+	testwait.Eventually(t, time.Second, "replicas_active gauge at 3", func() bool {
 		v, ok := metric(t, n.lreg, "crowdpilot_autopilot_replicas_active", "key", key)
 		return ok && v == 3
 	})
@@ -301,7 +303,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 		return strings.Join(ids, ",")
 	}
 	before := leases()
-	holds(t, 2*n.act.TTL(), "the same 3 replicas", func() bool {
+	testwait.Holds(t, 2*n.act.TTL(), "the same 3 replicas", func() bool {
 		if now := leases(); now != before {
 			t.Logf("leases %s, were %s", now, before)
 			return false
@@ -315,12 +317,12 @@ func TestLeaderEndToEnd(t *testing.T) {
 	// The crowd leaves: fresh reports at rate 0.
 	rep.rate.Store(0)
 	left := time.Now()
-	eventually(t, n.act.TTL()+3*time.Second, "replicas to expire", func() bool { return len(n.reg.Records()) == 0 })
+	testwait.Eventually(t, n.act.TTL()+3*time.Second, "replicas to expire", func() bool { return len(n.reg.Records()) == 0 })
 	t.Logf("replicas gone %v after the crowd left (hold 1s, ttl %v)", time.Since(left), n.act.TTL())
 	if d := time.Since(left); d < time.Second {
 		t.Errorf("replicas gone after %v, before the 1s hold", d)
 	}
-	eventually(t, time.Second, "replicas_active series removed", func() bool {
+	testwait.Eventually(t, time.Second, "replicas_active series removed", func() bool {
 		_, ok := metric(t, n.lreg, "crowdpilot_autopilot_replicas_active", "key", key)
 		return !ok
 	})
@@ -348,7 +350,7 @@ func TestLeaderTakeover(t *testing.T) {
 	e := startEtcd(t, t.TempDir(), "", "")
 	const key = "/live/score"
 	nodes := []*testNode{newTestNode(t, e, "a"), newTestNode(t, e, "b")}
-	var elections []*runner
+	var elections []*testwait.Runner
 	var mu sync.Mutex // guards leading
 	leading := map[string]bool{}
 	for _, n := range nodes {
@@ -369,7 +371,7 @@ func TestLeaderTakeover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		elections = append(elections, startRunner(t, el.Run))
+		elections = append(elections, testwait.Go(t, el.Run))
 	}
 	startReporter(t, key, 10000, nodes[0].leader, nodes[1].leader)
 	// leader returns the index of the one node leading, or -1.
@@ -384,10 +386,10 @@ func TestLeaderTakeover(t *testing.T) {
 		}
 		return -1
 	}
-	eventually(t, 10*time.Second, "a leader", func() bool { return leader() >= 0 })
+	testwait.Eventually(t, 10*time.Second, "a leader", func() bool { return leader() >= 0 })
 	first := leader()
 	old, next := nodes[first], nodes[1-first]
-	eventually(t, 3*time.Second, "3 replicas", func() bool { return len(next.reg.Records()) == 3 })
+	testwait.Eventually(t, 3*time.Second, "3 replicas", func() bool { return len(next.reg.Records()) == 3 })
 	leases := func() string {
 		var ids []string
 		for _, r := range next.reg.Records() {
@@ -397,9 +399,9 @@ func TestLeaderTakeover(t *testing.T) {
 	}
 	before := leases()
 
-	elections[first].stop(t) // the leader goes; the other is elected at once
+	elections[first].Stop(t) // the leader goes; the other is elected at once
 	stopped := time.Now()
-	eventually(t, 5*time.Second, "the other node to lead", func() bool { return leader() == 1-first })
+	testwait.Eventually(t, 5*time.Second, "the other node to lead", func() bool { return leader() == 1-first })
 	t.Logf("takeover in %v", time.Since(stopped))
 	if old.leader.Hot() != nil || old.leader.Loads() != nil {
 		t.Error("deposed leader still shows hot objects")
@@ -410,7 +412,7 @@ func TestLeaderTakeover(t *testing.T) {
 	oldRenewals := count(t, old.areg, "crowdpilot_autopilot_lease_renewals_total")
 
 	// The same leases live on past twice their TTL: adopted and renewed.
-	holds(t, 2*next.act.TTL(), "the same replicas, under the same leases", func() bool {
+	testwait.Holds(t, 2*next.act.TTL(), "the same replicas, under the same leases", func() bool {
 		if now := leases(); now != before {
 			t.Logf("leases %s, were %s; events %+v", now, before, next.leader.Events(0))
 			return false

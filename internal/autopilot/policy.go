@@ -83,8 +83,13 @@ type Object struct {
 // node's own fresh report when it has one, so callers need only fill in
 // membership.
 type NodeInfo struct {
-	ID, Zone          string
-	Draining, Failing bool
+	ID, Zone string
+	Draining bool
+	// Failing marks a node known to be broken: its replicas are released.
+	// No caller sets it yet (the node passes Unreachable, which keeps
+	// replicas); it is the hook for a health signal that is sure enough to
+	// act on.
+	Failing bool
 	// Unreachable says the caller cannot reach the node right now (its
 	// forwards fail): no new replica goes there and no copy comes from
 	// there, but its replicas stay. A saturated node times out too, and

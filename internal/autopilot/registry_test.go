@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func TestReplicaKey(t *testing.T) {
@@ -79,7 +81,7 @@ func TestRegistryWatch(t *testing.T) {
 	if _, err := c.Put(t.Context(), ReplicasPrefix(testCluster)+"0000000000000003/n1", "not json"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "three records", func() bool { return len(w.Records()) == 3 && w.set(2) == "[n1 n2]" })
+	testwait.Eventually(t, 5*time.Second, "three records", func() bool { return len(w.Records()) == 3 && w.set(2) == "[n1 n2]" })
 	got := w.Records()
 	order := []string{got[0].Node, got[1].Node, got[2].Node}
 	if !slices.Equal(order, []string{"n3", "n1", "n2"}) || got[0].Key != "/a" || got[1].Hash != 2 || got[1].TTL != 2*time.Second {
@@ -91,7 +93,7 @@ func TestRegistryWatch(t *testing.T) {
 	if _, err := c.Delete(t.Context(), ReplicaKey(testCluster, 2, "n1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "delete seen", func() bool { return w.set(2) == "[n2]" && len(w.Records()) == 2 })
+	testwait.Eventually(t, 5*time.Second, "delete seen", func() bool { return w.set(2) == "[n2]" && len(w.Records()) == 2 })
 
 	if err := w.Run(t.Context()); err == nil {
 		t.Error("second Run succeeded")
@@ -108,19 +110,19 @@ func TestRegistryKeepsViewWhileEtcdIsDown(t *testing.T) {
 	rc := newTestClient(t, e1)
 	w := startRegistry(t, rc)
 	putRecord(t, newTestClient(t, e1), Record{Key: "/a", Hash: 1, Node: "n1"})
-	eventually(t, 5*time.Second, "record seen", func() bool { return w.set(1) == "[n1]" })
+	testwait.Eventually(t, 5*time.Second, "record seen", func() bool { return w.set(1) == "[n1]" })
 
 	// Close waits out the registry's open watch stream (several seconds).
 	e1.Close()
-	holds(t, 1500*time.Millisecond, "view while etcd is down", func() bool {
+	testwait.Holds(t, 1500*time.Millisecond, "view while etcd is down", func() bool {
 		return len(w.Records()) == 1 && w.set(1) == "[n1]"
 	})
 
 	e2 := startEtcd(t, dir, clientAddr, peerAddr)
 	start := time.Now()
-	t.Cleanup(func() { w.run.stop(t) }) // before e2 closes, so it does not wait out the watch
+	t.Cleanup(func() { w.run.Stop(t) }) // before e2 closes, so it does not wait out the watch
 	putRecord(t, newTestClient(t, e2), Record{Key: "/a", Hash: 1, Node: "n2"})
-	eventually(t, 15*time.Second, "watch resumed after restart", func() bool { return w.set(1) == "[n1 n2]" })
+	testwait.Eventually(t, 15*time.Second, "watch resumed after restart", func() bool { return w.set(1) == "[n1 n2]" })
 	t.Logf("watch resumed %v after restart", time.Since(start))
 }
 
@@ -137,14 +139,14 @@ func TestRegistryRetriesWhileEtcdIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := startRunner(t, r.Run)
-	eventually(t, 3*opTimeout+2*time.Second, "two failed loads", func() bool {
+	run := testwait.Go(t, r.Run)
+	testwait.Eventually(t, 3*opTimeout+2*time.Second, "two failed loads", func() bool {
 		return strings.Count(logs.String(), "load failed; retrying") >= 2
 	})
 	if r.Loaded() || r.Records() != nil {
 		t.Errorf("loaded %v, records %+v without etcd", r.Loaded(), r.Records())
 	}
-	run.stop(t)
+	run.Stop(t)
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 type candidate struct {
 	id     string
 	client *clientv3.Client
 	el     *Election
-	run    *runner
+	run    *testwait.Runner
 	terms  chan Fence // a fence per term won
 	ended  chan Fence // a fence per term whose OnElected ctx ended
 }
@@ -38,7 +40,7 @@ func newCandidate(t *testing.T, e *Embedded, id string) *candidate {
 		t.Fatalf("NewElection: %v", err)
 	}
 	c.el = el
-	c.run = startRunner(t, el.Run)
+	c.run = testwait.Go(t, el.Run)
 	return c
 }
 
@@ -67,7 +69,7 @@ func fencedPut(t *testing.T, c *clientv3.Client, f Fence, key, val string) bool 
 func onlyOneLeader(t *testing.T, timeout time.Duration, a, b *candidate) (*candidate, *candidate) {
 	t.Helper()
 	var leader, follower *candidate
-	eventually(t, timeout, "exactly one leader", func() bool {
+	testwait.Eventually(t, timeout, "exactly one leader", func() bool {
 		la, lb := a.el.IsLeader(), b.el.IsLeader()
 		if la && lb {
 			t.Fatal("both candidates lead")
@@ -90,7 +92,7 @@ func TestElectionFailover(t *testing.T) {
 		stop   func(t *testing.T, c *candidate)
 		within time.Duration
 	}{
-		{"resign on cancel", func(t *testing.T, c *candidate) { c.run.stop(t) }, testTTL},
+		{"resign on cancel", func(t *testing.T, c *candidate) { c.run.Stop(t) }, testTTL},
 		// A crash leaves the key until its lease expires (TTL, plus etcd's
 		// 500ms expiry scan, plus slack for a loaded machine).
 		{"crash", func(t *testing.T, c *candidate) { _ = c.client.Close() }, testTTL + expirySlack},
@@ -113,7 +115,7 @@ func TestElectionFailover(t *testing.T) {
 
 			start := time.Now()
 			tt.stop(t, leader)
-			eventually(t, tt.within, "the other candidate to lead", follower.el.IsLeader)
+			testwait.Eventually(t, tt.within, "the other candidate to lead", follower.el.IsLeader)
 			t.Logf("failover took %v", time.Since(start))
 			f2 := recv(t, follower.terms, "second term")
 			if f2 == f1 {
@@ -136,7 +138,7 @@ func TestElectionFailover(t *testing.T) {
 			}
 
 			// The last candidate resigns on cancel: no leader remains.
-			follower.run.stop(t)
+			follower.run.Stop(t)
 			if follower.el.IsLeader() {
 				t.Error("IsLeader after Run returned")
 			}

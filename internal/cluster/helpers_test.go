@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,52 +44,4 @@ func hostPort(t *testing.T, rawURL string) string {
 		t.Fatalf("parse %q: %v", rawURL, err)
 	}
 	return u.Host
-}
-
-// runner runs fn(ctx) in a goroutine until stopped; cleanup stops it.
-type runner struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-	once   sync.Once
-}
-
-func startRunner(t *testing.T, fn func(context.Context) error) *runner {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		r.err = fn(ctx)
-	}()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-// stop cancels the run and waits for it to return nil.
-func (r *runner) stop(t *testing.T) {
-	t.Helper()
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case <-r.done:
-			if r.err != nil {
-				t.Errorf("Run returned %v", r.err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 const testTTL = 2 * time.Second
@@ -63,7 +65,7 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 	var (
 		clients [3]*clientv3.Client
 		ms      [3]*Membership
-		runs    [3]*runner
+		runs    [3]*testwait.Runner
 		last    atomic.Pointer[[]Member] // n1's latest OnChange snapshot
 	)
 	for i := range ms {
@@ -73,16 +75,16 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 			onChange = func(s []Member) { last.Store(&s) }
 		}
 		ms[i] = newTestMember(t, clients[i], fmt.Sprintf("n%d", i), onChange)
-		runs[i] = startRunner(t, ms[i].Run)
+		runs[i] = testwait.Go(t, ms[i].Run)
 	}
 
 	for _, m := range ms {
-		eventually(t, 10*time.Second, "all three members", func() bool { return m.Ready() && ids(m.Members()) == "n0,n1,n2" })
+		testwait.Eventually(t, 10*time.Second, "all three members", func() bool { return m.Ready() && ids(m.Members()) == "n0,n1,n2" })
 	}
 	if got := ms[1].Members()[2]; got != (Member{ID: "n2", Addr: "127.0.0.1:802", Admin: "127.0.0.1:902", Zone: "z1"}) {
 		t.Errorf("n2's record as n1 sees it = %+v", got)
 	}
-	eventually(t, 5*time.Second, "OnChange with three members", func() bool {
+	testwait.Eventually(t, 5*time.Second, "OnChange with three members", func() bool {
 		p := last.Load()
 		return p != nil && ids(*p) == "n0,n1,n2"
 	})
@@ -94,7 +96,7 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 		t.Fatalf("Deregister: %v", err)
 	}
 	for _, m := range ms {
-		eventually(t, testTTL/2, "n0 gone after Deregister", sees(m, "n1,n2"))
+		testwait.Eventually(t, testTTL/2, "n0 gone after Deregister", sees(m, "n1,n2"))
 	}
 	t.Logf("deregistration seen by all in %v", time.Since(start))
 	if err := ms[0].Update(ctx, func(m *Member) { m.Draining = true }); !errors.Is(err, ErrDeregistered) {
@@ -103,7 +105,7 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 
 	// Crash: stop n2's Run and close its client without revoking.
 	lease := ms[2].currentLease()
-	runs[2].stop(t)
+	runs[2].Stop(t)
 	_ = clients[2].Close()
 	start = time.Now()
 	ttl, err := clients[1].TimeToLive(ctx, lease)
@@ -113,9 +115,9 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 	if ttl.TTL <= 0 {
 		t.Errorf("crashed member's lease was revoked (TTL %d), want it left to expire", ttl.TTL)
 	}
-	eventually(t, testTTL+expirySlack, "n2 expired after crash", sees(ms[1], "n1"))
+	testwait.Eventually(t, testTTL+expirySlack, "n2 expired after crash", sees(ms[1], "n1"))
 	t.Logf("crash seen after %v (TTL %v)", time.Since(start), testTTL)
-	eventually(t, time.Second, "n0 (still watching) sees n1 only", sees(ms[0], "n1"))
+	testwait.Eventually(t, time.Second, "n0 (still watching) sees n1 only", sees(ms[0], "n1"))
 }
 
 func TestMembershipUpdate(t *testing.T) {
@@ -129,9 +131,9 @@ func TestMembershipUpdate(t *testing.T) {
 	if err := a.Update(ctx, func(m *Member) { m.Zone = "z9" }); !errors.Is(err, ErrNotRegistered) {
 		t.Fatalf("Update before Run = %v, want ErrNotRegistered", err)
 	}
-	startRunner(t, a.Run)
-	startRunner(t, b.Run)
-	eventually(t, 10*time.Second, "both members", func() bool { return a.Ready() && b.Ready() && ids(b.Members()) == "n1,n2" })
+	testwait.Go(t, a.Run)
+	testwait.Go(t, b.Run)
+	testwait.Eventually(t, 10*time.Second, "both members", func() bool { return a.Ready() && b.Ready() && ids(b.Members()) == "n1,n2" })
 	if got := b.Members()[0].Zone; got != "z9" {
 		t.Errorf("zone set before Run = %q, want z9", got)
 	}
@@ -139,7 +141,7 @@ func TestMembershipUpdate(t *testing.T) {
 	if err := a.Update(ctx, func(m *Member) { m.PurgeRev = 42; m.Draining = true }); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	eventually(t, 5*time.Second, "PurgeRev 42 visible to n2", func() bool {
+	testwait.Eventually(t, 5*time.Second, "PurgeRev 42 visible to n2", func() bool {
 		m := b.Members()
 		return len(m) == 2 && m[0].PurgeRev == 42 && m[0].Draining && m[0].Zone == "z9"
 	})
@@ -161,12 +163,12 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 		newTestMember(t, clients[0], "n1", nil),
 		newTestMember(t, clients[1], "n2", nil),
 	}
-	var runs []*runner
+	var runs []*testwait.Runner
 	for _, m := range ms {
-		runs = append(runs, startRunner(t, m.Run))
+		runs = append(runs, testwait.Go(t, m.Run))
 	}
 	for _, m := range ms {
-		eventually(t, 10*time.Second, "both members", func() bool { return m.Ready() && ids(m.Members()) == "n1,n2" })
+		testwait.Eventually(t, 10*time.Second, "both members", func() bool { return m.Ready() && ids(m.Members()) == "n1,n2" })
 	}
 	before := slices.Clone(ms[0].Members())
 	oldLeases := []clientv3.LeaseID{ms[0].currentLease(), ms[1].currentLease()}
@@ -175,7 +177,7 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 	// Wait until both have noticed their leases are lost, then check that
 	// the snapshot is untouched.
 	for _, m := range ms {
-		eventually(t, 10*time.Second, "lease loss noticed", func() bool { return m.currentLease() == clientv3.NoLease })
+		testwait.Eventually(t, 10*time.Second, "lease loss noticed", func() bool { return m.currentLease() == clientv3.NoLease })
 	}
 	for _, m := range ms {
 		if got := m.Members(); !slices.Equal(got, before) {
@@ -192,7 +194,7 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 	// Close does not wait out their open streams.
 	t.Cleanup(func() {
 		for i := range runs {
-			runs[i].stop(t)
+			runs[i].Stop(t)
 			_ = clients[i].Close()
 		}
 	})
@@ -201,7 +203,7 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 	}
 	start := time.Now()
 	for _, m := range ms {
-		eventually(t, 15*time.Second, "re-registration", func() bool {
+		testwait.Eventually(t, 15*time.Second, "re-registration", func() bool {
 			got := m.Members()
 			return m.currentLease() != clientv3.NoLease && ids(got) == "n1,n2" && got[0].PurgeRev == 7
 		})
@@ -212,7 +214,7 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 	// new leases, must survive that.
 	check := newTestClient(t, e2)
 	for _, l := range oldLeases {
-		eventually(t, 3*testTTL, "old lease expiry", func() bool {
+		testwait.Eventually(t, 3*testTTL, "old lease expiry", func() bool {
 			r, err := check.TimeToLive(ctx, l)
 			return err == nil && r.TTL == -1
 		})

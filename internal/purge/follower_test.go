@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 const testTimeout = 30 * time.Second
@@ -76,13 +78,13 @@ func TestFollowersApplyEveryEntryInOrder(t *testing.T) {
 		fs[i], _ = startFollower(t, FollowerConfig{Client: te.client(), Applier: recs[i]})
 	}
 	for i, f := range fs {
-		waitFor(t, testTimeout, fmt.Sprintf("follower %d to start", i), func() bool { return f.Applied() > 0 })
+		testwait.Eventually(t, testTimeout, fmt.Sprintf("follower %d to start", i), func() bool { return f.Applied() > 0 })
 	}
 
 	want := appendMany(t, l, c, 400)
 	last := want[len(want)-1].Rev
 	for i, f := range fs {
-		waitFor(t, testTimeout, fmt.Sprintf("follower %d to apply rev %d", i, last), func() bool { return f.Applied() >= last })
+		testwait.Eventually(t, testTimeout, fmt.Sprintf("follower %d to apply rev %d", i, last), func() bool { return f.Applied() >= last })
 		recs[i].mu.Lock()
 		got := slices.Clone(recs[i].entries)
 		recs[i].mu.Unlock()
@@ -108,7 +110,7 @@ func TestFollowersApplyEveryEntryInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, f := range fs {
-		waitFor(t, testTimeout, fmt.Sprintf("follower %d to confirm rev %d by progress", i, resp.Header.Revision),
+		testwait.Eventually(t, testTimeout, fmt.Sprintf("follower %d to confirm rev %d by progress", i, resp.Header.Revision),
 			func() bool { return f.Applied() >= resp.Header.Revision })
 		if !f.Connected() {
 			t.Errorf("follower %d not Connected", i)
@@ -123,9 +125,9 @@ func TestFollowerResumesWithExactlyTheMissedEntries(t *testing.T) {
 
 	rec1 := &recorder{}
 	f1, stop1 := startFollower(t, FollowerConfig{Client: c, Applier: rec1})
-	waitFor(t, testTimeout, "follower to start", func() bool { return f1.Applied() > 0 })
+	testwait.Eventually(t, testTimeout, "follower to start", func() bool { return f1.Applied() > 0 })
 	first := appendMany(t, l, c, 60)
-	waitFor(t, testTimeout, "first batch applied", func() bool { return f1.Applied() >= first[len(first)-1].Rev })
+	testwait.Eventually(t, testTimeout, "first batch applied", func() bool { return f1.Applied() >= first[len(first)-1].Rev })
 	stop1()
 	pos := f1.Applied()
 
@@ -152,7 +154,7 @@ func TestFollowerResumesWithExactlyTheMissedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(entryRevs(missed), later.Rev)
-	waitFor(t, testTimeout, "restarted follower to catch up", func() bool { return f2.Applied() >= later.Rev })
+	testwait.Eventually(t, testTimeout, "restarted follower to catch up", func() bool { return f2.Applied() >= later.Rev })
 	if got := rec2.revs(); !slices.Equal(got, want) {
 		t.Fatalf("restarted follower applied %v,\nwant exactly %v", got, want)
 	}
@@ -173,11 +175,11 @@ func TestFollowerFlushesWhenItsPositionIsCompacted(t *testing.T) {
 	// live keeps following through the compaction and must not flush.
 	live := &recorder{}
 	fLive, _ := startFollower(t, FollowerConfig{Client: c, Applier: live})
-	waitFor(t, testTimeout, "live follower to start", func() bool { return fLive.Applied() > 0 })
+	testwait.Eventually(t, testTimeout, "live follower to start", func() bool { return fLive.Applied() > 0 })
 
 	behind := &recorder{}
 	fBehind, stop := startFollower(t, FollowerConfig{Client: c, Applier: behind})
-	waitFor(t, testTimeout, "follower to start", func() bool { return fBehind.Applied() > 0 })
+	testwait.Eventually(t, testTimeout, "follower to start", func() bool { return fBehind.Applied() > 0 })
 	stop()
 	pos := fBehind.Applied()
 
@@ -186,7 +188,7 @@ func TestFollowerFlushesWhenItsPositionIsCompacted(t *testing.T) {
 	// still behind when etcd compacts (its events queued under load) is
 	// canceled with ErrCompacted and rightly flushes too.
 	lastSkipped := slices.Max(entryRevs(skipped))
-	waitFor(t, testTimeout, "live follower to keep up", func() bool { return live.has(lastSkipped) })
+	testwait.Eventually(t, testTimeout, "live follower to keep up", func() bool { return live.has(lastSkipped) })
 	if _, err := l.Compact(context.Background(), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func TestFollowerFlushesWhenItsPositionIsCompacted(t *testing.T) {
 	var pmu sync.Mutex
 	f, _ := startFollower(t, FollowerConfig{Client: c, Applier: behind, StartRev: pos, Registerer: reg,
 		OnApplied: func(rev int64) { pmu.Lock(); published = append(published, rev); pmu.Unlock() }})
-	waitFor(t, testTimeout, "flush, published", func() bool {
+	testwait.Eventually(t, testTimeout, "flush, published", func() bool {
 		pmu.Lock()
 		defer pmu.Unlock()
 		return len(published) > 0 && published[len(published)-1] >= resp.Header.Revision
@@ -220,11 +222,11 @@ func TestFollowerFlushesWhenItsPositionIsCompacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, testTimeout, "purge after the flush", func() bool { return behind.has(e.Rev) })
+	testwait.Eventually(t, testTimeout, "purge after the flush", func() bool { return behind.has(e.Rev) })
 	if got := behind.revs(); !slices.Equal(got, []int64{e.Rev}) {
 		t.Errorf("after the flush applied %v, want just [%d]", got, e.Rev)
 	}
-	waitFor(t, testTimeout, "live follower", func() bool { return live.has(e.Rev) })
+	testwait.Eventually(t, testTimeout, "live follower", func() bool { return live.has(e.Rev) })
 	if got, want := live.revs(), append(entryRevs(skipped), e.Rev); !slices.Equal(got, want) {
 		t.Errorf("live follower applied %v, want %v", got, want)
 	}
@@ -242,13 +244,13 @@ func TestFollowerConnectedTracksEtcd(t *testing.T) {
 	if f.Connected() {
 		t.Fatal("Connected before Run reached etcd")
 	}
-	waitFor(t, testTimeout, "Connected", f.Connected)
+	testwait.Eventually(t, testTimeout, "Connected", f.Connected)
 	// Idle cluster (no writes, so etcd sends no progress to a watch that
 	// starts past its revision): contact must still be renewed, again and
 	// again, over several MaxDisconnects.
 	for range 12 {
 		since := time.Now()
-		waitFor(t, testTimeout, "contact renewed on an idle cluster", func() bool { return f.contact.Load() >= since.UnixNano() })
+		testwait.Eventually(t, testTimeout, "contact renewed on an idle cluster", func() bool { return f.contact.Load() >= since.UnixNano() })
 		if !f.Connected() {
 			t.Fatal("lost Connected on an idle, healthy cluster")
 		}
@@ -260,7 +262,7 @@ func TestFollowerConnectedTracksEtcd(t *testing.T) {
 	stopping := time.Now()
 	stopped := make(chan struct{})
 	go func() { te.stop(); close(stopped) }()
-	waitFor(t, testTimeout, "Connected to turn false with etcd down", func() bool { return !f.Connected() })
+	testwait.Eventually(t, testTimeout, "Connected to turn false with etcd down", func() bool { return !f.Connected() })
 	last := time.Unix(0, f.contact.Load())
 	if d := time.Since(last); d < maxDisconnect {
 		t.Errorf("Connected false %s after the last contact, before MaxDisconnect %s", d, maxDisconnect)
@@ -269,14 +271,14 @@ func TestFollowerConnectedTracksEtcd(t *testing.T) {
 	<-stopped
 	te.start()
 	restarted := time.Now()
-	waitFor(t, testTimeout, "Connected again after etcd returned", f.Connected)
+	testwait.Eventually(t, testTimeout, "Connected again after etcd returned", f.Connected)
 	t.Logf("Connected again %s after etcd restarted", time.Since(restarted))
 	l := NewLog(te.client(), testCluster)
 	e, err := l.Append(context.Background(), Request{Tag: "back"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, testTimeout, "purge after reconnect", func() bool { return rec.has(e.Rev) })
+	testwait.Eventually(t, testTimeout, "purge after reconnect", func() bool { return rec.has(e.Rev) })
 }
 
 func TestFollowerPurgesEverythingForAnUnreadableEntry(t *testing.T) {
@@ -285,7 +287,7 @@ func TestFollowerPurgesEverythingForAnUnreadableEntry(t *testing.T) {
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
 	f, _ := startFollower(t, FollowerConfig{Client: c, Applier: rec, Registerer: reg})
-	waitFor(t, testTimeout, "start", func() bool { return f.Applied() > 0 })
+	testwait.Eventually(t, testTimeout, "start", func() bool { return f.Applied() > 0 })
 	resp, err := c.Put(context.Background(), LogPrefix(testCluster)+"garbage", `{"kind":"frobnicate"}`)
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +296,7 @@ func TestFollowerPurgesEverythingForAnUnreadableEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, testTimeout, "both entries", func() bool { return f.Applied() >= e.Rev })
+	testwait.Eventually(t, testTimeout, "both entries", func() bool { return f.Applied() >= e.Rev })
 	rec.mu.Lock()
 	got := slices.Clone(rec.entries)
 	rec.mu.Unlock()
@@ -390,18 +392,18 @@ func TestFollowerFlushesWhenEtcdRevisionWentBackwards(t *testing.T) {
 	// A position from a previous etcd (restored from an older backup, or
 	// recreated): purges at revisions up to it in this etcd are new.
 	f, _ := startFollower(t, FollowerConfig{Client: c, Applier: rec, StartRev: 1_000_000})
-	waitFor(t, testTimeout, "flush", func() bool { return rec.flushCount() == 1 && f.Applied() < 1_000_000 })
+	testwait.Eventually(t, testTimeout, "flush", func() bool { return rec.flushCount() == 1 && f.Applied() < 1_000_000 })
 	e, err := NewLog(c, testCluster).Append(context.Background(), Request{Tag: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, testTimeout, "purge applied", func() bool { return rec.has(e.Rev) })
+	testwait.Eventually(t, testTimeout, "purge applied", func() bool { return rec.has(e.Rev) })
 }
 
 func TestRunRefusesToRunTwice(t *testing.T) {
 	te := startEtcd(t)
 	f, _ := startFollower(t, FollowerConfig{Client: te.client(), Applier: &recorder{}})
-	waitFor(t, testTimeout, "start", func() bool { return f.Applied() > 0 })
+	testwait.Eventually(t, testTimeout, "start", func() bool { return f.Applied() > 0 })
 	if err := f.Run(context.Background()); err == nil {
 		t.Fatal("second concurrent Run: no error")
 	}

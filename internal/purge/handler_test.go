@@ -13,6 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // post sends body to h and decodes the JSON answer into a map.
@@ -114,7 +116,7 @@ func TestHandlerWaitsForEveryLiveNode(t *testing.T) {
 		f, _ := startFollower(t, FollowerConfig{Client: te.client(), Applier: rec, OnApplied: publishTo(t, c, id)})
 		fs, recs = append(fs, f), append(recs, rec)
 	}
-	waitFor(t, testTimeout, "both members published", func() bool { return len(members()) == 2 })
+	testwait.Eventually(t, testTimeout, "both members published", func() bool { return len(members()) == 2 })
 
 	for i := range 5 {
 		status, out := post(t, h, context.Background(), "POST", "application/json", `{"tag":"match-1234","wait":"10s"}`)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // stamp is one follower applying one entry.
@@ -33,7 +35,7 @@ func propagation(tb testing.TB, n int) []time.Duration {
 	ch := make(chan stamp, 3*64)
 	for range 3 {
 		f, _ := startFollower(tb, FollowerConfig{Client: te.client(), Applier: stampApplier{ch}})
-		waitFor(tb, testTimeout, "follower start", func() bool { return f.Applied() > 0 })
+		testwait.Eventually(tb, testTimeout, "follower start", func() bool { return f.Applied() > 0 })
 	}
 	lat := make([]time.Duration, 0, n)
 	for i := range n {
@@ -94,7 +96,7 @@ func BenchmarkConfirmedPurge(b *testing.B) {
 	for i := range 3 {
 		startFollower(b, FollowerConfig{Client: te.client(), Applier: &discard{}, OnApplied: publishTo(b, te.client(), fmt.Sprintf("n%d", i))})
 	}
-	waitFor(b, testTimeout, "3 members", func() bool { return len(members()) == 3 })
+	testwait.Eventually(b, testTimeout, "3 members", func() bool { return len(members()) == 3 })
 	h := NewHandler(NewLog(c, testCluster), members, nil)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
