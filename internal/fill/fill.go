@@ -64,11 +64,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
-	// Epoch is the purge epoch: it moves whenever a purge is applied. A
-	// fill that saw the epoch move while it ran is not stored (the purge
-	// may have been for it), and requests arriving after a purge never
-	// join a fetch that started before it. Nil means no purges.
-	Epoch func() int64
 }
 
 func (c *Config) setDefaults() error {
@@ -107,9 +102,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Epoch == nil {
-		c.Epoch = func() int64 { return 0 }
 	}
 	return nil
 }
@@ -181,6 +173,8 @@ type Result struct {
 	Revalidated bool
 	// Collapsed is true for callers that waited on another caller's fetch.
 	Collapsed bool
+
+	since uint64 // the store's purge sequence when the fetch was sent
 }
 
 // Fetch returns the object for r, fetching it once however many callers ask
@@ -222,15 +216,35 @@ func (g *Group) FetchOnce(ctx context.Context, r *http.Request, base string, up 
 	return g.fetch(ctx, r, base, nil, up)
 }
 
+// do joins (or leads) the flight for key. Purges and writes to other objects
+// never disturb it: only a purge that matches the object, applied after the
+// flight sent its request but before this caller arrived, makes the caller
+// start a flight of its own (it must not be handed a copy older than a purge
+// it could have seen), and the store refuses the old response
+// (PutUnlessPurged).
 func (g *Group) do(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		arrived := g.cfg.Store.PurgeSeq()
+		res, err := g.join(ctx, key, r, base, stale, up)
+		if err != nil || !res.Collapsed || res.Entry == nil || attempt > 0 ||
+			!g.cfg.Store.PurgedBetween(res.Entry, res.since, arrived) {
+			return res, err
+		}
+		// The flight we joined predates a purge of its object that we
+		// arrived after: one more flight, which starts after the purge.
+		g.m.fetches.WithLabelValues("purged_in_flight").Inc()
+	}
+}
+
+func (g *Group) join(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
 	leader := false
-	flight := key + "\x00" + strconv.FormatInt(g.cfg.Epoch(), 10)
-	ch := g.sf.DoChan(flight, func() (any, error) {
+	ch := g.sf.DoChan(key, func() (any, error) {
 		leader = true
 		// A flight that just ended may have stored what we missed between
 		// our store lookup and joining: look again before fetching.
+		since := g.cfg.Store.PurgeSeq()
 		if e, ok := g.cfg.Store.Get(base, r.Header); ok && e != stale && e.TTL(g.cfg.Now()) > 0 {
-			return Result{Entry: e, Stored: true}, nil
+			return Result{Entry: e, Stored: true, since: since}, nil
 		}
 		// The fetch belongs to every waiter, not to the first client: it
 		// runs detached from any one request, bounded by its own timeout.
@@ -275,7 +289,7 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	if err != nil {
 		return Result{}, err
 	}
-	epoch := g.cfg.Epoch()
+	since := g.cfg.Store.PurgeSeq()
 	reqTime := g.cfg.Now()
 	var resp *http.Response
 	if up != nil {
@@ -291,8 +305,8 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		e := stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
-		stored := g.put(e, epoch)
-		return Result{Entry: e, Stored: stored, Revalidated: true}, nil
+		stored := g.put(e, since)
+		return Result{Entry: e, Stored: stored, Revalidated: true, since: since}, nil
 	}
 	if resp.ContentLength > g.cfg.MaxObjectBytes {
 		g.m.fetches.WithLabelValues("too_large").Inc()
@@ -314,27 +328,15 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	e.Key = httpcache.VariantKey(base, e.Vary, r.Header) // not yet shared: still ours to finish
 	stored := false
 	if ok, _ := httpcache.Storable(out, resp.StatusCode, resp.Header); ok {
-		stored = g.put(e, epoch)
+		stored = g.put(e, since)
 	}
-	return Result{Entry: e, Stored: stored}, nil
+	return Result{Entry: e, Stored: stored, since: since}, nil
 }
 
-// put stores e unless a purge was applied since its fetch began (epoch):
-// the response may predate what the purge was for.
-func (g *Group) put(e *httpcache.Entry, epoch int64) bool {
-	if g.cfg.Epoch() != epoch {
-		g.m.fetches.WithLabelValues("purged_in_flight").Inc()
-		return false
-	}
-	g.cfg.Store.Put(e)
-	// A purge moves the epoch before it touches the store, so one that
-	// slipped in between the check and the Put is seen here: undo the Put.
-	if g.cfg.Epoch() != epoch {
-		g.cfg.Store.PurgeKey(e.BaseKey, false)
-		g.m.fetches.WithLabelValues("purged_in_flight").Inc()
-		return false
-	}
-	return true
+// put stores e unless a purge that matches it was applied since its fetch
+// was sent (since): the response may predate what the purge was for.
+func (g *Group) put(e *httpcache.Entry, since uint64) bool {
+	return g.cfg.Store.PutUnlessPurged(e, since) // counted there when refused
 }
 
 // Origin sends out to the origin through the adaptive limit. A full limit

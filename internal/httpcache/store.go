@@ -76,6 +76,7 @@ type Store struct {
 	maxTags  int
 	grace    time.Duration
 	m        *storeMetrics
+	journal  journal // recent purges, for fills in flight (PutUnlessPurged)
 	close    sync.Once
 }
 
@@ -178,13 +179,15 @@ func (s *Store) Get(base string, reqHeader http.Header) (*Entry, bool) {
 // windows, without validators), or are inconsistent ("invalid": no key, or a
 // Vary entry stored under its base key, or the reverse). A rejected Put also
 // drops the entry previously under e.Key, which the new response supersedes.
-func (s *Store) Put(e *Entry) {
+// It reports whether e was stored. A fill that ran while purges were applied
+// uses PutUnlessPurged instead.
+func (s *Store) Put(e *Entry) bool {
 	if reason := s.check(e); reason != "" {
 		s.m.rejected(reason)
 		if reason != "invalid" && reason != "head" {
 			s.cache.Invalidate(e.Key)
 		}
-		return
+		return false
 	}
 	e = e.Shareable()
 	if len(e.Vary) > 0 {
@@ -205,6 +208,7 @@ func (s *Store) Put(e *Entry) {
 	if wasMarker {
 		s.dropVariants(e.BaseKey, "")
 	}
+	return !full
 }
 
 // check returns why e may not be stored, or "".
@@ -286,6 +290,7 @@ func (s *Store) Delete(base string) int {
 // PurgeKey purges base and all its variants and returns how many entries
 // there were. A hard purge drops them; a soft one makes them stale now.
 func (s *Store) PurgeKey(base string, soft bool) int {
+	s.journal.record(purgeKey, base)
 	if !soft {
 		return s.Delete(base)
 	}
@@ -295,12 +300,14 @@ func (s *Store) PurgeKey(base string, soft bool) int {
 // PurgeTag purges the entries tagged tag, hard or soft, and returns how many
 // there were.
 func (s *Store) PurgeTag(tag string, soft bool) int {
+	s.journal.record(purgeTag, tag)
 	return s.purge(s.index.tagKeys(tag), soft)
 }
 
 // PurgePrefix purges the entries whose base key starts with prefix, hard or
 // soft, and returns how many there were. It scans the whole store.
 func (s *Store) PurgePrefix(prefix string, soft bool) int {
+	s.journal.record(purgePrefix, prefix)
 	var keys []string
 	for k, e := range s.cache.All() {
 		if strings.HasPrefix(e.BaseKey, prefix) {
@@ -312,6 +319,7 @@ func (s *Store) PurgePrefix(prefix string, soft bool) int {
 
 // PurgeAll purges every entry, hard or soft, and returns how many there were.
 func (s *Store) PurgeAll(soft bool) int {
+	s.journal.record(purgeAll, "")
 	var keys []string
 	for k := range s.cache.Keys() {
 		keys = append(keys, k)

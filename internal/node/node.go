@@ -51,7 +51,6 @@ type Node struct {
 	purgeLog      *purge.Log
 	follower      *purge.Follower
 	purgeRev      atomic.Int64  // last applied purge revision, to publish
-	epoch         atomic.Int64  // moves before every purge touches the store
 	lastPurge     atomic.Int64  // revision of the last purge applied (not the log position)
 	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
 	appliedSignal atomicSignal  // closed on every applied purge
@@ -108,7 +107,6 @@ func New(cfg Config) (*Node, error) {
 		Registerer:     cfg.Registry,
 		Logger:         cfg.Logger,
 		Now:            cfg.Now,
-		Epoch:          n.epoch.Load,
 	})
 	if err != nil {
 		n.store.Close()

@@ -24,7 +24,6 @@ var _ purge.Applier = purgeApplier{}
 
 // ApplyPurge drops (or softens) what one log entry names.
 func (a purgeApplier) ApplyPurge(e purge.Entry) {
-	a.n.epoch.Add(1) // before the store: fills in flight must see it (fill.Config.Epoch)
 	if e.Rev > a.n.lastPurge.Load() {
 		a.n.lastPurge.Store(e.Rev) // only the follower's goroutine writes it
 	}
@@ -48,7 +47,6 @@ func (a purgeApplier) ApplyPurge(e purge.Entry) {
 
 // Flush drops everything: the node fell behind a compaction of the log.
 func (a purgeApplier) Flush() {
-	a.n.epoch.Add(1)
 	a.n.store.PurgeAll(false)
 }
 
@@ -123,7 +121,6 @@ func (n *Node) waitPurged(ctx context.Context, rev int64, d time.Duration) bool 
 // every node (replicas included) drops it too. The append runs in the
 // background; the serving path never waits on etcd.
 func (n *Node) invalidate(base, path string) {
-	n.epoch.Add(1)
 	n.store.PurgeKey(base, false)
 	select {
 	case n.invalidations <- path:
