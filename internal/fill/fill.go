@@ -173,8 +173,30 @@ type Result struct {
 	Revalidated bool
 	// Collapsed is true for callers that waited on another caller's fetch.
 	Collapsed bool
+	// Shareable is true when Entry may be handed to every caller that
+	// waited on the fetch, stored or not: a shared cache could store it,
+	// or it is an error answer that carries no one's private data.
+	Shareable bool
+	// ServedBy and CacheStatus are the X-Served-By and Cache-Status of a
+	// peer's response (Via), which the entry does not keep.
+	ServedBy    string
+	CacheStatus []string
 
 	since uint64 // the store's purge sequence when the fetch was sent
+}
+
+// Keep decides, for a router's fetch (Via), whether a response is kept in
+// the store as a near copy and until when; the zero time keeps nothing.
+type Keep func(e *httpcache.Entry) time.Time
+
+// call is one fetch as a flight runs it.
+type call struct {
+	r     *http.Request
+	base  string
+	stale *httpcache.Entry
+	up    Upstream
+	via   bool // a router's fetch from R(k): stored only as keep says
+	keep  Keep
 }
 
 // Fetch returns the object for r, fetching it once however many callers ask
@@ -182,11 +204,25 @@ type Result struct {
 // fetch conditional. A collapsed caller never receives a response the store
 // refused (private or uncacheable): it gets one fetch of its own instead.
 func (g *Group) Fetch(ctx context.Context, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
-	key := base
-	if stale != nil {
-		key = stale.Key
+	return g.collapsed(ctx, call{r: r, base: base, stale: stale, up: up})
+}
+
+// Via is a router's fetch of an object it does not own: from its replica
+// set through up (never nil), with every concurrent caller for the key at
+// this node sharing one request, so a cold crowd costs the replica set one
+// request per router rather than one per client. The response is handed to
+// every waiter when it is shareable, stored or not, and kept in the store
+// (a near copy, Entry.Near) only when keep says until when.
+func (g *Group) Via(ctx context.Context, r *http.Request, base string, up Upstream, keep Keep) (Result, error) {
+	return g.collapsed(ctx, call{r: r, base: base, up: up, via: true, keep: keep})
+}
+
+func (g *Group) collapsed(ctx context.Context, c call) (Result, error) {
+	key := c.base
+	if c.stale != nil {
+		key = c.stale.Key
 	}
-	res, err := g.do(ctx, key, r, base, stale, up)
+	res, err := g.do(ctx, flightOf(key, c.via), c)
 	if err != nil {
 		return res, err
 	}
@@ -194,26 +230,41 @@ func (g *Group) Fetch(ctx context.Context, r *http.Request, base string, stale *
 		return res, nil
 	}
 	// The shared response may not be ours to serve.
-	if !res.Stored {
+	if !res.Stored && !(c.via && res.Shareable) {
 		// Uncacheable (private, no-store, ...): one fetch of our own.
-		return g.FetchOnce(ctx, r, base, up)
+		return g.once(ctx, c)
 	}
-	if vkey := httpcache.VariantKey(base, res.Entry.Vary, r.Header); res.Entry.Key != vkey {
+	if vkey := httpcache.VariantKey(c.base, res.Entry.Vary, c.r.Header); res.Entry.Key != vkey {
 		// Another variant: fetch again, collapsed on ours.
-		return g.do(ctx, vkey, r, base, nil, up)
+		c.stale = nil
+		return g.do(ctx, flightOf(vkey, c.via), c)
 	}
 	// The leader's Set-Cookie was for the leader's client only.
 	res.Entry = res.Entry.Shareable()
 	return res, nil
 }
 
+// flightOf names the flight for a key: a router's fetches from R(k) and this
+// node's own fills never share one.
+func flightOf(key string, via bool) string {
+	if via {
+		return "via\x00" + key
+	}
+	return key
+}
+
 // FetchOnce fetches without collapsing (requests that must not share, such
 // as those bearing Authorization). The response is still stored when the
 // store may keep it.
 func (g *Group) FetchOnce(ctx context.Context, r *http.Request, base string, up Upstream) (Result, error) {
+	return g.once(ctx, call{r: r, base: base, up: up})
+}
+
+func (g *Group) once(ctx context.Context, c call) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
-	return g.fetch(ctx, r, base, nil, up)
+	c.stale = nil
+	return g.fetch(ctx, c)
 }
 
 // do joins (or leads) the flight for key. Purges and writes to other objects
@@ -222,10 +273,10 @@ func (g *Group) FetchOnce(ctx context.Context, r *http.Request, base string, up 
 // start a flight of its own (it must not be handed a copy older than a purge
 // it could have seen), and the store refuses the old response
 // (PutUnlessPurged).
-func (g *Group) do(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+func (g *Group) do(ctx context.Context, flight string, c call) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		arrived := g.cfg.Store.PurgeSeq()
-		res, err := g.join(ctx, key, r, base, stale, up)
+		res, err := g.join(ctx, flight, c)
 		if err != nil || !res.Collapsed || res.Entry == nil || attempt > 0 ||
 			!g.cfg.Store.PurgedBetween(res.Entry, res.since, arrived) {
 			return res, err
@@ -236,21 +287,21 @@ func (g *Group) do(ctx context.Context, key string, r *http.Request, base string
 	}
 }
 
-func (g *Group) join(ctx context.Context, key string, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
+func (g *Group) join(ctx context.Context, flight string, c call) (Result, error) {
 	leader := false
-	ch := g.sf.DoChan(key, func() (any, error) {
+	ch := g.sf.DoChan(flight, func() (any, error) {
 		leader = true
 		// A flight that just ended may have stored what we missed between
 		// our store lookup and joining: look again before fetching.
 		since := g.cfg.Store.PurgeSeq()
-		if e, ok := g.cfg.Store.Get(base, r.Header); ok && e != stale && e.TTL(g.cfg.Now()) > 0 {
-			return Result{Entry: e, Stored: true, since: since}, nil
+		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && (!c.via || !e.Near.IsZero()) {
+			return Result{Entry: e, Stored: true, Shareable: true, since: since}, nil
 		}
 		// The fetch belongs to every waiter, not to the first client: it
 		// runs detached from any one request, bounded by its own timeout.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Timeout)
 		defer cancel()
-		return g.fetch(fctx, r, base, stale, up)
+		return g.fetch(fctx, c)
 	})
 	select {
 	case <-ctx.Done():
@@ -265,6 +316,17 @@ func (g *Group) join(ctx context.Context, key string, r *http.Request, base stri
 // Refresh starts a background, collapsed refresh of stale's key unless the
 // refresh pool is full, in which case the refresh is dropped and counted.
 func (g *Group) Refresh(r *http.Request, base string, stale *httpcache.Entry, up Upstream) {
+	g.refreshCall(call{r: r, base: base, stale: stale, up: up})
+}
+
+// RefreshVia renews a near copy from the replica set (up) in the
+// background, collapsed with the router's other fetches of the key, unless
+// the refresh pool is full (dropped and counted).
+func (g *Group) RefreshVia(r *http.Request, base string, near *httpcache.Entry, up Upstream, keep Keep) {
+	g.refreshCall(call{r: r, base: base, stale: near, up: up, via: true, keep: keep})
+}
+
+func (g *Group) refreshCall(c call) {
 	select {
 	case g.refresh <- struct{}{}:
 	default:
@@ -272,28 +334,29 @@ func (g *Group) Refresh(r *http.Request, base string, stale *httpcache.Entry, up
 		return
 	}
 	g.m.refreshes.Inc()
-	req := r.Clone(g.ctx)
+	c.r = c.r.Clone(g.ctx)
+	key := c.stale.Key
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		defer func() { <-g.refresh }()
-		if _, err := g.do(g.ctx, stale.Key, req, base, stale, up); err != nil {
-			g.cfg.Logger.Debug("background refresh failed", "key", stale.Key, "err", err)
+		if _, err := g.do(g.ctx, flightOf(key, c.via), c); err != nil {
+			g.cfg.Logger.Debug("background refresh failed", "key", key, "err", err)
 		}
 	}()
 }
 
 // fetch performs one upstream request and stores what may be stored.
-func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *httpcache.Entry, up Upstream) (Result, error) {
-	out, err := g.outbound(ctx, r, stale)
+func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
+	out, err := g.outbound(ctx, c.r, c.stale)
 	if err != nil {
 		return Result{}, err
 	}
 	since := g.cfg.Store.PurgeSeq()
 	reqTime := g.cfg.Now()
 	var resp *http.Response
-	if up != nil {
-		resp, err = up(ctx, out)
+	if c.up != nil {
+		resp, err = c.up(ctx, out)
 	} else {
 		resp, err = g.Origin(out)
 	}
@@ -301,12 +364,28 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 		return Result{}, err
 	}
 	defer resp.Body.Close()
+	res := Result{since: since}
+	if c.via {
+		res.ServedBy = resp.Header.Get("X-Served-By")
+		res.CacheStatus = resp.Header.Values("Cache-Status")
+	}
 
-	if resp.StatusCode == http.StatusNotModified && stale != nil {
+	if resp.StatusCode == http.StatusNotModified && c.stale != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		e := stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
-		stored := g.put(e, since)
-		return Result{Entry: e, Stored: stored, Revalidated: true, since: since}, nil
+		e := c.stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
+		res.Entry, res.Revalidated, res.Shareable = e, true, true
+		if c.via {
+			// A near copy renewed: a new lease, or none.
+			e.Near = time.Time{}
+			if c.keep != nil {
+				e.Near = c.keep(e)
+			}
+			if e.Near.IsZero() {
+				return res, nil
+			}
+		}
+		res.Stored = g.put(e, since)
+		return res, nil
 	}
 	if resp.ContentLength > g.cfg.MaxObjectBytes {
 		g.m.fetches.WithLabelValues("too_large").Inc()
@@ -324,13 +403,28 @@ func (g *Group) fetch(ctx context.Context, r *http.Request, base string, stale *
 	}
 	// The entry is built for the request that was sent (always GET), so a
 	// HEAD from the client still stores the full object.
-	e := httpcache.NewEntry(base, "", out, resp.StatusCode, resp.Header, body, reqTime, g.cfg.Now(), g.cfg.Defaults)
-	e.Key = httpcache.VariantKey(base, e.Vary, r.Header) // not yet shared: still ours to finish
-	stored := false
-	if ok, _ := httpcache.Storable(out, resp.StatusCode, resp.Header); ok {
-		stored = g.put(e, since)
+	e := httpcache.NewEntry(c.base, "", out, resp.StatusCode, resp.Header, body, reqTime, g.cfg.Now(), g.cfg.Defaults)
+	e.Key = httpcache.VariantKey(c.base, e.Vary, c.r.Header) // not yet shared: still ours to finish
+	res.Entry = e
+	storable, _ := httpcache.Storable(out, resp.StatusCode, resp.Header)
+	res.Shareable = storable || (c.via && IsErrorStatus(resp.StatusCode) && !private(resp.Header))
+	switch {
+	case !storable:
+	case !c.via:
+		res.Stored = g.put(e, since)
+	case c.keep != nil:
+		if until := c.keep(e); !until.IsZero() {
+			e.Near = until // still ours alone: not yet stored or shared
+			res.Stored = g.put(e, since)
+		}
 	}
-	return Result{Entry: e, Stored: stored, since: since}, nil
+	return res, nil
+}
+
+// private reports whether a response says it is for one client only.
+func private(h http.Header) bool {
+	cc := httpcache.ParseCacheControl(h)
+	return cc.Private || cc.NoStore
 }
 
 // put stores e unless a purge that matches it was applied since its fetch

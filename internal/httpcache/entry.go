@@ -45,6 +45,11 @@ type Entry struct {
 	ETag, LastModified string
 	Vary               []string // canonical header names from Vary, sorted, distinct
 	Tags               []string // from Surrogate-Key (space separated) and Cache-Tag (comma separated), distinct
+	// Near, when set, marks a near copy: an entry a router keeps of a hot
+	// object it does not own, filled from the object's replica set (never
+	// the origin), which the store drops at Near. Zero for every other
+	// entry.
+	Near time.Time
 
 	size   int64 // Size, computed by NewEntry; 0 in hand-built entries
 	marker bool  // a Vary marker in the store, not a response

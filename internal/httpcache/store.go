@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -40,6 +41,10 @@ type StoreConfig struct {
 	// (base, variant) pairs. An entry whose refs do not fit is rejected
 	// ("tag_index_full"). Default MaxBytes/1024, at least 4096.
 	MaxIndexRefs int
+	// MaxNearBytes bounds the sum of Entry.Size of the near copies stored
+	// (entries with Near set), within MaxBytes; a near copy beyond it is
+	// rejected ("near_budget"). Zero means no near copies.
+	MaxNearBytes int64
 	// RevalidateGrace is how long an entry with a validator (ETag or
 	// Last-Modified) is kept after it can no longer be served, so that a
 	// refresh can be a conditional request. Default 10 minutes; negative
@@ -77,6 +82,9 @@ type Store struct {
 	grace    time.Duration
 	m        *storeMetrics
 	journal  journal // recent purges, for fills in flight (PutUnlessPurged)
+	maxNear  int64
+	near     atomic.Int64 // bytes of near copies stored
+	nearN    atomic.Int64 // near copies stored
 	close    sync.Once
 }
 
@@ -92,6 +100,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		maxEntry: cfg.MaxEntryBytes,
 		maxTags:  cfg.MaxTagsPerEntry,
 		grace:    cfg.RevalidateGrace,
+		maxNear:  cfg.MaxNearBytes,
 		m:        newStoreMetrics(),
 	}
 	opts := &otter.Options[string, *Entry]{
@@ -123,7 +132,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 
 // validate checks cfg and fills in defaults.
 func (c *StoreConfig) validate() error {
-	if c.MaxBytes < 0 || c.MaxEntryBytes < 0 || c.MaxTagsPerEntry < 0 || c.MaxIndexRefs < 0 {
+	if c.MaxBytes < 0 || c.MaxEntryBytes < 0 || c.MaxTagsPerEntry < 0 || c.MaxIndexRefs < 0 || c.MaxNearBytes < 0 {
 		return errors.New("negative bound")
 	}
 	if c.MaxBytes == 0 {
@@ -200,6 +209,12 @@ func (s *Store) Put(e *Entry) bool {
 			full = true
 			return old, otter.InvalidateOp
 		}
+		if !e.Near.IsZero() {
+			// Counted under the key's lock, before the deletion listener
+			// of the entry it replaces runs.
+			s.near.Add(e.Size())
+			s.nearN.Add(1)
+		}
 		return e, otter.WriteOp
 	})
 	if full {
@@ -228,6 +243,8 @@ func (s *Store) check(e *Entry) string {
 		return "too_many_tags"
 	case s.keepFor(e, s.now()) <= 0:
 		return "expired"
+	case !e.Near.IsZero() && s.near.Load()+e.Size() > s.maxNear:
+		return "near_budget"
 	}
 	return ""
 }
@@ -270,6 +287,9 @@ func (s *Store) dropVariants(base, keep string) int {
 func (s *Store) keepFor(e *Entry, now time.Time) time.Duration {
 	if e.marker {
 		return forever
+	}
+	if !e.Near.IsZero() {
+		return min(e.Near.Sub(now), forever) // a near copy lapses with its lease
 	}
 	d := satAdd(e.TTL(now), max(e.SWR, e.SIE))
 	if s.grace > 0 && (e.ETag != "" || e.LastModified != "") {
@@ -355,6 +375,9 @@ func (s *Store) soften(key string, now time.Time) bool {
 			return old, otter.CancelOp
 		}
 		found = true
+		if !old.Near.IsZero() {
+			return old, otter.InvalidateOp // a near copy is refilled from its owner, not softened
+		}
 		ne := old.stale(now)
 		if ne == old {
 			return old, otter.CancelOp
@@ -374,6 +397,10 @@ func (s *Store) deleted(ev otter.DeletionEvent[string, *Entry]) {
 	if indexed(ev.Value) {
 		s.index.remove(ev.Value)
 	}
+	if !ev.Value.Near.IsZero() {
+		s.near.Add(-ev.Value.Size())
+		s.nearN.Add(-1)
+	}
 	switch ev.Cause {
 	case otter.CauseOverflow:
 		s.m.evictedSize.Inc()
@@ -384,6 +411,12 @@ func (s *Store) deleted(ev otter.DeletionEvent[string, *Entry]) {
 
 // Bytes returns the weighted size of the store (sum of Entry.Size).
 func (s *Store) Bytes() int64 { return int64(s.cache.WeightedSize()) }
+
+// NearBytes is the bytes of near copies stored (within MaxNearBytes).
+func (s *Store) NearBytes() int64 { return s.near.Load() }
+
+// NearLen is the number of near copies stored.
+func (s *Store) NearLen() int64 { return s.nearN.Load() }
 
 // Len returns the approximate number of stored items, Vary markers included.
 func (s *Store) Len() int { return s.cache.EstimatedSize() }

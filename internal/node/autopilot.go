@@ -179,6 +179,20 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 	}
 }
 
+// reportSoon asks the reporter for a report ahead of its tick, because a
+// key turned hot on the serving path. It never blocks: a request already
+// pending covers this one.
+func (n *Node) reportSoon() {
+	if n.ap.leader == nil {
+		return // the autopilot is off here: nobody to tell
+	}
+	select {
+	case n.reportNow <- struct{}{}:
+	default:
+		n.m.shed("heat_report_now") // coalesced with the one pending
+	}
+}
+
 // reportHeat sends a heat report to the leader every ReportInterval. A
 // report that cannot be delivered is dropped (the next one replaces it);
 // nothing on the serving path waits for this.
@@ -187,11 +201,22 @@ func (n *Node) reportHeat(ctx context.Context) error {
 	defer t.Stop()
 	w := n.m.window()
 	var recent heat.Recent
+	var lastNow time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-n.reportNow:
+			// A key just turned hot here: tell the leader now, not on the
+			// next tick, but at most a few times per interval.
+			if now := n.cfg.Now(); now.Sub(lastNow) < n.cfg.ReportInterval/4 {
+				continue
+			} else {
+				lastNow = now
+			}
+			n.ap.heat.Tick(n.cfg.Now())
+			n.m.reportsNow.Inc()
 		}
 		r := n.report(w, &recent)
 		if n.ap.election.IsLeader() {

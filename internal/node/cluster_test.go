@@ -53,7 +53,9 @@ func TestOneOriginFetchPerObject(t *testing.T) {
 		if r.body != want {
 			t.Fatalf("reply %d body differs: %q vs %q", i, r.body, want)
 		}
-		servedBy[r.header.Get("X-Served-By")]++
+		if !strings.Contains(cacheStatus(r.header), "detail=near") {
+			servedBy[r.header.Get("X-Served-By")]++ // the near copies aside
+		}
 	}
 	if got := tc.origin.Fetches(); got != 1 {
 		statuses := map[string]int{}
@@ -63,7 +65,7 @@ func TestOneOriginFetchPerObject(t *testing.T) {
 		t.Fatalf("origin fetches = %d, want exactly 1; served by %v; statuses %v", got, servedBy, statuses)
 	}
 	if len(servedBy) != 1 {
-		t.Errorf("served by %v, want only the owner", servedBy)
+		t.Errorf("served by %v, want only the owner (or routers' near copies)", servedBy)
 	}
 
 	// Expired (max-age 5s) but inside the default stale-while-revalidate

@@ -71,6 +71,10 @@ type Config struct {
 	// passing them to the origin.
 	RejectUnsafe bool
 
+	// NearCopy configures the near copies routers keep of objects that are
+	// hot at them (zero fields: the defaults; see NearCopyConfig).
+	NearCopy NearCopyConfig
+
 	// PurgeMaxDisconnect bounds how long the node trusts its cache while it
 	// cannot see the purge log: beyond it, entries older than the bound are
 	// served only as stale while revalidating. Default 10s.
@@ -132,6 +136,7 @@ func DefaultConfig() Config {
 		ReportInterval:       250 * time.Millisecond,
 		ElectionTTL:          5 * time.Second,
 		ShutdownGrace:        10 * time.Second,
+		NearCopy:             NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
 	}
 }
 
@@ -199,6 +204,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.NearCopy.RPS == 0 {
+		c.NearCopy.RPS = d.NearCopy.RPS
+	}
+	if c.NearCopy.TTL == 0 {
+		c.NearCopy.TTL = d.NearCopy.TTL
+	}
+	if c.NearCopy.Share == 0 {
+		c.NearCopy.Share = d.NearCopy.Share
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -268,6 +282,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max inflight %d must be at least 1", c.MaxInflight))
+	}
+	if c.NearCopy.RPS <= 0 || c.NearCopy.TTL < 0 || c.NearCopy.Share < 0 || c.NearCopy.Share > 1 {
+		errs = append(errs, fmt.Errorf("near copies: rate %v must be positive, ttl %v not negative, share %v in [0, 1]", c.NearCopy.RPS, c.NearCopy.TTL, c.NearCopy.Share))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))

@@ -12,16 +12,18 @@ import (
 // metrics are the node's own series; store and origin series are registered
 // by their packages on the same registry.
 type metrics struct {
-	requests  map[string]prometheus.Counter // by result, resolved once: no label lookup per request
-	duration  prometheus.Histogram
-	failovers prometheus.Counter
-	sheds     *prometheus.CounterVec
+	requests   map[string]prometheus.Counter // by result, resolved once: no label lookup per request
+	duration   prometheus.Histogram
+	failovers  prometheus.Counter
+	sheds      *prometheus.CounterVec
+	nearKept   prometheus.Counter
+	reportsNow prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crowdpilot_requests_total",
-		Help: "Data requests by result: hit, miss, stale, collapsed, forwarded, pass, shed, error, bad_request.",
+		Help: "Data requests by result: hit, miss, stale, collapsed, near (a router's near copy), via_peer (a router's collapsed fetch from the replica set), forwarded, pass, shed, error, bad_request.",
 	}, []string{"result"})
 	m := &metrics{
 		requests: make(map[string]prometheus.Counter),
@@ -38,11 +40,19 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 			Name: "crowdpilot_shed_total",
 			Help: "Work dropped at a bound, by reason (origin_limit, origin_timeout, refresh_pool, ...).",
 		}, []string{"reason"}),
+		nearKept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_near_copies_kept_total",
+			Help: "Near copies this node kept (or renewed) of hot objects it does not own, filled from their replica sets.",
+		}),
+		reportsNow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_heat_reports_immediate_total",
+			Help: "Heat reports sent at once because a key turned hot here, ahead of the report tick.",
+		}),
 	}
-	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resForwarded, resPass, resShed, resError, resBad} {
+	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resPeer, resForwarded, resPass, resShed, resError, resBad} {
 		m.requests[r] = reqs.WithLabelValues(r)
 	}
-	reg.MustRegister(reqs, m.duration, m.failovers, m.sheds,
+	reg.MustRegister(reqs, m.duration, m.failovers, m.sheds, m.nearKept, m.reportsNow,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "crowdpilot_inflight_requests",
 			Help: "Data requests being served.",

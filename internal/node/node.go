@@ -17,10 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/heat"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 	"github.com/crowdpilot/crowdpilot/internal/purge"
 	"github.com/crowdpilot/crowdpilot/internal/route"
@@ -58,6 +60,9 @@ type Node struct {
 
 	ap autopilotParts
 
+	meter     *heat.Meter   // per-key rates on the serving path: near copies, immediate reports
+	reportNow chan struct{} // a key turned hot: report before the tick (capacity 1: coalesces)
+
 	inflight atomic.Int64
 
 	dataLn, adminLn net.Listener
@@ -78,20 +83,39 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, origin: origin, servedBy: []string{cfg.ID},
 		publishRev:    make(chan struct{}, 1),
+		reportNow:     make(chan struct{}, 1),
 		invalidations: make(chan string, invalidateQueue),
 	}
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 
 	var err error
+	if n.meter, err = newMeter(cfg); err != nil {
+		return nil, fmt.Errorf("node near-copy meter: %w", err)
+	}
+	var nearBytes int64
+	if !cfg.NearCopy.Disabled {
+		nearBytes = int64(float64(cfg.StoreBytes) * cfg.NearCopy.Share)
+	}
 	n.store, err = httpcache.NewStore(httpcache.StoreConfig{
-		MaxBytes:   cfg.StoreBytes,
-		Registerer: cfg.Registry,
-		Now:        cfg.Now,
+		MaxBytes:     cfg.StoreBytes,
+		MaxNearBytes: nearBytes,
+		Registerer:   cfg.Registry,
+		Now:          cfg.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node store: %w", err)
 	}
+	cfg.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crowdpilot_near_copies",
+			Help: "Near copies this node holds: hot objects it does not own, kept under a short lease.",
+		}, func() float64 { return float64(n.store.NearLen()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crowdpilot_near_copy_bytes",
+			Help: "Bytes of near copies this node holds (bounded by --near-copy-share of the store).",
+		}, func() float64 { return float64(n.store.NearBytes()) }),
+	)
 	n.fill, err = fill.New(fill.Config{
 		Origin: origin,
 		Store:  n.store,

@@ -29,19 +29,23 @@ const (
 // ServeHTTP is the data listener: route, then serve from the store or fill.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := n.cfg.Now()
-	var result string
+	result := resError // what a request cut off mid-body (a panic) counts as
+	// Deferred, so that a response aborted mid-body (http.ErrAbortHandler)
+	// still gives its slot back.
+	defer func() {
+		n.inflight.Add(-1)
+		n.m.observe(result, n.cfg.Now().Sub(start))
+	}()
 	if n.inflight.Add(1) > n.cfg.MaxInflight {
 		// Past the bound a request gets a fast 503, not a slot in a queue.
 		n.m.shed("inflight")
 		result = n.unavailable(w, "node at capacity", "inflight")
-	} else {
-		result = n.serve(w, r)
+		return
 	}
-	n.inflight.Add(-1)
-	n.m.observe(result, n.cfg.Now().Sub(start))
+	result = n.serve(w, r, start)
 }
 
-func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
+func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) string {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodConnect, http.MethodTrace:
@@ -68,8 +72,17 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 		if n.ap.leader != nil {
 			n.ap.heat.Observe(hash, base) // counted once, where the request enters
 		}
+		hot, crossed := n.meter.Observe(hash, now.UnixNano())
+		if crossed {
+			n.reportSoon()
+		}
 		var buf [4]route.Target
 		plan := n.router.Plan(hash, buf[:0])
+		if !plan.Local && viaOK(r) {
+			if res, ok := n.serveVia(w, r, base, hash, plan, hot && !n.cfg.NearCopy.Disabled, now); ok {
+				return res
+			}
+		}
 		for _, t := range plan.Targets {
 			if n.forward(w, r, t) {
 				return resForwarded
@@ -104,7 +117,14 @@ func (n *Node) baseKey(r *http.Request) (string, error) {
 // caller should try the next.
 func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) bool {
 	done := n.router.Begin(t)
+	ended := false
+	defer func() {
+		if !ended {
+			done(nil) // aborted mid-body (a panic): the peer's count goes back down
+		}
+	}()
 	err := n.fwd.Forward(r.Context(), w, r, t.Addr(), statusForwarded)
+	ended = true
 	if err == nil {
 		done(nil)
 		return true

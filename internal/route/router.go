@@ -161,6 +161,16 @@ func (r *Router) Replicas(hash uint64) []string {
 	return ids
 }
 
+// InFlight is the number of forwards under way to the peer id.
+func (r *Router) InFlight(id string) int64 {
+	for _, p := range r.tab.Load().peers {
+		if p.ID == id {
+			return p.inflight.Load()
+		}
+	}
+	return 0
+}
+
 // Suspected reports whether this router currently skips the peer id
 // because forwards to it failed (see Begin).
 func (r *Router) Suspected(id string) bool {

@@ -1,0 +1,176 @@
+package node
+
+// The data plane's answer to a crowd: a router collapses its concurrent
+// fetches of one key into one request to the key's replica set, and keeps a
+// near copy of a key that is hot here, serving it itself. See "Two speeds"
+// in DESIGN.md.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/heat"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
+)
+
+// Near-copy results, label values of crowdpilot_requests_total.
+const (
+	resNear = "near"     // answered from this router's near copy
+	resPeer = "via_peer" // fetched from R(k) by this router, collapsed with its other requests for the key
+)
+
+// NearCopyConfig configures the data plane's near copies.
+type NearCopyConfig struct {
+	// Disabled turns near copies off: routers still collapse their fetches
+	// of one key into one request to R(k), but keep nothing.
+	Disabled bool
+	// RPS is the request rate of one key at this node, over HeatWindow,
+	// from which the node keeps a near copy of it. Default 20.
+	RPS float64
+	// TTL bounds a near copy's lease; it is also bounded by the object's
+	// own freshness. Renewed from R(k) while the key stays hot. Default 2s.
+	TTL time.Duration
+	// Share is the part of StoreBytes near copies may use, in (0, 1].
+	// Default 0.25.
+	Share float64
+}
+
+// meterSlots sizes the near-copy meter: keys sharing a slot read hotter
+// than they are, never cooler.
+const meterSlots = 4096
+
+func newMeter(cfg Config) (*heat.Meter, error) {
+	return heat.NewMeter(meterSlots, cfg.HeatWindow, cfg.NearCopy.RPS)
+}
+
+// viaOK reports whether a request may share a router's fetch with others:
+// nothing in it is personal (credentials, cookies) and it asks nothing of
+// the cache that the owner should decide (request directives). Others are
+// forwarded one by one, as they came.
+func viaOK(r *http.Request) bool {
+	h := r.Header
+	return len(h["Authorization"]) == 0 && len(h["Cookie"]) == 0 &&
+		len(h["Cache-Control"]) == 0 && len(h["Pragma"]) == 0 &&
+		(r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0)
+}
+
+// serveVia answers a request this node does not own: from its near copy
+// when it holds a live one, otherwise by one fetch from R(k) shared with
+// every concurrent request for the key here, kept as a near copy when the
+// key is hot. It reports false when nothing was written (the object is too
+// large to hold, or every member failed): the caller forwards as usual.
+func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
+	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) && e.TTL(now) > 0 {
+		if hot && n.nearRenewDue(e, now) {
+			n.fill.RefreshVia(r, base, e, n.viaUpstream(plan.Targets), n.keepNear(hash))
+		}
+		n.writeEntry(w, r, e, now, "crowdpilot; hit; ttl="+secs(e.TTL(now))+"; detail=near")
+		return resNear, true
+	}
+	var keep fill.Keep // decided when the response arrives: the crowd may have come meanwhile
+	if !n.cfg.NearCopy.Disabled {
+		keep = n.keepNear(hash)
+	}
+	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(plan.Targets), keep)
+	if err != nil {
+		if !errors.Is(err, fill.ErrTooLarge) && r.Context().Err() == nil {
+			n.cfg.Logger.Debug("fetch from the replica set failed; forwarding", "key", base, "err", err)
+		}
+		return "", false
+	}
+	if res.Stored {
+		n.m.nearKept.Inc()
+	}
+	h := w.Header()
+	status := "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status) + "; detail=peer"
+	switch {
+	case res.Stored:
+		status = "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status) + "; stored; ttl=" + secs(res.Entry.TTL(now)) + "; detail=near"
+	case res.Collapsed:
+		status += "; collapsed"
+	}
+	h["Cache-Status"] = append(slices.Clip(res.CacheStatus), status)
+	servedBy := n.servedBy
+	if !res.Stored && res.ServedBy != "" {
+		servedBy = []string{res.ServedBy} // the peer's store answered
+	}
+	h["X-Served-By"] = servedBy
+	httpcache.ServeEntry(w, r, res.Entry, now)
+	return resPeer, true
+}
+
+// nearRenewDue reports whether a hit on near copy e should renew it: past
+// the prefresh point of its lease, so a key that stays hot never misses.
+func (n *Node) nearRenewDue(e *httpcache.Entry, now time.Time) bool {
+	lease := e.Near.Sub(e.ResponseTime)
+	left := e.Near.Sub(now)
+	return float64(left) <= float64(lease)*(1-n.cfg.Prefresh)
+}
+
+// keepNear is the lease of a near copy of hash, decided when the response
+// arrives: while the key is hot here, until the object's freshness ends or
+// the near-copy TTL passes, whichever is first; nothing for a key that is
+// not hot, or an object already stale.
+func (n *Node) keepNear(hash uint64) fill.Keep {
+	return func(e *httpcache.Entry) time.Time {
+		now := n.cfg.Now()
+		ttl := e.TTL(now)
+		if ttl <= 0 || e.Status != http.StatusOK || !n.meter.Hot(hash, now.UnixNano()) {
+			return time.Time{}
+		}
+		return now.Add(min(ttl, n.cfg.NearCopy.TTL))
+	}
+}
+
+// viaUpstream asks the members of R(k) in the plan's order, each under the
+// router's in-flight count and health, failing over to the next; when all
+// fail, the node fetches for itself (as the forwarding path does).
+func (n *Node) viaUpstream(targets []route.Target) fill.Upstream {
+	ts := slices.Clone(targets) // the flight outlives the caller's plan buffer
+	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		// The member must have applied every purge we have before it may
+		// hand us a copy; the header also asks for the object's tags.
+		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
+		for _, t := range ts {
+			done := n.router.Begin(t)
+			resp, err := n.fwd.Fetch(ctx, out, t.Addr())
+			if err == nil {
+				resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
+				return resp, nil
+			}
+			if ctx.Err() != nil {
+				done(nil)
+				return nil, err
+			}
+			n.m.failovers.Inc()
+			if done(err) {
+				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
+			}
+		}
+		out.Header.Del(purgeRevHeader)
+		return n.fill.Origin(out)
+	}
+}
+
+// doneBody ends a forward's in-flight count when its body is closed.
+type doneBody struct {
+	io.ReadCloser
+	done func(error) bool
+	once bool
+}
+
+func (b *doneBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.once {
+		b.once = true
+		b.done(nil)
+	}
+	return err
+}

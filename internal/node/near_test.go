@@ -1,0 +1,205 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/demo"
+)
+
+// requestsServed is the node's crowdpilot_requests_total over all results.
+func requestsServed(t *testing.T, nd *Node) float64 {
+	t.Helper()
+	mfs, err := nd.cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "crowdpilot_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// TestRoutersCollapseAndKeepNearCopies: a cold stampede of 2,000 requests
+// over 3 nodes reaches the owner as about one forward per router (not one
+// per client), costs the origin one fetch, and leaves each router a near
+// copy it serves itself; the near copies lapse once the crowd has gone, and
+// a purge with wait reaches them like any other entry.
+func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
+	clock := newTestClock()
+	tc := newTestCluster(t, 3, demo.Config{Latency: 200 * time.Millisecond, MaxAge: time.Minute, Now: clock.Now},
+		func(c *Config) {
+			c.Now = clock.Now
+			c.DisableAutopilot = true // the data plane alone: no leased replicas
+		})
+	const path = "/live/final"
+	owner, _ := tc.nodes[0].router.Owner(tc.hashOf(path))
+	var ownerNode *Node
+	var routers []*Node
+	direct := 0 // requests the burst sends straight to the owner
+	for i, nd := range tc.nodes {
+		if nd.ID() == owner.ID {
+			ownerNode = nd
+			for j := range 2000 {
+				if j%3 == i {
+					direct++
+				}
+			}
+		} else {
+			routers = append(routers, nd)
+		}
+	}
+	before := requestsServed(t, ownerNode)
+
+	replies := tc.burst(2000, path, all(3))
+	near := 0
+	for i, r := range replies {
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("reply %d: status %d err %v", i, r.status, r.err)
+		}
+		if strings.Contains(cacheStatus(r.header), "detail=near") {
+			near++
+		}
+	}
+	if got := tc.origin.FetchesOf(path); got != 1 {
+		t.Errorf("origin fetches = %d, want 1", got)
+	}
+	for _, nd := range tc.nodes {
+		mfs, _ := nd.cfg.Registry.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "crowdpilot_requests_total" {
+				for _, m := range mf.GetMetric() {
+					if v := m.GetCounter().GetValue(); v > 0 {
+						t.Logf("%s %s=%v", nd.ID(), m.GetLabel()[0].GetValue(), v)
+					}
+				}
+			}
+		}
+	}
+	forwards := requestsServed(t, ownerNode) - before - float64(direct)
+	if forwards > float64(2*len(routers)) {
+		t.Errorf("the owner got %.0f forwards from %d routers for one cold key, want about one per router", forwards, len(routers))
+	}
+	t.Logf("owner %s got %.0f forwards; %d of 2000 replies came from near copies", owner.ID, forwards, near)
+	key := tc.key(path)
+	for _, nd := range routers {
+		if e, ok := nd.store.Get(key, nil); !ok || e.Near.IsZero() {
+			t.Errorf("router %s holds no near copy after the stampede", nd.ID())
+		}
+	}
+	// A router serves its near copy itself.
+	for _, nd := range routers {
+		before := requestsServed(t, ownerNode)
+		s, _, h, err := tc.get("http://" + nd.DataAddr() + path)
+		if err != nil || s != 200 || !strings.Contains(cacheStatus(h), "detail=near") || h.Get("X-Served-By") != nd.ID() {
+			t.Errorf("via %s: %d %v, Cache-Status %q, X-Served-By %q: want its near copy", nd.ID(), s, err, cacheStatus(h), h.Get("X-Served-By"))
+		}
+		if got := requestsServed(t, ownerNode) - before; got != 0 {
+			t.Errorf("a near hit at %s cost the owner %.0f requests", nd.ID(), got)
+		}
+	}
+
+	// The crowd leaves: once the lease (2s by default) has passed, the
+	// near copies are gone by themselves, and a lone request is forwarded.
+	clock.Advance(3 * time.Second)
+	for _, nd := range routers {
+		if _, ok := nd.store.Get(key, nil); ok {
+			t.Errorf("router %s still holds its near copy after its lease", nd.ID())
+		}
+		s, _, h, err := tc.get("http://" + nd.DataAddr() + path)
+		if err != nil || s != 200 || strings.Contains(cacheStatus(h), "detail=near") {
+			t.Errorf("via %s after the crowd: %d %v, Cache-Status %q: want a forward", nd.ID(), s, err, cacheStatus(h))
+		}
+	}
+
+	// Hot again, then purged with wait: no router serves the old copy.
+	tc.burst(300, path, all(3))
+	for _, nd := range routers {
+		if e, ok := nd.store.Get(key, nil); !ok || e.Near.IsZero() {
+			t.Fatalf("router %s holds no near copy after the second crowd", nd.ID())
+		}
+	}
+	tc.origin.Update(path)
+	code, out := tc.adminPost(0, "secret", fmt.Sprintf(`{"key": %q, "wait": "5s"}`, path))
+	if code != 200 || out["complete"] != true {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	for i := range tc.nodes {
+		if v := tc.version(i, path); v != 1 {
+			t.Errorf("via n%d after the acknowledged purge: version %d, want 1", i, v)
+		}
+	}
+}
+
+// TestAbortedResponsesGiveTheirSlotsBack: responses cut off mid-body (the
+// origin drops the connection while an owner streams an object too large
+// to cache, and the router forwarding it aborts in turn) leave neither the
+// nodes' in-flight counts nor the router's per-peer count up: they used to,
+// for good, which skewed power-of-two choices and at --max-inflight shed
+// everything.
+func TestAbortedResponsesGiveTheirSlotsBack(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(4<<20))
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // mid-body
+		}
+	}))
+	defer origin.Close()
+	tc := newTestCluster(t, 2, demo.Config{}, func(c *Config) {
+		c.Origin = origin.URL
+		c.MaxObjectBytes = 1 << 20
+		c.DisableAutopilot = true
+	})
+	// A path the second node owns, asked of the first.
+	router, owner := tc.nodes[0], tc.nodes[1]
+	path := ""
+	for i := 0; path == ""; i++ {
+		p := fmt.Sprintf("/big/%d", i)
+		if o, _ := router.router.Owner(tc.hashOf(p)); o.ID == owner.ID() {
+			path = p
+		}
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+router.DataAddr()+path, nil)
+			req.Header.Set("Cookie", "session=1") // not shared: forwarded as it came
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				return
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && n == 4<<20 {
+				t.Errorf("got the whole body, want it cut off")
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 5*time.Second, func() string {
+		if a, b, c := router.inflight.Load(), owner.inflight.Load(), router.router.InFlight(owner.ID()); a != 0 || b != 0 || c != 0 {
+			return fmt.Sprintf("in flight: router %d, owner %d, router's forwards to the owner %d; want 0", a, b, c)
+		}
+		return ""
+	})
+}
