@@ -25,6 +25,7 @@ type nodeFlags struct {
 	rejectUnsafe, autopilotOn                                                             bool
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
+	near                                                                                  node.NearCopyConfig
 	logFormat, logLevel                                                                   string
 }
 
@@ -71,6 +72,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.ap.MaxExtraReplicas, "max-extra-replicas", apd.MaxExtraReplicas, "cap on extra replicas over all objects")
 	fs.DurationVar(&f.ap.P99Objective, "replica-p99-objective", 0, "add replicas to a hot object while a member's p99 exceeds this (0: off)")
 	fs.Float64Var(&f.ap.ErrorObjective, "replica-error-objective", 0, "add replicas to a hot object while a member's error rate exceeds this fraction (0: off)")
+	fs.Float64Var(&f.near.RPS, "near-copy-rps", d.NearCopy.RPS, "a router keeps a near copy of a key it does not own once the key's rate at this node reaches this (requests/s over --heat-window)")
+	fs.DurationVar(&f.near.TTL, "near-copy-ttl", d.NearCopy.TTL, "lease of a near copy, also bounded by the object's freshness; renewed from the replica set while hot (0: no near copies)")
+	fs.Float64Var(&f.near.Share, "near-copy-share", d.NearCopy.Share, "part of --store-bytes near copies may use (0: no near copies)")
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
@@ -94,8 +98,19 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
 		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
-		Logger: logger,
+		NearCopy: f.nearCopy(),
+		Logger:   logger,
 	}
+}
+
+// nearCopy is the near-copy configuration; a TTL or share of 0 turns near
+// copies off (zero means zero).
+func (f *nodeFlags) nearCopy() node.NearCopyConfig {
+	nc := f.near
+	if nc.TTL == 0 || nc.Share == 0 {
+		nc.Disabled = true
+	}
+	return nc
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
