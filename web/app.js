@@ -69,26 +69,39 @@
   // ---- charts ----
   const series = { t: [], hit: [], origin: [], shed: [], req: [] };
   const charts = {};
+  const pad = (n) => String(n).padStart(2, "0");
+  const clock = (secs) => { const d = new Date(secs * 1000); return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()); };
+  const compact = (v) => Math.abs(v) >= 1e6 ? (v / 1e6).toFixed(1) + "M" : Math.abs(v) >= 1e3 ? (v / 1e3).toFixed(1) + "k" : String(+v.toFixed(2));
   function makeChart(id, label, color, opts) {
     const box = $(id);
     const u = new uPlot({
-      width: Math.max(300, box.clientWidth || 340), height: 170,
-      scales: { x: { time: true }, y: opts.y || { auto: true, range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{}, { size: 50, values: opts.values }],
-      legend: { show: true },
-      series: [{}, { label, stroke: color, width: 2, fill: color + "22", points: { show: false }, spanGaps: false }],
+      width: Math.max(260, box.clientWidth || 300), height: 160,
+      legend: { show: false },
+      cursor: { show: true, drag: { x: false, y: false } },
+      scales: {
+        // The newest second at the right edge; the window grows to WINDOW
+        // seconds, then scrolls.
+        x: { time: false, range: (u, min, max) => [max - Math.min(WINDOW, Math.max(10, max - min)), max] },
+        y: opts.y || { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+      },
+      axes: [
+        { space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300], values: (u, splits) => splits.map(clock) },
+        { size: 48, values: opts.values || ((u, splits) => splits.map(compact)) },
+      ],
+      series: [{}, { label, stroke: color, width: 2, fill: color + "22", points: { show: false } }],
     }, [[], []], box);
-    charts[id] = { u, box };
+    charts[id] = { u, box, now: $(id.replace("chart-", "now-")), fmt: opts.fmt || ((v) => fmtRate(v) + "/s") };
   }
   function initCharts() {
     makeChart("chart-hit", "hit ratio", "#2b6cb0", {
       y: { range: [0, 1] }, values: (u, vs) => vs.map((v) => (v * 100).toFixed(0) + "%"),
+      fmt: (v) => (v * 100).toFixed(1) + "%",
     });
     makeChart("chart-origin", "origin fetches/s", "#b7791f", {});
     makeChart("chart-shed", "shed/s", "#c53030", {});
     makeChart("chart-req", "requests/s", "#1f8a4c", {});
     window.addEventListener("resize", () => {
-      for (const c of Object.values(charts)) c.u.setSize({ width: Math.max(300, c.box.clientWidth), height: 170 });
+      for (const c of Object.values(charts)) c.u.setSize({ width: Math.max(260, c.box.clientWidth), height: 160 });
     });
   }
   function pushPoint(t, hit, origin, shed, req) {
@@ -103,6 +116,8 @@
       c.box.dataset.points = String(s.t.length);
       c.box.dataset.last = vals.length ? String(vals[vals.length - 1]) : "";
       c.box.dataset.max = vals.length ? String(Math.max(...vals)) : "";
+      const last = ys[ys.length - 1];
+      c.now.textContent = last === null || last === undefined ? "–" : c.fmt(last);
     };
     upd("chart-hit", s.hit); upd("chart-origin", s.origin); upd("chart-shed", s.shed); upd("chart-req", s.req);
   }
@@ -211,7 +226,7 @@
   function renderEvents(evs) {
     const now = Date.now() + serverSkew;
     const tl = $("timeline");
-    const marks = [el("div", null, "axis")];
+    const marks = [el("div", null, "axis"), el("span", "5 min ago", "tl-from"), el("span", "now", "tl-to")];
     const rows = [];
     for (const e of evs) {
       const t = Date.parse(e.time);
@@ -220,12 +235,12 @@
       if (age >= 0 && age <= TIMELINE_MS) {
         const m = el("div", null, "ev " + e.action + (e.error ? " failed" : ""));
         m.style.left = (100 * (1 - age / TIMELINE_MS)).toFixed(2) + "%";
-        m.title = new Date(t).toLocaleTimeString() + " " + what;
+        m.title = clock(t / 1000) + " " + what;
         marks.push(m);
       }
       if (rows.length < 50) {
         const tr = el("tr");
-        tr.append(el("td", new Date(t).toLocaleTimeString()), el("td", e.action, e.error ? "err" : ""),
+        tr.append(el("td", clock(t / 1000)), el("td", e.action, e.error ? "err" : ""),
           el("td", e.key, "key"), el("td", e.node), el("td", e.current + " → " + e.desired),
           el("td", e.reason + (e.error ? " (failed: " + e.error + ")" : ""), "reason"));
         rows.push(tr);
@@ -291,7 +306,7 @@
       serverSkew = Date.parse(c.time) - Date.now();
       $("self").textContent = c.self;
       renderMembers(c);
-      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      $("updated").textContent = "updated " + clock(Date.now() / 1000);
       $("updated").className = "";
     } else {
       $("updated").textContent = "node unreachable";

@@ -215,11 +215,42 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("n%d still serves version %d after the purge", i, v)
 		}
 	}
-	// The members table shows the revision on every member once the page
-	// polls again.
+	// What the page shows from the API is text, never markup: a tag that
+	// looks like HTML is echoed as typed and creates no element.
+	const markup = `<img/id=pwn/src=x/onerror=window.pwned=1>`
+	run("purge a tag that looks like HTML",
+		chromedp.SetValue(chromedp.ID("purge-kind"), "tag"),
+		clearInput("purge-value"),
+		chromedp.SendKeys(chromedp.ID("purge-value"), markup),
+		chromedp.Click(chromedp.ID("purge-go")),
+		chromedp.PollFunction[chromedp.Void](`(markup) => {
+			const r = document.getElementById("purge-result");
+			return r.dataset.complete === "true" && r.textContent.includes("tag " + markup + " committed");
+		}`, chromedp.WithPollingArgs(markup), chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if injected, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById("pwn") !== null || window.pwned === 1`)); err != nil || injected {
+		t.Errorf("markup from the API became an element (%v, %v)", injected, err)
+	}
+	// Put the key purge back on screen for the screenshot.
+	run("restore the form",
+		chromedp.SetValue(chromedp.ID("purge-kind"), "key"),
+		clearInput("purge-value"),
+		chromedp.SendKeys(chromedp.ID("purge-value"), hotPath),
+		chromedp.Click(chromedp.ID("purge-go")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("purge-result").dataset.complete === "true"`,
+			chromedp.WithPollingTimeout(10*time.Second)),
+	)
+
+	// The members table shows the last revision on every member once the
+	// page polls again.
+	res, err = chromedp.Run(bctx, chromedp.Attributes(chromedp.ID("purge-result")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := strconv.ParseInt(res["data-rev"], 10, 64)
 	run("members show the purge revision",
 		chromedp.PollFunction[chromedp.Void](`(rev) => [...document.querySelectorAll("#members tbody tr")].every(tr => Number(tr.children[5].textContent) >= rev)`,
-			chromedp.WithPollingArgs(rev), chromedp.WithPollingTimeout(10*time.Second)),
+			chromedp.WithPollingArgs(last), chromedp.WithPollingTimeout(10*time.Second)),
 	)
 
 	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
@@ -246,4 +277,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("page problem: %s", p)
 	}
+}
+
+// clearInput empties a text input (SetValue refuses an empty value).
+func clearInput(id string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`(document.getElementById(%q).value = "", true)`, id))(ctx, t)
+		return err
+	})
 }
