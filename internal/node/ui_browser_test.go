@@ -28,8 +28,9 @@ const chromiumPath = "/usr/bin/chromium"
 const browserCrowdMax = 30000
 
 // TestDashboardInBrowser loads /ui/ in a real headless Chromium against a
-// 3-node cluster: no console errors or exceptions, the charts move while a
-// crowd is driven, and a purge typed into the page reaches every node.
+// 3-node cluster: no console errors, exceptions or CSP violations, the
+// charts move while a crowd is driven, a purge typed into the page reaches
+// every node, and a node drained from the page leaves routing.
 // A full-page screenshot is kept: in $CROWDPILOT_ARTIFACTS if set, else in
 // the test's temporary directory (the path is logged).
 func TestDashboardInBrowser(t *testing.T) {
@@ -269,6 +270,42 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	// Drain n2 from its row (the page asks to confirm: say yes), then undrain.
+	routesToN2 := func() bool {
+		for _, p := range tc.nodes[0].router.Peers() {
+			if p.ID == "n2" {
+				return true
+			}
+		}
+		return false
+	}
+	run("drain n2 from the page",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)(ctx, tg)
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`#members tbody tr[data-node="n2"] button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#members tbody tr[data-node="n2"] td:nth-child(3)').textContent === "draining"`,
+			chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	eventually(t, 10*time.Second, func() string {
+		if routesToN2() {
+			return "n0 still routes to the drained n2"
+		}
+		return ""
+	})
+	run("undrain n2 from the page",
+		chromedp.Click(chromedp.CSS(`#members tbody tr[data-node="n2"] button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#members tbody tr[data-node="n2"] td:nth-child(3)').textContent === "up"`,
+			chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	eventually(t, 10*time.Second, func() string {
+		if !routesToN2() {
+			return "n0 does not route to n2 again"
+		}
+		return ""
+	})
 
 	cancelBrowser()
 	listeners.Wait()
