@@ -86,6 +86,7 @@ type NodeLoad struct {
 	P99       time.Duration `json:"p99"`
 	ErrorRate float64       `json:"error_rate"`
 	At        time.Time     `json:"at"` // when the node took the report
+	Near      []NearCopy    `json:"near_copies,omitempty"`
 }
 
 // ReplicaView is one replica of a HotObject.
@@ -431,7 +432,7 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 	}
 	loads := make([]NodeLoad, 0, len(reports))
 	for _, r := range reports {
-		loads = append(loads, NodeLoad{Node: r.Node, Zone: r.Zone, CPU: r.CPU, CPULimit: r.CPULimit, InFlight: r.InFlight, P99: r.P99, ErrorRate: r.ErrorRate, At: r.At})
+		loads = append(loads, NodeLoad{Node: r.Node, Zone: r.Zone, CPU: r.CPU, CPULimit: r.CPULimit, InFlight: r.InFlight, P99: r.P99, ErrorRate: r.ErrorRate, At: r.At, Near: r.Near})
 	}
 	slices.SortFunc(loads, func(a, b NodeLoad) int { return cmp.Compare(a.Node, b.Node) })
 

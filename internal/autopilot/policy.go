@@ -52,9 +52,18 @@ type Report struct {
 	Keys       []heat.KeyRate // the node's hottest keys; each request observed at one node only
 	InFlight   int64
 	P99        time.Duration
-	ErrorRate  float64 // fraction of requests that failed, 0..1
-	CPU        float64 // cores in use
-	CPULimit   float64 // cores the node may use (its cgroup quota, else the machine's); 0 unknown
+	ErrorRate  float64    // fraction of requests that failed, 0..1
+	CPU        float64    // cores in use
+	CPULimit   float64    // cores the node may use (its cgroup quota, else the machine's); 0 unknown
+	Near       []NearCopy // near copies the node holds (the data plane's own replicas), for operators
+}
+
+// NearCopy is a near copy a node holds: an object it does not own, kept
+// under a short lease because it is hot there. The data plane makes and
+// drops them; the leader only shows them.
+type NearCopy struct {
+	Key     string    `json:"key"`
+	Expires time.Time `json:"expires"`
 }
 
 // Replica is one leased extra copy of an object.

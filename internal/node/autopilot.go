@@ -176,6 +176,7 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 		ErrorRate: l.errRate,
 		CPU:       l.cpu,
 		CPULimit:  limit,
+		Near:      n.nearCopies(now),
 	}
 }
 

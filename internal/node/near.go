@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/fill"
 	"github.com/crowdpilot/crowdpilot/internal/heat"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
@@ -87,6 +89,7 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 	}
 	if res.Stored {
 		n.m.nearKept.Inc()
+		n.nearKeys.note(base)
 	}
 	h := w.Header()
 	status := "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status) + "; detail=peer"
@@ -173,4 +176,45 @@ func (b *doneBody) Close() error {
 		b.done(nil)
 	}
 	return err
+}
+
+// maxNearKeys bounds the near copies a node lists in its reports.
+const maxNearKeys = 64
+
+// nearKeys remembers the keys this node has kept near copies of, for
+// reports and operators; the store is the truth about whether a copy is
+// still held and until when.
+type nearKeys struct {
+	mu   sync.Mutex          // guards keys
+	keys map[string]struct{} // at most maxNearKeys
+}
+
+func (k *nearKeys) note(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil {
+		k.keys = make(map[string]struct{})
+	}
+	if len(k.keys) < maxNearKeys {
+		k.keys[key] = struct{}{}
+	}
+}
+
+// nearCopies lists the near copies this node holds now, forgetting keys
+// whose copy has lapsed or been purged.
+func (n *Node) nearCopies(now time.Time) []autopilot.NearCopy {
+	k := &n.nearKeys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []autopilot.NearCopy
+	for key := range k.keys {
+		e, ok := n.store.Get(key, nil)
+		if !ok || e.Near.IsZero() || !now.Before(e.Near) {
+			delete(k.keys, key)
+			continue
+		}
+		out = append(out, autopilot.NearCopy{Key: key, Expires: e.Near})
+	}
+	slices.SortFunc(out, func(a, b autopilot.NearCopy) int { return a.Expires.Compare(b.Expires) })
+	return out
 }

@@ -99,6 +99,10 @@ func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
 		if e, ok := nd.store.Get(key, nil); !ok || e.Near.IsZero() {
 			t.Errorf("router %s holds no near copy after the stampede", nd.ID())
 		}
+		// Reported as its own kind (/api/v1/hot shows the reports).
+		if nc := nd.nearCopies(clock.Now()); len(nc) != 1 || nc[0].Key != key {
+			t.Errorf("router %s reports near copies %v, want %s", nd.ID(), nc, key)
+		}
 	}
 	// A router serves its near copy itself.
 	for _, nd := range routers {
@@ -118,6 +122,9 @@ func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
 	for _, nd := range routers {
 		if _, ok := nd.store.Get(key, nil); ok {
 			t.Errorf("router %s still holds its near copy after its lease", nd.ID())
+		}
+		if nc := nd.nearCopies(clock.Now()); len(nc) != 0 {
+			t.Errorf("router %s still reports near copies %v after their lease", nd.ID(), nc)
 		}
 		s, _, h, err := tc.get("http://" + nd.DataAddr() + path)
 		if err != nil || s != 200 || strings.Contains(cacheStatus(h), "detail=near") {

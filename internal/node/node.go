@@ -62,6 +62,7 @@ type Node struct {
 
 	meter     *heat.Meter   // per-key rates on the serving path: near copies, immediate reports
 	reportNow chan struct{} // a key turned hot: report before the tick (capacity 1: coalesces)
+	nearKeys  nearKeys      // keys of the near copies kept, for reports
 
 	inflight atomic.Int64
 
