@@ -10,7 +10,8 @@ import (
 // VariantKey folds the request's values of the Vary header names into base:
 // base + "#Name=value" for each name, in canonical form and sorted. Values are
 // normalised: each field line is trimmed, runs of whitespace collapse to one
-// space, and several lines are joined with ", ". An absent header is written
+// space, whitespace around commas is dropped, and several lines are joined
+// with ", ". An absent header is written
 // as "#Name" so that it differs from an empty one. '#', '%', '=' and control
 // bytes in names and values are percent-encoded, and base keys never contain
 // a raw '#', so variant keys are unambiguous. With no names, VariantKey
@@ -73,7 +74,9 @@ func canonicalSorted(names []string) bool {
 	return true
 }
 
-// writeFolded writes v trimmed, with whitespace runs collapsed to one space.
+// writeFolded writes v trimmed, with whitespace runs collapsed to one space
+// and whitespace around commas written as ", ": "a,b", "a , b" and two
+// field lines "a" and "b" are the same list (RFC 9111 §4.1).
 func writeFolded(b *strings.Builder, v string) {
 	v = strings.Trim(v, " \t")
 	for i := 0; i < len(v); {
@@ -85,16 +88,23 @@ func writeFolded(b *strings.Builder, v string) {
 		if j == len(v) {
 			return
 		}
-		if c := v[j]; c != ' ' && c != '\t' {
+		switch c := v[j]; c {
+		case ' ', '\t', ',':
+			comma := false
+			for j < len(v) && (v[j] == ' ' || v[j] == '\t' || v[j] == ',' && !comma) {
+				comma = comma || v[j] == ','
+				j++
+			}
+			if comma {
+				b.WriteString(", ")
+			} else {
+				b.WriteByte(' ') // v is trimmed: a value follows
+			}
+			i = j
+		default:
 			writeEscaped(b, c)
 			i = j + 1
-			continue
 		}
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		b.WriteByte(' ') // v is trimmed: a value follows
-		i = j
 	}
 }
 
@@ -111,7 +121,7 @@ func writeVaryText(b *strings.Builder, s string) {
 
 // varySpecial reports the bytes writeFolded does not copy as they are.
 func varySpecial(c byte) bool {
-	return c == '#' || c == '%' || c == '=' || c == ' ' || c == '\t' || isCTL(c)
+	return c == '#' || c == '%' || c == '=' || c == ' ' || c == '\t' || c == ',' || isCTL(c)
 }
 
 func writeEscaped(b *strings.Builder, c byte) {
