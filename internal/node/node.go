@@ -60,6 +60,7 @@ type Node struct {
 	ap autopilotParts
 
 	inflight atomic.Int64
+	policy   httpcache.RequestPolicy // how clients' request directives count
 
 	dataLn, adminLn net.Listener
 	data, admin     *http.Server
@@ -81,6 +82,7 @@ func New(cfg Config) (*Node, error) {
 		publishRev:    make(chan struct{}, 1),
 		invalidations: make(chan string, invalidateQueue),
 	}
+	n.policy = cfg.requestPolicy()
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 
@@ -94,13 +96,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node store: %w", err)
 	}
 	n.fill, err = fill.New(fill.Config{
-		Origin: origin,
-		Store:  n.store,
-		Defaults: httpcache.Defaults{
-			TTL:                  cfg.DefaultTTL,
-			StaleWhileRevalidate: cfg.StaleWhileRevalidate,
-			StaleIfError:         cfg.StaleIfError,
-		},
+		Origin:         origin,
+		Store:          n.store,
+		Defaults:       cfg.cacheDefaults(),
 		Timeout:        cfg.OriginTimeout,
 		MaxObjectBytes: cfg.MaxObjectBytes,
 		MaxLimit:       cfg.OriginMaxConcurrency,

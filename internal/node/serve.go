@@ -131,31 +131,42 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
 		return n.answer(w, r, base, nil, res, err)
 	}
+	req := httpcache.RequestDirectives(r.Header)
 	e, ok := n.store.Get(base, r.Header)
 	if !ok {
-		res, err := n.fill.Fetch(ctx, r, base, nil, n.upstreamFor(hash))
-		return n.answer(w, r, base, nil, res, err)
+		e = nil
 	}
 	now := n.cfg.Now()
-	st := e.State(now, n.cfg.Prefresh)
-	if st <= httpcache.Prefresh && !n.trustedFresh(e.ResponseTime, now) {
-		st = httpcache.StaleRevalidate
+	act := httpcache.Decide(req, e, now, n.policy)
+	if act <= httpcache.ServeRefresh && !n.trustedFresh(e.ResponseTime, now) {
+		act = httpcache.ServeStale
 	}
-	switch st {
-	case httpcache.Fresh:
+	switch act {
+	case httpcache.Serve:
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
-	case httpcache.Prefresh:
+	case httpcache.ServeRefresh:
 		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
-	case httpcache.StaleRevalidate:
+	case httpcache.ServeStale:
 		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 		return resStale
+	case httpcache.GatewayTimeout:
+		w.Header().Set("Cache-Status", "crowdpilot; fwd=miss; detail=only-if-cached")
+		w.Header()["X-Served-By"] = n.servedBy
+		http.Error(w, "not cached (only-if-cached)", http.StatusGatewayTimeout)
+		return resMiss
 	}
-	// Stale beyond revalidation: fetch (conditionally), or fall back to
-	// this copy if the origin fails within stale-if-error.
+	if req.NoStore {
+		// Nothing of this request's may be stored: it neither leads nor
+		// joins the shared fetch (RFC 9111 §5.2.1.5).
+		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
+		return n.answer(w, r, base, e, res, err)
+	}
+	// Miss, or stale beyond revalidation: fetch (conditionally), or fall
+	// back to this copy if the origin fails within stale-if-error.
 	res, err := n.fill.Fetch(ctx, r, base, e, n.upstreamFor(hash))
 	return n.answer(w, r, base, e, res, err)
 }
