@@ -40,7 +40,8 @@ type Entry struct {
 	// stale-while-revalidate and stale-if-error directives or else from
 	// Defaults. Both are 0 under must-revalidate, proxy-revalidate or
 	// no-cache; under s-maxage, which implies proxy-revalidate for a
-	// shared cache, only the explicit directives count.
+	// shared cache, only the explicit directives count, and only with
+	// Defaults.StaleUnderSMaxAge.
 	SWR, SIE time.Duration
 	// NoStale forbids serving the entry stale on a client's max-stale:
 	// must-revalidate, proxy-revalidate, no-cache or s-maxage (which

@@ -25,6 +25,13 @@ type Defaults struct {
 	StaleWhileRevalidate time.Duration
 	// StaleIfError is used, likewise, for stale-if-error.
 	StaleIfError time.Duration
+	// StaleUnderSMaxAge honours a response's explicit
+	// stale-while-revalidate and stale-if-error beside s-maxage (the
+	// "s-maxage=60, stale-while-revalidate=300" CDN idiom). RFC 9111
+	// §4.2.4 and §5.2.2.10 forbid it: s-maxage implies proxy-revalidate
+	// for a shared cache. False (strict) serves such responses stale
+	// never.
+	StaleUnderSMaxAge bool
 }
 
 // Storable reports whether a shared cache may store the response to req
@@ -156,12 +163,12 @@ func lifetime(h http.Header, cc Directives, status int, respTime time.Time, d De
 // staleWindows returns the stale-while-revalidate and stale-if-error windows.
 // must-revalidate, proxy-revalidate and no-cache forbid serving stale: both
 // are zero. s-maxage implies proxy-revalidate for a shared cache (RFC 9111
-// §5.2.2.10), so with s-maxage the node defaults do not apply, but explicit
-// stale-while-revalidate / stale-if-error are honoured: they are the origin's
-// own, more specific, permission (the common "s-maxage=60,
-// stale-while-revalidate=300" CDN idiom).
+// §5.2.2.10), so with s-maxage the node defaults do not apply, and explicit
+// stale-while-revalidate / stale-if-error only under
+// Defaults.StaleUnderSMaxAge (the origin's own, more specific, permission in
+// the common CDN idiom, a deviation from RFC 9111).
 func staleWindows(cc Directives, d Defaults) (swr, sie time.Duration) {
-	if cc.MustRevalidate || cc.ProxyRevalidate || cc.NoCache {
+	if cc.MustRevalidate || cc.ProxyRevalidate || cc.NoCache || cc.HasSMaxAge && !d.StaleUnderSMaxAge {
 		return 0, 0
 	}
 	if cc.HasSWR {

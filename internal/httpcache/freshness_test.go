@@ -67,8 +67,11 @@ func TestFreshness(t *testing.T) {
 			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s},
 		{name: "s-maxage disables default stale", h: hdr("Date", date, "Cache-Control", "s-maxage=60"),
 			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s},
-		{name: "s-maxage keeps explicit stale", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300"),
-			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s, swr: 300 * s},
+		{name: "s-maxage keeps explicit stale when allowed", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300"),
+			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour, StaleUnderSMaxAge: true}, lifetime: 60 * s, swr: 300 * s},
+		// RFC 9111 §5.2.2.10, §4.2.4: s-maxage implies proxy-revalidate.
+		{name: "s-maxage forbids explicit stale when strict", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300, stale-if-error=60"),
+			d: Defaults{}, lifetime: 60 * s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -231,6 +231,7 @@ func (c Config) cacheDefaults() httpcache.Defaults {
 		TTL:                  c.DefaultTTL,
 		StaleWhileRevalidate: c.StaleWhileRevalidate,
 		StaleIfError:         c.StaleIfError,
+		StaleUnderSMaxAge:    true,
 	}
 }
 

@@ -28,8 +28,8 @@ func TestConfigZeroIsAValue(t *testing.T) {
 	if c.DefaultTTL != 0 || c.StaleWhileRevalidate != 0 || c.StaleIfError != 0 || c.MaxBodyBytes != 0 || c.ShutdownGrace != 0 || c.IgnoreClientRevalidate {
 		t.Errorf("zeros replaced by defaults: %+v", c)
 	}
-	if d := c.cacheDefaults(); d != (httpcache.Defaults{}) {
-		t.Errorf("cache defaults %+v, want none", d)
+	if d := c.cacheDefaults(); d.TTL != 0 || d.StaleWhileRevalidate != 0 || d.StaleIfError != 0 {
+		t.Errorf("cache defaults %+v, want no TTL and no grace", d)
 	}
 	if p := c.requestPolicy(); p.IgnoreClientRevalidate {
 		t.Error("client directives ignored though IgnoreClientRevalidate is false")
@@ -59,7 +59,7 @@ func TestConfigStrict(t *testing.T) {
 	c.DefaultTTL = time.Minute
 	c.Strict = true
 	if d := c.cacheDefaults(); d != (httpcache.Defaults{}) {
-		t.Errorf("strict cache defaults %+v, want none", d)
+		t.Errorf("strict cache defaults %+v, want none (nor stale under s-maxage)", d)
 	}
 	if c.requestPolicy().IgnoreClientRevalidate {
 		t.Error("strict ignores client directives")

@@ -140,6 +140,7 @@ func TestConformanceStrict(t *testing.T) {
 	// validator (StoreConfig.RevalidateGrace): max-stale needs one.
 	o.routes["/short"] = respond(200, "s", "Cache-Control", "max-age=2", "Etag", `"s1"`)
 	o.routes["/swr"] = respond(200, "s", "Cache-Control", "max-age=2, stale-while-revalidate=30")
+	o.routes["/smaxage"] = respond(200, "s", "Cache-Control", "s-maxage=2, stale-while-revalidate=30")
 	o.routes["/vary"] = respond(200, "v", "Cache-Control", "max-age=60", "Vary", "Accept-Language", "Vary", "X-Device")
 	o.routes["/cond"] = respond(200, "c", "Cache-Control", "max-age=60", "Etag", `W/"c1"`, "Last-Modified", lastMod)
 	o.routes["/cdn"] = respond(200, "cdn", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60")
@@ -250,6 +251,7 @@ func TestConformanceStrict(t *testing.T) {
 	t.Run("§4.2.4 stale needs permission: none given, then max-stale, then stale-while-revalidate", func(t *testing.T) {
 		tc.do(0, "/short")
 		tc.do(0, "/swr")
+		tc.do(0, "/smaxage")
 		clock.Advance(5 * time.Second)
 		if r := tc.do(0, "/short"); isHit(r) {
 			t.Fatalf("expired, no permission, served from cache: %q", cacheStatus(r.header))
@@ -261,6 +263,10 @@ func TestConformanceStrict(t *testing.T) {
 		}
 		if r := tc.do(0, "/swr"); !isStale(r) {
 			t.Fatalf("stale-while-revalidate=30: %q, want served stale", cacheStatus(r.header))
+		}
+		// §5.2.2.10: s-maxage implies proxy-revalidate.
+		if r := tc.do(0, "/smaxage"); isHit(r) {
+			t.Fatalf("s-maxage with stale-while-revalidate served from cache: %q", cacheStatus(r.header))
 		}
 	})
 	t.Run("§4.1 Vary: normalised values, several Vary lines", func(t *testing.T) {
