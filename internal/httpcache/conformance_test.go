@@ -218,6 +218,10 @@ func TestRFC9111VaryMatching(t *testing.T) {
 		{"§4.1 absent on both sides", []string{"X-A"}, hdr(), hdr(), true},
 		{"§4.1 absent on one side", []string{"X-A"}, hdr(), hdr("X-A", ""), false},
 		{"§4.1 field name case", []string{"x-a"}, hdr("X-A", "1"), hdr("x-a", "1"), true},
+		{"§4.1 Accept-Encoding order and case (RFC 9110 §12.5.3)", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "gzip, br"), hdr("Accept-Encoding", "BR,gzip"), true},
+		{"§4.1 Accept-Encoding over lines", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "br, gzip"), hdr("Accept-Encoding", "gzip", "Accept-Encoding", "br"), true},
+		{"§4.1 Accept-Encoding weights count", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "gzip;q=0.5, br"), hdr("Accept-Encoding", "gzip, br"), false},
+		{"§4.1 Accept-Language order counts", []string{"Accept-Language"}, hdr("Accept-Language", "en, fr"), hdr("Accept-Language", "fr, en"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,5 +333,15 @@ func TestRFC9110Conditionals(t *testing.T) {
 				t.Errorf("status %d, want %d", w.Code, tt.code)
 			}
 		})
+	}
+}
+
+// The variant key of a common Accept-Encoding costs the key's one
+// allocation, as other headers' do.
+func TestVariantKeyAcceptEncodingAllocs(t *testing.T) {
+	h := http.Header{"Accept-Encoding": {"gzip, deflate, br"}}
+	vary := []string{"Accept-Encoding"}
+	if n := testing.AllocsPerRun(100, func() { VariantKey("example.com/x", vary, h) }); n > 1 {
+		t.Errorf("VariantKey allocates %v times, want 1", n)
 	}
 }

@@ -11,7 +11,8 @@ import (
 // base + "#Name=value" for each name, in canonical form and sorted. Values are
 // normalised: each field line is trimmed, runs of whitespace collapse to one
 // space, whitespace around commas is dropped, and several lines are joined
-// with ", ". An absent header is written
+// with ", "; Accept-Encoding's codings are also lower-cased and sorted. An
+// absent header is written
 // as "#Name" so that it differs from an empty one. '#', '%', '=' and control
 // bytes in names and values are percent-encoded, and base keys never contain
 // a raw '#', so variant keys are unambiguous. With no names, VariantKey
@@ -53,6 +54,10 @@ func VariantKey(base string, vary []string, reqHeader http.Header) string {
 			continue
 		}
 		b.WriteByte('=')
+		if name == "Accept-Encoding" {
+			writeCodings(&b, vs)
+			continue
+		}
 		for i, v := range vs {
 			if i > 0 {
 				b.WriteString(", ")
@@ -61,6 +66,29 @@ func VariantKey(base string, vary []string, reqHeader http.Header) string {
 		}
 	}
 	return b.String()
+}
+
+// writeCodings writes the members of Accept-Encoding lines lower-cased and
+// sorted: content codings are case-insensitive and their order carries no
+// preference (RFC 9110 §8.4.1, §12.5.3: weights do), so "gzip, br" and
+// "BR,gzip" ask for the same variant.
+func writeCodings(b *strings.Builder, vs []string) {
+	var buf [8]string
+	members := buf[:0]
+	for _, v := range vs {
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.Trim(m, " \t"); m != "" {
+				members = append(members, strings.ToLower(m))
+			}
+		}
+	}
+	slices.Sort(members)
+	for i, m := range members {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		writeFolded(b, m)
+	}
 }
 
 // canonicalSorted reports whether names are canonical, sorted and distinct,
