@@ -141,6 +141,7 @@ func TestConformanceStrict(t *testing.T) {
 	o.routes["/short"] = respond(200, "s", "Cache-Control", "max-age=2", "Etag", `"s1"`)
 	o.routes["/swr"] = respond(200, "s", "Cache-Control", "max-age=2, stale-while-revalidate=30")
 	o.routes["/smaxage"] = respond(200, "s", "Cache-Control", "s-maxage=2, stale-while-revalidate=30")
+	o.routes["/nostore-refresh"] = respond(200, "n", "Cache-Control", "max-age=2, stale-while-revalidate=30")
 	o.routes["/vary"] = respond(200, "v", "Cache-Control", "max-age=60", "Vary", "Accept-Language", "Vary", "X-Device")
 	o.routes["/cond"] = respond(200, "c", "Cache-Control", "max-age=60", "Etag", `W/"c1"`, "Last-Modified", lastMod)
 	o.routes["/cdn"] = respond(200, "cdn", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60")
@@ -247,6 +248,20 @@ func TestConformanceStrict(t *testing.T) {
 		if r := tc.do(0, "/client", "Cache-Control", "only-if-cached"); r.status != 200 || !isHit(r) {
 			t.Fatalf("only-if-cached hit: %d %q", r.status, cacheStatus(r.header))
 		}
+	})
+	t.Run("§5.2.1.5 a no-store request's refresh still stores for everyone", func(t *testing.T) {
+		tc.do(0, "/nostore-refresh")
+		clock.Advance(5 * time.Second)
+		if r := tc.do(0, "/nostore-refresh", "Cache-Control", "no-store"); !isStale(r) {
+			t.Fatalf("no-store within stale-while-revalidate: %q, want served stale", cacheStatus(r.header))
+		}
+		eventually(t, 5*time.Second, func() string {
+			if r := tc.do(1, "/nostore-refresh"); !isHit(r) || isStale(r) {
+				return "after the refresh: " + cacheStatus(r.header)
+			}
+			return ""
+		})
+		fetchesAfter(t, "/nostore-refresh", 2)
 	})
 	t.Run("§4.2.4 stale needs permission: none given, then max-stale, then stale-while-revalidate", func(t *testing.T) {
 		tc.do(0, "/short")

@@ -146,18 +146,15 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeRefresh:
-		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeStale:
-		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 		return resStale
 	case httpcache.GatewayTimeout:
-		w.Header().Set("Cache-Status", "crowdpilot; fwd=miss; detail=only-if-cached")
-		w.Header()["X-Served-By"] = n.servedBy
-		http.Error(w, "not cached (only-if-cached)", http.StatusGatewayTimeout)
-		return resMiss
+		return n.onlyIfCached(w)
 	}
 	if req.NoStore {
 		// Nothing of this request's may be stored: it neither leads nor
