@@ -102,15 +102,27 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	return c
 }
 
-// checkStrict rejects settings that --strict would silently override: an
-// operator who sets both has said two different things.
-func checkStrict(fs *flag.FlagSet, f *nodeFlags) error {
-	if !f.strict {
-		return nil
+// checkNodeFlags rejects what the node config would otherwise change
+// silently: an explicit 0 for a setting where zero is not a value (the
+// config would take the default instead), and settings that --strict
+// overrides (an operator who sets both has said two different things).
+func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
+	notZero := map[string]bool{
+		"store-bytes": f.storeBytes == 0, "max-object-bytes": f.maxObjectBytes == 0,
+		"origin-timeout": f.originTimeout == 0, "origin-max-concurrency": f.originMaxConcurrency == 0,
+		"max-header-bytes": f.maxHeaderBytes == 0, "max-inflight": f.maxInflight == 0,
+		"member-ttl": f.memberTTL == 0, "heat-window": f.heatWindow == 0, "election-ttl": f.electionTTL == 0,
 	}
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
 		if err != nil {
+			return
+		}
+		if notZero[fl.Name] {
+			err = fmt.Errorf("--%s must not be 0", fl.Name)
+			return
+		}
+		if !f.strict {
 			return
 		}
 		switch fl.Name {
@@ -134,7 +146,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return badInput(stderr, "node", err)
 	}
-	if err := checkStrict(fs, &nf); err != nil {
+	if err := checkNodeFlags(fs, &nf); err != nil {
 		return badInput(stderr, "node", err)
 	}
 	logger, err := newLogger(stderr, nf.logFormat, nf.logLevel)

@@ -42,7 +42,7 @@ func TestNodeFlagsZeroIsAValue(t *testing.T) {
 			if err := parseFlags(fs, tt.args, io.Discard); err != nil {
 				t.Fatal(err)
 			}
-			if err := checkStrict(fs, &nf); err != nil {
+			if err := checkNodeFlags(fs, &nf); err != nil {
 				t.Fatal(err)
 			}
 			if c := nf.config(slog.New(slog.DiscardHandler)); !tt.check(c) {
@@ -66,6 +66,14 @@ func TestNodeStrictConflicts(t *testing.T) {
 		flagName := args[1] // the flag --strict excludes
 		if code != 2 || !strings.Contains(stderr.String(), "--strict excludes "+flagName) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%q: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+	// An explicit 0 where zero is not a value is an error, not the default.
+	for _, name := range []string{"max-inflight", "store-bytes", "origin-timeout", "member-ttl"} {
+		var stderr strings.Builder
+		code := runNode(context.Background(), []string{"--" + name, "0", "--log-level", "error"}, io.Discard, &stderr)
+		if code != 2 || stderr.String() != "crowdpilot node: --"+name+" must not be 0\n" {
+			t.Errorf("--%s 0: exit %d, stderr %q", name, code, stderr.String())
 		}
 	}
 	// Zero values agree with --strict.

@@ -35,7 +35,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return badInput(stderr, "up", err)
 	}
-	if err := checkStrict(fs, &nf); err != nil {
+	if err := checkNodeFlags(fs, &nf); err != nil {
 		return badInput(stderr, "up", err)
 	}
 	if *nodes < 0 || *nodes > 64 {
