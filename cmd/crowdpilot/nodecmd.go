@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +23,7 @@ type nodeFlags struct {
 	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
 	prefresh                                                                              float64
 	originMaxConcurrency, maxHeaderBytes, maxInflight                                     int
-	rejectUnsafe, autopilotOn                                                             bool
+	rejectUnsafe, autopilotOn, strict, ignoreClientRevalidate                             bool
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
 	near                                                                                  node.NearCopyConfig
@@ -47,9 +48,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached (default 8MiB)")
 	f.maxBodyBytes = byteSize(d.MaxBodyBytes)
 	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond (default 1MiB)")
-	fs.DurationVar(&f.defaultTTL, "default-ttl", d.DefaultTTL, "freshness of cacheable responses that give none")
-	fs.DurationVar(&f.swr, "stale-while-revalidate", d.StaleWhileRevalidate, "serve stale while refreshing, when the response neither sets nor forbids it")
-	fs.DurationVar(&f.sie, "stale-if-error", d.StaleIfError, "serve stale when the origin fails, when the response neither sets nor forbids it")
+	fs.DurationVar(&f.defaultTTL, "default-ttl", d.DefaultTTL, "freshness of heuristically cacheable responses with no explicit freshness and no Last-Modified (0: none, RFC 9111)")
+	fs.DurationVar(&f.swr, "stale-while-revalidate", d.StaleWhileRevalidate, "operator grace: serve stale while refreshing, when the response neither sets nor forbids it (0: none)")
+	fs.DurationVar(&f.sie, "stale-if-error", d.StaleIfError, "operator grace: serve stale when the origin fails, when the response neither sets nor forbids it (0: none)")
+	fs.BoolVar(&f.ignoreClientRevalidate, "ignore-client-revalidate", d.IgnoreClientRevalidate, "ignore clients' no-cache, max-age and min-fresh request directives (origin protection)")
+	fs.BoolVar(&f.strict, "strict", d.Strict, "RFC 9111 strict: no default TTL, no operator grace, clients' request directives honoured")
 	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
 	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
@@ -88,29 +91,57 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 			etcd = append(etcd, e)
 		}
 	}
-	return node.Config{
-		ID: f.id, Zone: f.zone, Cluster: f.cluster, Etcd: etcd,
-		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise, AdvertiseAdmin: f.advertiseAdmin,
-		Origin: f.origin, AdminToken: f.adminToken,
-		StoreBytes: int64(f.storeBytes), MaxObjectBytes: int64(f.maxObjectBytes), MaxBodyBytes: int64(f.maxBodyBytes),
-		DefaultTTL: f.defaultTTL, StaleWhileRevalidate: f.swr, StaleIfError: f.sie, Prefresh: f.prefresh,
-		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
-		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
-		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
-		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
-		NearCopy: f.nearCopy(),
-		Logger:   logger,
-	}
+	c := node.DefaultConfig()
+	c.ID, c.Zone, c.Cluster, c.Etcd = f.id, f.zone, f.cluster, etcd
+	c.Listen, c.Admin, c.AdvertiseAddr, c.AdvertiseAdmin = f.listen, f.admin, f.advertise, f.advertiseAdmin
+	c.Origin, c.AdminToken = f.origin, f.adminToken
+	c.StoreBytes, c.MaxObjectBytes, c.MaxBodyBytes = int64(f.storeBytes), int64(f.maxObjectBytes), int64(f.maxBodyBytes)
+	c.DefaultTTL, c.StaleWhileRevalidate, c.StaleIfError, c.Prefresh = f.defaultTTL, f.swr, f.sie, f.prefresh
+	c.IgnoreClientRevalidate, c.Strict = f.ignoreClientRevalidate, f.strict
+	c.OriginTimeout, c.OriginMaxConcurrency = f.originTimeout, uint(max(f.originMaxConcurrency, 0))
+	c.ForwardTimeout, c.MaxHeaderBytes, c.RejectUnsafe, c.MaxInflight = f.forwardTimeout, f.maxHeaderBytes, f.rejectUnsafe, int64(f.maxInflight)
+	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
+	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
+	c.NearCopy = f.near
+	c.Logger = logger
+	return c
 }
 
-// nearCopy is the near-copy configuration; a TTL or share of 0 turns near
-// copies off (zero means zero).
-func (f *nodeFlags) nearCopy() node.NearCopyConfig {
-	nc := f.near
-	if nc.TTL == 0 || nc.Share == 0 {
-		nc.Disabled = true
+// checkNodeFlags rejects what the node config would otherwise change
+// silently: an explicit 0 for a setting where zero is not a value (the
+// config would take the default instead), and settings that --strict
+// overrides (an operator who sets both has said two different things).
+func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
+	notZero := map[string]bool{
+		"store-bytes": f.storeBytes == 0, "max-object-bytes": f.maxObjectBytes == 0,
+		"origin-timeout": f.originTimeout == 0, "origin-max-concurrency": f.originMaxConcurrency == 0,
+		"max-header-bytes": f.maxHeaderBytes == 0, "max-inflight": f.maxInflight == 0,
+		"member-ttl": f.memberTTL == 0, "near-copy-rps": f.near.RPS == 0, "heat-window": f.heatWindow == 0, "election-ttl": f.electionTTL == 0,
 	}
-	return nc
+	var err error
+	fs.Visit(func(fl *flag.Flag) {
+		if err != nil {
+			return
+		}
+		if notZero[fl.Name] {
+			err = fmt.Errorf("--%s must not be 0", fl.Name)
+			return
+		}
+		if !f.strict {
+			return
+		}
+		switch fl.Name {
+		case "default-ttl", "stale-while-revalidate", "stale-if-error":
+			if fl.Value.String() != "0s" {
+				err = fmt.Errorf("--strict excludes --%s %s (strict serves no freshness or grace the origin did not give)", fl.Name, fl.Value)
+			}
+		case "ignore-client-revalidate":
+			if f.ignoreClientRevalidate {
+				err = errors.New("--strict excludes --ignore-client-revalidate (strict honours clients' request directives)")
+			}
+		}
+	})
+	return err
 }
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -118,6 +149,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var nf nodeFlags
 	nf.register(fs)
 	if err := parseFlags(fs, args, stderr); err != nil {
+		return badInput(stderr, "node", err)
+	}
+	if err := checkNodeFlags(fs, &nf); err != nil {
 		return badInput(stderr, "node", err)
 	}
 	logger, err := newLogger(stderr, nf.logFormat, nf.logLevel)

@@ -35,6 +35,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return badInput(stderr, "up", err)
 	}
+	if err := checkNodeFlags(fs, &nf); err != nil {
+		return badInput(stderr, "up", err)
+	}
 	if *nodes < 0 || *nodes > 64 {
 		return badInput(stderr, "up", fmt.Errorf("--nodes %d must be between 0 and 64", *nodes))
 	}

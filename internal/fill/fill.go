@@ -41,7 +41,9 @@ type Config struct {
 	Origin *url.URL
 	// Store receives what is fetched. Required.
 	Store *httpcache.Store
-	// Defaults are the node's freshness defaults.
+	// Defaults are the node's freshness defaults: its opt-in default TTL
+	// and grace windows. The zero value is RFC 9111 strict (freshness and
+	// stale permission only from the responses).
 	Defaults httpcache.Defaults
 	// Timeout bounds one origin fetch from dial to the last body byte, so an
 	// origin that trickles bytes cannot hold a fetch open. Default 2.5s.

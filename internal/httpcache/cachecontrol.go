@@ -30,6 +30,14 @@ type Directives struct {
 	// store responses minus some fields, so the qualified form is treated as
 	// the whole-response one, the conservative reading.
 	NoStore, NoCache, Private, Public, MustRevalidate, ProxyRevalidate, NoTransform, Immutable, OnlyIfCached bool
+	// MustUnderstand limits storing to caches that implement the status
+	// code's semantics, and then overrides no-store (RFC 9111 §5.2.2.3).
+	MustUnderstand bool
+
+	// Targeted is set by ResponseDirectives when the directives came from
+	// CDN-Cache-Control or Surrogate-Control rather than Cache-Control:
+	// Expires is then ignored too (RFC 9213 §2.1).
+	Targeted bool
 
 	// MaxStale and MinFresh are request directives. A bare max-stale accepts
 	// any staleness and is reported as 2^31 seconds, the largest
@@ -52,6 +60,48 @@ func ParseCacheControl(h http.Header) Directives {
 	var d Directives
 	for _, line := range h["Cache-Control"] {
 		parseDirectives(line, &d)
+	}
+	return d
+}
+
+// ResponseDirectives returns the directives a shared cache obeys for a
+// response: those of CDN-Cache-Control (RFC 9213) when it holds any
+// directive, else those of Surrogate-Control (Edge Architecture 1.0), else
+// Cache-Control. A targeted field replaces Cache-Control (and Expires)
+// entirely; one that is empty or holds nothing understood is ignored.
+// Surrogate-Control's device-targeted forms ("max-age=60;edge1") are not
+// understood: their value is invalid, which counts as stale.
+func ResponseDirectives(h http.Header) Directives {
+	for _, name := range [...]string{"Cdn-Cache-Control", "Surrogate-Control"} {
+		lines := h[name]
+		if len(lines) == 0 {
+			continue
+		}
+		var d Directives
+		for _, line := range lines {
+			parseDirectives(line, &d)
+		}
+		if d != (Directives{}) {
+			d.Targeted = true
+			return d
+		}
+	}
+	return ParseCacheControl(h)
+}
+
+// RequestDirectives returns a request's Cache-Control directives, with
+// Pragma: no-cache read as no-cache when the request has no Cache-Control
+// (RFC 9111 §5.4).
+func RequestDirectives(h http.Header) Directives {
+	d := ParseCacheControl(h)
+	if len(h["Cache-Control"]) == 0 {
+		for _, line := range h["Pragma"] {
+			for f := range strings.SplitSeq(line, ",") {
+				if strings.EqualFold(strings.TrimSpace(f), "no-cache") {
+					d.NoCache = true
+				}
+			}
+		}
 	}
 	return d
 }
@@ -174,6 +224,8 @@ func apply(d *Directives, name, value string, hasValue bool) {
 		d.Immutable = true
 	case strings.EqualFold(name, "only-if-cached"):
 		d.OnlyIfCached = true
+	case strings.EqualFold(name, "must-understand"):
+		d.MustUnderstand = true
 	}
 }
 

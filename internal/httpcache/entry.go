@@ -40,8 +40,13 @@ type Entry struct {
 	// stale-while-revalidate and stale-if-error directives or else from
 	// Defaults. Both are 0 under must-revalidate, proxy-revalidate or
 	// no-cache; under s-maxage, which implies proxy-revalidate for a
-	// shared cache, only the explicit directives count.
-	SWR, SIE           time.Duration
+	// shared cache, only the explicit directives count, and only with
+	// Defaults.StaleUnderSMaxAge.
+	SWR, SIE time.Duration
+	// NoStale forbids serving the entry stale on a client's max-stale:
+	// must-revalidate, proxy-revalidate, no-cache or s-maxage (which
+	// implies proxy-revalidate for a shared cache, RFC 9111 §5.2.2.10).
+	NoStale            bool
 	ETag, LastModified string
 	Vary               []string // canonical header names from Vary, sorted, distinct
 	Tags               []string // from Surrogate-Key (space separated) and Cache-Tag (comma separated), distinct
@@ -115,7 +120,8 @@ func NewEntry(base, key string, req *http.Request, status int, h http.Header, bo
 // fill computes the fields that derive from Header and the times; resp is
 // the header of the response just received, for its Age.
 func (e *Entry) fill(resp http.Header, d Defaults) {
-	cc := ParseCacheControl(e.Header)
+	cc := ResponseDirectives(e.Header)
+	e.NoStale = cc.MustRevalidate || cc.ProxyRevalidate || cc.NoCache || cc.HasSMaxAge
 	e.ETag = e.Header.Get("Etag")
 	e.LastModified = e.Header.Get("Last-Modified")
 	e.InitialAge = initialAge(e.Header.Get("Date"), resp.Get("Age"), e.RequestTime, e.ResponseTime)
@@ -192,14 +198,19 @@ func parseVary(h http.Header) []string {
 
 // initialAge is corrected_initial_age (RFC 9111 §4.2.3) for a response with
 // the given Date and Age values: the larger of its apparent age (response
-// time minus Date) and its Age plus the response delay. Invalid values count
-// as absent.
+// time minus Date) and its Age plus the response delay. age is the first
+// Age field line; of a list only the first member counts, and an invalid
+// one (negative, fractional, not a number) is ignored (§5.1). Values past
+// 2^31 saturate there.
 func initialAge(date, age string, reqTime, respTime time.Time) time.Duration {
 	apparent := time.Duration(0)
 	if t, err := http.ParseTime(date); err == nil {
 		apparent = max(respTime.Sub(t), 0)
 	}
-	ageValue, _ := parseDelta(strings.TrimSpace(age), true)
+	if i := strings.IndexByte(age, ','); i >= 0 {
+		age = age[:i]
+	}
+	ageValue, _ := parseDelta(strings.Trim(age, " \t"), true)
 	delay := max(respTime.Sub(reqTime), 0)
 	return max(apparent, addSat(ageValue, delay))
 }

@@ -49,7 +49,7 @@ func TestFreshness(t *testing.T) {
 		{name: "future date is age zero", h: hdr("Date", httpDate(t0.Add(time.Hour)), "Cache-Control", "max-age=60"), lifetime: 60 * s},
 		// RFC 9111 §4.2.2: 10% of the time since Last-Modified.
 		{name: "heuristic from last-modified", h: hdr("Date", date, "Last-Modified", httpDate(t0.Add(-10*time.Hour))), lifetime: time.Hour},
-		{name: "heuristic capped at TTL", h: hdr("Date", date, "Last-Modified", httpDate(t0.Add(-10*time.Hour))), d: Defaults{TTL: 60 * s}, lifetime: 60 * s},
+		{name: "last-modified heuristic, not the default TTL", h: hdr("Date", date, "Last-Modified", httpDate(t0.Add(-10*time.Hour))), d: Defaults{TTL: 60 * s}, lifetime: time.Hour},
 		{name: "heuristic capped at a day", h: hdr("Date", date, "Last-Modified", httpDate(t0.Add(-100*24*time.Hour))), lifetime: 24 * time.Hour},
 		{name: "default TTL without last-modified", h: hdr("Date", date), d: Defaults{TTL: 60 * s}, lifetime: 60 * s},
 		{name: "no heuristic without TTL", h: hdr("Date", date), lifetime: 0},
@@ -67,8 +67,11 @@ func TestFreshness(t *testing.T) {
 			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s},
 		{name: "s-maxage disables default stale", h: hdr("Date", date, "Cache-Control", "s-maxage=60"),
 			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s},
-		{name: "s-maxage keeps explicit stale", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300"),
-			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour}, lifetime: 60 * s, swr: 300 * s},
+		{name: "s-maxage keeps explicit stale when allowed", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300"),
+			d: Defaults{StaleWhileRevalidate: 10 * s, StaleIfError: time.Hour, StaleUnderSMaxAge: true}, lifetime: 60 * s, swr: 300 * s},
+		// RFC 9111 §5.2.2.10, §4.2.4: s-maxage implies proxy-revalidate.
+		{name: "s-maxage forbids explicit stale when strict", h: hdr("Date", date, "Cache-Control", "s-maxage=60, stale-while-revalidate=300, stale-if-error=60"),
+			d: Defaults{}, lifetime: 60 * s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +154,8 @@ func TestStorable(t *testing.T) {
 		{"head", &http.Request{Method: http.MethodHead}, 200, hdr(), ""},
 		{"post", &http.Request{Method: http.MethodPost}, 200, hdr("Cache-Control", "max-age=60"), "method"},
 		{"206", get(), 206, hdr("Cache-Control", "max-age=60"), "status"},
-		{"500", get(), 500, hdr("Cache-Control", "max-age=60"), "status"},
+		{"500 with max-age", get(), 500, hdr("Cache-Control", "max-age=60"), ""},
+		{"500 without freshness", get(), 500, hdr(), "no-freshness"},
 		{"304", get(), 304, hdr(), "status"},
 		{"no-store", get(), 200, hdr("Cache-Control", "max-age=60, no-store"), "no-store"},
 		{"request no-store", get("Cache-Control", "no-store"), 200, hdr("Cache-Control", "max-age=60"), "no-store"},

@@ -10,7 +10,9 @@ import (
 // VariantKey folds the request's values of the Vary header names into base:
 // base + "#Name=value" for each name, in canonical form and sorted. Values are
 // normalised: each field line is trimmed, runs of whitespace collapse to one
-// space, and several lines are joined with ", ". An absent header is written
+// space, whitespace around commas is dropped, and several lines are joined
+// with ", "; Accept-Encoding's codings are also lower-cased and sorted. An
+// absent header is written
 // as "#Name" so that it differs from an empty one. '#', '%', '=' and control
 // bytes in names and values are percent-encoded, and base keys never contain
 // a raw '#', so variant keys are unambiguous. With no names, VariantKey
@@ -52,6 +54,10 @@ func VariantKey(base string, vary []string, reqHeader http.Header) string {
 			continue
 		}
 		b.WriteByte('=')
+		if name == "Accept-Encoding" {
+			writeCodings(&b, vs)
+			continue
+		}
 		for i, v := range vs {
 			if i > 0 {
 				b.WriteString(", ")
@@ -60,6 +66,29 @@ func VariantKey(base string, vary []string, reqHeader http.Header) string {
 		}
 	}
 	return b.String()
+}
+
+// writeCodings writes the members of Accept-Encoding lines lower-cased and
+// sorted: content codings are case-insensitive and their order carries no
+// preference (RFC 9110 §8.4.1, §12.5.3: weights do), so "gzip, br" and
+// "BR,gzip" ask for the same variant.
+func writeCodings(b *strings.Builder, vs []string) {
+	var buf [8]string
+	members := buf[:0]
+	for _, v := range vs {
+		for m := range strings.SplitSeq(v, ",") {
+			if m = strings.Trim(m, " \t"); m != "" {
+				members = append(members, strings.ToLower(m))
+			}
+		}
+	}
+	slices.Sort(members)
+	for i, m := range members {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		writeFolded(b, m)
+	}
 }
 
 // canonicalSorted reports whether names are canonical, sorted and distinct,
@@ -73,7 +102,9 @@ func canonicalSorted(names []string) bool {
 	return true
 }
 
-// writeFolded writes v trimmed, with whitespace runs collapsed to one space.
+// writeFolded writes v trimmed, with whitespace runs collapsed to one space
+// and whitespace around commas written as ", ": "a,b", "a , b" and two
+// field lines "a" and "b" are the same list (RFC 9111 §4.1).
 func writeFolded(b *strings.Builder, v string) {
 	v = strings.Trim(v, " \t")
 	for i := 0; i < len(v); {
@@ -85,16 +116,23 @@ func writeFolded(b *strings.Builder, v string) {
 		if j == len(v) {
 			return
 		}
-		if c := v[j]; c != ' ' && c != '\t' {
+		switch c := v[j]; c {
+		case ' ', '\t', ',':
+			comma := false
+			for j < len(v) && (v[j] == ' ' || v[j] == '\t' || v[j] == ',' && !comma) {
+				comma = comma || v[j] == ','
+				j++
+			}
+			if comma {
+				b.WriteString(", ")
+			} else {
+				b.WriteByte(' ') // v is trimmed: a value follows
+			}
+			i = j
+		default:
 			writeEscaped(b, c)
 			i = j + 1
-			continue
 		}
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		b.WriteByte(' ') // v is trimmed: a value follows
-		i = j
 	}
 }
 
@@ -111,7 +149,7 @@ func writeVaryText(b *strings.Builder, s string) {
 
 // varySpecial reports the bytes writeFolded does not copy as they are.
 func varySpecial(c byte) bool {
-	return c == '#' || c == '%' || c == '=' || c == ' ' || c == '\t' || isCTL(c)
+	return c == '#' || c == '%' || c == '=' || c == ' ' || c == '\t' || c == ',' || isCTL(c)
 }
 
 func writeEscaped(b *strings.Builder, c byte) {

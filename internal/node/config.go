@@ -10,10 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 )
 
-// Config configures one node. Zero fields mean the defaults of
-// DefaultConfig; Validate checks the relations between fields.
+// Config configures one node. Start from DefaultConfig: a zero field means
+// the default only where zero is never a meaningful value (addresses, sizes,
+// timeouts, intervals); the freshness and grace settings, MaxBodyBytes and
+// ShutdownGrace mean zero when zero, and Prefresh and PurgeMaxDisconnect
+// must be set (Validate rejects zero). Validate checks the relations
+// between fields.
 type Config struct {
 	// ID names the node in the cluster; unique. Required.
 	ID string
@@ -41,14 +46,32 @@ type Config struct {
 	StoreBytes int64
 	// MaxObjectBytes: larger objects stream through uncached. Default 8 MiB.
 	MaxObjectBytes int64
-	// DefaultTTL is the freshness of cacheable responses that give none.
-	// Default 60s.
+	// DefaultTTL is the freshness of heuristically cacheable responses
+	// that give no explicit freshness and no Last-Modified (with
+	// Last-Modified the RFC 9111 §4.2.2 heuristic applies: 10% of its age,
+	// at most a day). Default 0: such responses are stored always stale
+	// and revalidated. A positive value is an operator opt-in that RFC
+	// 9111 does not make; Strict ignores it.
 	DefaultTTL time.Duration
-	// StaleWhileRevalidate and StaleIfError apply when a response neither
-	// sets nor forbids them. Defaults 10s and 1h (Varnish-style grace).
+	// StaleWhileRevalidate and StaleIfError are the operator's grace:
+	// they apply when a response neither sets nor forbids them (RFC 9111
+	// §4.2.4 lets a cache serve stale only with permission; this is that
+	// permission, Varnish-style). Defaults 10s and 1h; zero means none.
+	// Strict ignores them.
 	StaleWhileRevalidate, StaleIfError time.Duration
+	// IgnoreClientRevalidate ignores the request directives that only send
+	// the cache to the origin sooner (no-cache, Pragma: no-cache, max-age,
+	// min-fresh) for origin protection, as Varnish and nginx do: one
+	// client's reload cannot push a crowd's object back to the origin.
+	// Default true; Strict ignores it (client directives are honoured).
+	IgnoreClientRevalidate bool
+	// Strict is RFC 9111 strict: no default TTL, no operator grace, and
+	// clients' request directives honoured. It removes every deviation
+	// the other defaults make (see the README).
+	Strict bool
 	// Prefresh is the fraction of the TTL after which a hit also refreshes
-	// in the background. Default 0.9; 1 disables prefresh.
+	// in the background. Default 0.9; 1 disables prefresh; must be in
+	// (0, 1].
 	Prefresh float64
 
 	// OriginTimeout bounds one origin fetch including its body. Default 2.5s.
@@ -62,7 +85,8 @@ type Config struct {
 
 	// MaxHeaderBytes bounds a request's header block (431 beyond). Default 32 KiB.
 	MaxHeaderBytes int
-	// MaxBodyBytes bounds pass-through request bodies (413 beyond). Default 1 MiB.
+	// MaxBodyBytes bounds pass-through request bodies (413 beyond); 0
+	// admits only empty bodies. Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxInflight bounds data requests served at once; beyond it a request
 	// gets 503 with Retry-After at once. Default 10000.
@@ -72,12 +96,13 @@ type Config struct {
 	RejectUnsafe bool
 
 	// NearCopy configures the near copies routers keep of objects that are
-	// hot at them (zero fields: the defaults; see NearCopyConfig).
+	// hot at them (see NearCopyConfig); a zero TTL or Share means none.
 	NearCopy NearCopyConfig
 
 	// PurgeMaxDisconnect bounds how long the node trusts its cache while it
 	// cannot see the purge log: beyond it, entries older than the bound are
-	// served only as stale while revalidating. Default 10s.
+	// served only as stale while revalidating. Default 10s; must be
+	// positive.
 	PurgeMaxDisconnect time.Duration
 
 	// DisableAutopilot turns off heat reports and leadership on this node:
@@ -102,7 +127,8 @@ type Config struct {
 
 	// MemberTTL is the lease TTL of the membership record. Default 5s.
 	MemberTTL time.Duration
-	// ShutdownGrace bounds finishing in-flight requests on shutdown. Default 10s.
+	// ShutdownGrace bounds finishing in-flight requests on shutdown.
+	// Default 10s; 0 does not wait.
 	ShutdownGrace time.Duration
 
 	// Logger receives the node's logs. Nil means discard.
@@ -116,31 +142,35 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Cluster:              "default",
-		Listen:               "127.0.0.1:8080",
-		Admin:                "127.0.0.1:9080",
-		StoreBytes:           256 << 20,
-		MaxObjectBytes:       8 << 20,
-		DefaultTTL:           60 * time.Second,
-		StaleWhileRevalidate: 10 * time.Second,
-		StaleIfError:         time.Hour,
-		Prefresh:             0.9,
-		OriginTimeout:        2500 * time.Millisecond,
-		OriginMaxConcurrency: 64,
-		MaxHeaderBytes:       32 << 10,
-		MaxBodyBytes:         1 << 20,
-		MaxInflight:          10000,
-		MemberTTL:            5 * time.Second,
-		PurgeMaxDisconnect:   10 * time.Second,
-		HeatWindow:           250 * time.Millisecond,
-		ReportInterval:       250 * time.Millisecond,
-		ElectionTTL:          5 * time.Second,
-		ShutdownGrace:        10 * time.Second,
-		NearCopy:             NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
+		Cluster:                "default",
+		Listen:                 "127.0.0.1:8080",
+		Admin:                  "127.0.0.1:9080",
+		StoreBytes:             256 << 20,
+		MaxObjectBytes:         8 << 20,
+		StaleWhileRevalidate:   10 * time.Second,
+		StaleIfError:           time.Hour,
+		IgnoreClientRevalidate: true,
+		Prefresh:               0.9,
+		OriginTimeout:          2500 * time.Millisecond,
+		OriginMaxConcurrency:   64,
+		MaxHeaderBytes:         32 << 10,
+		MaxBodyBytes:           1 << 20,
+		MaxInflight:            10000,
+		MemberTTL:              5 * time.Second,
+		PurgeMaxDisconnect:     10 * time.Second,
+		HeatWindow:             250 * time.Millisecond,
+		ReportInterval:         250 * time.Millisecond,
+		ElectionTTL:            5 * time.Second,
+		ShutdownGrace:          10 * time.Second,
+		NearCopy:               NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
 	}
 }
 
-// withDefaults fills zero fields from DefaultConfig.
+// withDefaults fills from DefaultConfig the zero fields for which zero is
+// never a meaningful value. Fields where zero means zero (DefaultTTL, the
+// grace windows, MaxBodyBytes, ShutdownGrace, the booleans) or is invalid
+// (Prefresh, PurgeMaxDisconnect: an explicit 0 must be an error, not a
+// silent default) are left as they are: callers start from DefaultConfig.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	set := func(dst *string, v string) {
@@ -157,18 +187,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxObjectBytes == 0 {
 		c.MaxObjectBytes = d.MaxObjectBytes
 	}
-	if c.DefaultTTL == 0 {
-		c.DefaultTTL = d.DefaultTTL
-	}
-	if c.StaleWhileRevalidate == 0 {
-		c.StaleWhileRevalidate = d.StaleWhileRevalidate
-	}
-	if c.StaleIfError == 0 {
-		c.StaleIfError = d.StaleIfError
-	}
-	if c.Prefresh == 0 {
-		c.Prefresh = d.Prefresh
-	}
 	if c.OriginTimeout == 0 {
 		c.OriginTimeout = d.OriginTimeout
 	}
@@ -184,11 +202,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
 	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
 	if c.HeatWindow == 0 {
 		c.HeatWindow = d.HeatWindow
+	}
+	if c.NearCopy.RPS == 0 {
+		c.NearCopy.RPS = d.NearCopy.RPS
 	}
 	if c.ReportInterval == 0 {
 		c.ReportInterval = d.ReportInterval
@@ -196,23 +214,8 @@ func (c Config) withDefaults() Config {
 	if c.ElectionTTL == 0 {
 		c.ElectionTTL = d.ElectionTTL
 	}
-	if c.PurgeMaxDisconnect == 0 {
-		c.PurgeMaxDisconnect = d.PurgeMaxDisconnect
-	}
 	if c.MemberTTL == 0 {
 		c.MemberTTL = d.MemberTTL
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = d.ShutdownGrace
-	}
-	if c.NearCopy.RPS == 0 {
-		c.NearCopy.RPS = d.NearCopy.RPS
-	}
-	if c.NearCopy.TTL == 0 {
-		c.NearCopy.TTL = d.NearCopy.TTL
-	}
-	if c.NearCopy.Share == 0 {
-		c.NearCopy.Share = d.NearCopy.Share
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -224,6 +227,28 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// cacheDefaults are the freshness defaults the node stores entries with:
+// none under Strict.
+func (c Config) cacheDefaults() httpcache.Defaults {
+	if c.Strict {
+		return httpcache.Defaults{}
+	}
+	return httpcache.Defaults{
+		TTL:                  c.DefaultTTL,
+		StaleWhileRevalidate: c.StaleWhileRevalidate,
+		StaleIfError:         c.StaleIfError,
+		StaleUnderSMaxAge:    true,
+	}
+}
+
+// requestPolicy is how the node weighs clients' request directives.
+func (c Config) requestPolicy() httpcache.RequestPolicy {
+	return httpcache.RequestPolicy{
+		Prefresh:               c.Prefresh,
+		IgnoreClientRevalidate: c.IgnoreClientRevalidate && !c.Strict,
+	}
 }
 
 // Validate reports the first problem with c (after defaults).
@@ -250,11 +275,13 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"default ttl": c.DefaultTTL, "stale-while-revalidate": c.StaleWhileRevalidate,
 		"stale-if-error": c.StaleIfError, "shutdown grace": c.ShutdownGrace,
-		"purge max disconnect": c.PurgeMaxDisconnect,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, d))
 		}
+	}
+	if c.PurgeMaxDisconnect <= 0 {
+		errs = append(errs, fmt.Errorf("purge max disconnect %v must be positive (the purge follower needs time to confirm its position)", c.PurgeMaxDisconnect))
 	}
 	if c.OriginTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("origin timeout %v must be positive", c.OriginTimeout))

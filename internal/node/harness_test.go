@@ -31,13 +31,21 @@ type testCluster struct {
 // every node sees all n members.
 func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) *testCluster {
 	t.Helper()
+	return newTestClusterOrigin(t, n, demo.New(ocfg), tweak)
+}
+
+// newTestClusterOrigin is newTestCluster in front of any origin handler
+// (tc.origin is set only when it is a demo origin).
+func newTestClusterOrigin(t testing.TB, n int, origin http.Handler, tweak func(*Config)) *testCluster {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{t: t, etcd: etcd, dir: dir, origin: demo.New(ocfg)}
+	tc := &testCluster{t: t, etcd: etcd, dir: dir}
+	tc.origin, _ = origin.(*demo.Origin)
 	t.Cleanup(etcd.Close)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -45,7 +53,7 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 		t.Fatal(err)
 	}
 	tc.oaddr = ln.Addr().String()
-	tc.srv = &http.Server{Handler: tc.origin}
+	tc.srv = &http.Server{Handler: origin}
 	go tc.srv.Serve(ln)
 	t.Cleanup(func() { tc.srv.Close() })
 
@@ -56,19 +64,17 @@ func newTestCluster(t testing.TB, n int, ocfg demo.Config, tweak func(*Config)) 
 	t.Cleanup(tc.client.CloseIdleConnections)
 	logs := newTestLogs(t)
 	for i := range n {
-		cfg := Config{
-			ID:         fmt.Sprintf("n%d", i),
-			Etcd:       []string{etcd.ClientURL()},
-			Listen:     "127.0.0.1:0",
-			Admin:      "127.0.0.1:0",
-			Origin:     "http://" + tc.oaddr,
-			MemberTTL:  3 * time.Second,
-			StoreBytes: 64 << 20,
-			AdminToken: "secret",
-			Logger:     logs.logger(fmt.Sprintf("n%d", i)),
-			// One process holds every node: CPU says nothing per node.
-			SharesProcess: true,
-		}
+		cfg := DefaultConfig()
+		cfg.ID = fmt.Sprintf("n%d", i)
+		cfg.Etcd = []string{etcd.ClientURL()}
+		cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Origin = "http://" + tc.oaddr
+		cfg.MemberTTL = 3 * time.Second
+		cfg.StoreBytes = 64 << 20
+		cfg.AdminToken = "secret"
+		cfg.Logger = logs.logger(fmt.Sprintf("n%d", i))
+		// One process holds every node: CPU says nothing per node.
+		cfg.SharesProcess = true
 		if tweak != nil {
 			tweak(&cfg)
 		}

@@ -30,19 +30,24 @@ const (
 
 // NearCopyConfig configures the data plane's near copies.
 type NearCopyConfig struct {
-	// Disabled turns near copies off: routers still collapse their fetches
-	// of one key into one request to R(k), but keep nothing.
+	// Disabled turns near copies off, as does a zero TTL or Share: routers
+	// still collapse their fetches of one key into one request to R(k),
+	// but keep nothing.
 	Disabled bool
 	// RPS is the request rate of one key at this node, over HeatWindow,
-	// from which the node keeps a near copy of it. Default 20.
+	// from which the node keeps a near copy of it. Zero means the default,
+	// 20 (a rate of zero would make every key hot).
 	RPS float64
 	// TTL bounds a near copy's lease; it is also bounded by the object's
-	// own freshness. Renewed from R(k) while the key stays hot. Default 2s.
+	// own freshness. Renewed from R(k) while the key stays hot. Default 2s;
+	// 0 means no near copies.
 	TTL time.Duration
-	// Share is the part of StoreBytes near copies may use, in (0, 1].
-	// Default 0.25.
+	// Share is the part of StoreBytes near copies may use, in [0, 1].
+	// Default 0.25; 0 means no near copies.
 	Share float64
 }
+
+func (c NearCopyConfig) off() bool { return c.Disabled || c.TTL == 0 || c.Share == 0 }
 
 // meterSlots sizes the near-copy meter: keys sharing a slot read hotter
 // than they are, never cooler.
@@ -77,7 +82,7 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		return resNear, true
 	}
 	var keep fill.Keep // decided when the response arrives: the crowd may have come meanwhile
-	if !n.cfg.NearCopy.Disabled {
+	if !n.cfg.NearCopy.off() {
 		keep = n.keepNear(hash)
 	}
 	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(plan.Targets), keep)

@@ -65,6 +65,7 @@ type Node struct {
 	nearKeys  nearKeys      // keys of the near copies kept, for reports
 
 	inflight atomic.Int64
+	policy   httpcache.RequestPolicy // how clients' request directives count
 
 	dataLn, adminLn net.Listener
 	data, admin     *http.Server
@@ -87,6 +88,7 @@ func New(cfg Config) (*Node, error) {
 		reportNow:     make(chan struct{}, 1),
 		invalidations: make(chan string, invalidateQueue),
 	}
+	n.policy = cfg.requestPolicy()
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 
@@ -95,7 +97,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node near-copy meter: %w", err)
 	}
 	var nearBytes int64
-	if !cfg.NearCopy.Disabled {
+	if !cfg.NearCopy.off() {
 		nearBytes = int64(float64(cfg.StoreBytes) * cfg.NearCopy.Share)
 	}
 	n.store, err = httpcache.NewStore(httpcache.StoreConfig{
@@ -118,13 +120,9 @@ func New(cfg Config) (*Node, error) {
 		}, func() float64 { return float64(n.store.NearBytes()) }),
 	)
 	n.fill, err = fill.New(fill.Config{
-		Origin: origin,
-		Store:  n.store,
-		Defaults: httpcache.Defaults{
-			TTL:                  cfg.DefaultTTL,
-			StaleWhileRevalidate: cfg.StaleWhileRevalidate,
-			StaleIfError:         cfg.StaleIfError,
-		},
+		Origin:         origin,
+		Store:          n.store,
+		Defaults:       cfg.cacheDefaults(),
 		Timeout:        cfg.OriginTimeout,
 		MaxObjectBytes: cfg.MaxObjectBytes,
 		MaxLimit:       cfg.OriginMaxConcurrency,

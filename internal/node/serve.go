@@ -79,7 +79,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		var buf [4]route.Target
 		plan := n.router.Plan(hash, buf[:0])
 		if !plan.Local && viaOK(r) {
-			if res, ok := n.serveVia(w, r, base, hash, plan, hot && !n.cfg.NearCopy.Disabled, now); ok {
+			if res, ok := n.serveVia(w, r, base, hash, plan, hot && !n.cfg.NearCopy.off(), now); ok {
 				return res
 			}
 		}
@@ -151,31 +151,39 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
 		return n.answer(w, r, base, nil, res, err)
 	}
+	req := httpcache.RequestDirectives(r.Header)
 	e, ok := n.store.Get(base, r.Header)
 	if !ok {
-		res, err := n.fill.Fetch(ctx, r, base, nil, n.upstreamFor(hash))
-		return n.answer(w, r, base, nil, res, err)
+		e = nil
 	}
 	now := n.cfg.Now()
-	st := e.State(now, n.cfg.Prefresh)
-	if st <= httpcache.Prefresh && !n.trustedFresh(e.ResponseTime, now) {
-		st = httpcache.StaleRevalidate
+	act := httpcache.Decide(req, e, now, n.policy)
+	if act <= httpcache.ServeRefresh && !n.trustedFresh(e.ResponseTime, now) {
+		act = httpcache.ServeStale
 	}
-	switch st {
-	case httpcache.Fresh:
+	switch act {
+	case httpcache.Serve:
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
-	case httpcache.Prefresh:
-		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+	case httpcache.ServeRefresh:
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
-	case httpcache.StaleRevalidate:
-		n.fill.Refresh(r, base, e, n.upstreamFor(hash))
+	case httpcache.ServeStale:
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
 		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 		return resStale
+	case httpcache.GatewayTimeout:
+		return n.onlyIfCached(w)
 	}
-	// Stale beyond revalidation: fetch (conditionally), or fall back to
-	// this copy if the origin fails within stale-if-error.
+	if req.NoStore {
+		// Nothing of this request's may be stored: it neither leads nor
+		// joins the shared fetch (RFC 9111 §5.2.1.5).
+		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
+		return n.answer(w, r, base, e, res, err)
+	}
+	// Miss, or stale beyond revalidation: fetch (conditionally), or fall
+	// back to this copy if the origin fails within stale-if-error.
 	res, err := n.fill.Fetch(ctx, r, base, e, n.upstreamFor(hash))
 	return n.answer(w, r, base, e, res, err)
 }

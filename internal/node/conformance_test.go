@@ -1,0 +1,396 @@
+package node
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// confOrigin is an origin whose answer is scripted per path. It counts
+// fetches and keeps the last request's header of each path, and dates its
+// responses by the test clock, so freshness follows the clock.
+type confOrigin struct {
+	clock  *testClock
+	routes map[string]func(w http.ResponseWriter, r *http.Request, n int) // n: fetch number of the path, from 1; set before serving
+
+	mu   sync.Mutex // guards hits and last
+	hits map[string]int
+	last map[string]http.Header
+}
+
+func newConfOrigin(clock *testClock) *confOrigin {
+	return &confOrigin{clock: clock, routes: map[string]func(http.ResponseWriter, *http.Request, int){}, hits: map[string]int{}, last: map[string]http.Header{}}
+}
+
+func (o *confOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.hits[r.URL.Path]++
+	n := o.hits[r.URL.Path]
+	o.last[r.URL.Path] = r.Header.Clone()
+	o.mu.Unlock()
+	w.Header().Set("Date", o.clock.Now().UTC().Format(http.TimeFormat))
+	route, ok := o.routes[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	route(w, r, n)
+}
+
+func (o *confOrigin) fetches(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.hits[path]
+}
+
+func (o *confOrigin) lastHeader(path string) http.Header {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last[path]
+}
+
+// respond returns a route answering status with the header pairs and body.
+func respond(status int, body string, kv ...string) func(http.ResponseWriter, *http.Request, int) {
+	return func(w http.ResponseWriter, _ *http.Request, _ int) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			w.Header().Add(kv[i], kv[i+1])
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+type confReply struct {
+	status int
+	body   string
+	header http.Header
+}
+
+// send sends a GET for path to node i with the header pairs kv.
+func (tc *testCluster) send(i int, path string, kv ...string) confReply {
+	tc.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, tc.url(i, path), nil)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	for j := 0; j+1 < len(kv); j += 2 {
+		req.Header.Add(kv[j], kv[j+1])
+	}
+	resp, err := tc.client.Do(req)
+	if err != nil {
+		tc.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tc.t.Fatalf("GET %s body: %v", path, err)
+	}
+	return confReply{resp.StatusCode, string(b), resp.Header}
+}
+
+// confCluster is a 3-node cluster in front of o, with the autopilot off and
+// the purge log trusted across clock jumps, so the tests move freshness
+// with the clock alone.
+func confCluster(t *testing.T, o *confOrigin, tweak func(*Config)) *testCluster {
+	return newTestClusterOrigin(t, 3, o, func(c *Config) {
+		c.Now = o.clock.Now
+		c.DisableAutopilot = true
+		c.PurgeMaxDisconnect = 24 * time.Hour
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+func isHit(r confReply) bool { return strings.Contains(cacheStatus(r.header), "hit") }
+func isStale(r confReply) bool {
+	return strings.Contains(cacheStatus(r.header), "detail=stale")
+}
+
+// TestConformanceStrict drives a strict cluster (RFC 9111 without
+// deviations) the way a client and an origin would, a few cases per area.
+func TestConformanceStrict(t *testing.T) {
+	clock := newTestClock()
+	o := newConfOrigin(clock)
+	lastMod := clock.Now().Add(-100 * time.Second).UTC().Format(http.TimeFormat) // heuristic: 10s
+	o.routes["/fresh"] = respond(200, "fresh", "Cache-Control", "max-age=60")
+	o.routes["/reval"] = func(w http.ResponseWriter, r *http.Request, n int) {
+		if n > 1 && r.Header.Get("If-None-Match") == `"v1"` {
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("X-Version", "2")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		respond(200, "body-v1", "Etag", `"v1"`, "X-Version", "1")(w, r, n)
+	}
+	o.routes["/heuristic"] = respond(200, "h", "Last-Modified", lastMod)
+	o.routes["/expires-invalid"] = respond(200, "e", "Expires", "0")
+	o.routes["/max-age-0"] = respond(200, "m", "Cache-Control", "max-age=0", "Expires", clock.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	o.routes["/quoted"] = respond(200, "q", "Cache-Control", `max-age="60"`)
+	o.routes["/single-quoted"] = respond(200, "q", "Cache-Control", `max-age='60'`)
+	o.routes["/age-invalid"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "abc")
+	o.routes["/age-old"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "100")
+	o.routes["/500"] = respond(500, "oops", "Cache-Control", "max-age=60")
+	o.routes["/302"] = respond(302, "", "Location", "/fresh")
+	o.routes["/client"] = respond(200, "c", "Cache-Control", "max-age=60")
+	// The store keeps a stale entry past its windows only when it has a
+	// validator (StoreConfig.RevalidateGrace): max-stale needs one.
+	o.routes["/short"] = respond(200, "s", "Cache-Control", "max-age=2", "Etag", `"s1"`)
+	o.routes["/swr"] = respond(200, "s", "Cache-Control", "max-age=2, stale-while-revalidate=30")
+	o.routes["/smaxage"] = respond(200, "s", "Cache-Control", "s-maxage=2, stale-while-revalidate=30")
+	o.routes["/nostore-refresh"] = respond(200, "n", "Cache-Control", "max-age=2, stale-while-revalidate=30")
+	o.routes["/vary"] = respond(200, "v", "Cache-Control", "max-age=60", "Vary", "Accept-Language", "Vary", "X-Device")
+	o.routes["/cond"] = respond(200, "c", "Cache-Control", "max-age=60", "Etag", `W/"c1"`, "Last-Modified", lastMod)
+	o.routes["/cdn"] = respond(200, "cdn", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60")
+	o.routes["/surrogate"] = respond(200, "sur", "Cache-Control", "max-age=60", "Surrogate-Control", "no-store")
+	o.routes["/hop"] = respond(200, "hop", "Cache-Control", "max-age=60", "Connection", "X-Secret", "X-Secret", "s", "X-Kept", "k")
+	tc := confCluster(t, o, func(c *Config) { c.Strict = true })
+
+	fetchesAfter := func(t *testing.T, path string, want int) {
+		t.Helper()
+		if got := o.fetches(path); got != want {
+			t.Fatalf("%s: %d origin fetches, want %d", path, got, want)
+		}
+	}
+
+	t.Run("§4.2 fresh hit", func(t *testing.T) {
+		tc.send(0, "/fresh")
+		if r := tc.send(1, "/fresh"); !isHit(r) || r.body != "fresh" {
+			t.Fatalf("second GET: %d %q %q", r.status, r.body, cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/fresh", 1)
+	})
+	t.Run("§4.3.1 stale entry with validators revalidates conditionally; §4.3.4 304 updates headers", func(t *testing.T) {
+		tc.send(0, "/reval")
+		r := tc.send(0, "/reval")
+		if got := o.lastHeader("/reval").Get("If-None-Match"); got != `"v1"` {
+			t.Fatalf("revalidation If-None-Match %q, want \"v1\"", got)
+		}
+		if r.status != 200 || r.body != "body-v1" || r.header.Get("X-Version") != "2" {
+			t.Fatalf("after 304: %d %q X-Version %q", r.status, r.body, r.header.Get("X-Version"))
+		}
+		if r := tc.send(2, "/reval"); !isHit(r) || r.header.Get("X-Version") != "2" {
+			t.Fatalf("after 304 the updated entry is fresh: %q X-Version %q", cacheStatus(r.header), r.header.Get("X-Version"))
+		}
+		fetchesAfter(t, "/reval", 2)
+	})
+	t.Run("§4.2.2 heuristic freshness from Last-Modified", func(t *testing.T) {
+		tc.send(0, "/heuristic")
+		if r := tc.send(1, "/heuristic"); !isHit(r) {
+			t.Fatalf("within 10%% of Last-Modified's age: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/heuristic", 1)
+	})
+	t.Run("§5.3 invalid Expires is stale; §5.3 max-age=0 wins over Expires", func(t *testing.T) {
+		for _, p := range []string{"/expires-invalid", "/max-age-0"} {
+			tc.send(0, p)
+			if r := tc.send(0, p); isHit(r) {
+				t.Fatalf("%s: served from cache: %q", p, cacheStatus(r.header))
+			}
+			fetchesAfter(t, p, 2)
+		}
+	})
+	t.Run("§5.2 quoted max-age accepted, single-quoted is stale", func(t *testing.T) {
+		tc.send(0, "/quoted")
+		tc.send(0, "/quoted")
+		fetchesAfter(t, "/quoted", 1)
+		tc.send(0, "/single-quoted")
+		tc.send(0, "/single-quoted")
+		fetchesAfter(t, "/single-quoted", 2)
+	})
+	t.Run("§5.1 Age: invalid ignored, valid counted", func(t *testing.T) {
+		tc.send(0, "/age-invalid")
+		if r := tc.send(0, "/age-invalid"); !isHit(r) || r.header.Get("Age") != "0" {
+			t.Fatalf("invalid Age: %q Age %q", cacheStatus(r.header), r.header.Get("Age"))
+		}
+		tc.send(0, "/age-old") // Age 100 > max-age 60: stale on arrival
+		fetchesAfter(t, "/age-old", 1)
+		tc.send(0, "/age-old")
+		fetchesAfter(t, "/age-old", 2)
+	})
+	t.Run("§3 any status with explicit freshness is stored; 302 without is not", func(t *testing.T) {
+		tc.send(0, "/500")
+		if r := tc.send(1, "/500"); r.status != 500 || !isHit(r) {
+			t.Fatalf("500 max-age=60: %d %q", r.status, cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/500", 1)
+		noRedirect := *tc.client
+		noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		for range 2 {
+			resp, err := noRedirect.Get(tc.url(0, "/302"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		fetchesAfter(t, "/302", 2)
+	})
+	t.Run("§5.2.1 request directives are honoured", func(t *testing.T) {
+		tc.send(0, "/client")
+		tc.send(0, "/client", "Cache-Control", "no-cache")
+		fetchesAfter(t, "/client", 2)
+		tc.send(0, "/client", "Cache-Control", "max-age=0")
+		fetchesAfter(t, "/client", 3)
+		tc.send(0, "/client", "Pragma", "no-cache")
+		fetchesAfter(t, "/client", 4)
+		if r := tc.send(0, "/client", "Cache-Control", "min-fresh=5"); !isHit(r) {
+			t.Fatalf("min-fresh=5 within max-age=60: %q", cacheStatus(r.header))
+		}
+		tc.send(0, "/client", "Cache-Control", "min-fresh=3600")
+		fetchesAfter(t, "/client", 5)
+		if r := tc.send(0, "/uncached", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout {
+			t.Fatalf("only-if-cached miss: %d, want 504", r.status)
+		}
+		fetchesAfter(t, "/uncached", 0)
+		if r := tc.send(0, "/client", "Cache-Control", "only-if-cached"); r.status != 200 || !isHit(r) {
+			t.Fatalf("only-if-cached hit: %d %q", r.status, cacheStatus(r.header))
+		}
+	})
+	t.Run("§5.2.1.5 a no-store request's refresh still stores for everyone", func(t *testing.T) {
+		tc.send(0, "/nostore-refresh")
+		clock.Advance(5 * time.Second)
+		if r := tc.send(0, "/nostore-refresh", "Cache-Control", "no-store"); !isStale(r) {
+			t.Fatalf("no-store within stale-while-revalidate: %q, want served stale", cacheStatus(r.header))
+		}
+		eventually(t, 5*time.Second, func() string {
+			if r := tc.send(1, "/nostore-refresh"); !isHit(r) || isStale(r) {
+				return "after the refresh: " + cacheStatus(r.header)
+			}
+			return ""
+		})
+		fetchesAfter(t, "/nostore-refresh", 2)
+	})
+	t.Run("§4.2.4 stale needs permission: none given, then max-stale, then stale-while-revalidate", func(t *testing.T) {
+		tc.send(0, "/short")
+		tc.send(0, "/swr")
+		tc.send(0, "/smaxage")
+		clock.Advance(5 * time.Second)
+		if r := tc.send(0, "/short"); isHit(r) {
+			t.Fatalf("expired, no permission, served from cache: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/short", 2)
+		clock.Advance(5 * time.Second)
+		if r := tc.send(0, "/short", "Cache-Control", "max-stale=60"); !isStale(r) {
+			t.Fatalf("max-stale=60: %q, want served stale", cacheStatus(r.header))
+		}
+		if r := tc.send(0, "/swr"); !isStale(r) {
+			t.Fatalf("stale-while-revalidate=30: %q, want served stale", cacheStatus(r.header))
+		}
+		// §5.2.2.10: s-maxage implies proxy-revalidate.
+		if r := tc.send(0, "/smaxage"); isHit(r) {
+			t.Fatalf("s-maxage with stale-while-revalidate served from cache: %q", cacheStatus(r.header))
+		}
+	})
+	t.Run("§4.1 Vary: normalised values, several Vary lines", func(t *testing.T) {
+		tc.send(0, "/vary", "Accept-Language", "en,fr", "X-Device", "phone")
+		if r := tc.send(1, "/vary", "Accept-Language", "en , fr", "X-Device", "phone"); !isHit(r) {
+			t.Fatalf("equivalent Accept-Language: %q", cacheStatus(r.header))
+		}
+		if r := tc.send(1, "/vary", "Accept-Language", "en", "Accept-Language", "fr", "X-Device", "phone"); !isHit(r) {
+			t.Fatalf("same list on two lines: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/vary", 1)
+		tc.send(0, "/vary", "Accept-Language", "en,fr", "X-Device", "desktop")
+		fetchesAfter(t, "/vary", 2)
+	})
+	t.Run("RFC 9110 §13 conditional requests", func(t *testing.T) {
+		tc.send(0, "/cond")
+		if r := tc.send(0, "/cond", "If-None-Match", `"x", "c1"`); r.status != http.StatusNotModified {
+			t.Fatalf("weak match in a list: %d, want 304", r.status)
+		}
+		if r := tc.send(0, "/cond", "If-None-Match", `"x"`, "If-Modified-Since", clock.Now().UTC().Format(http.TimeFormat)); r.status != 200 {
+			t.Fatalf("If-None-Match takes precedence over If-Modified-Since: %d, want 200", r.status)
+		}
+		fetchesAfter(t, "/cond", 1)
+	})
+	t.Run("RFC 9213 targeted fields take precedence", func(t *testing.T) {
+		tc.send(0, "/cdn")
+		if r := tc.send(0, "/cdn"); !isHit(r) {
+			t.Fatalf("CDN-Cache-Control max-age over Cache-Control no-store: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/cdn", 1)
+		tc.send(0, "/surrogate")
+		tc.send(0, "/surrogate")
+		fetchesAfter(t, "/surrogate", 2)
+	})
+	t.Run("§3.1 Connection-listed fields are not stored or served", func(t *testing.T) {
+		for i, r := range []confReply{tc.send(0, "/hop"), tc.send(0, "/hop")} {
+			if r.header.Get("X-Secret") != "" || r.header.Get("X-Kept") != "k" {
+				t.Fatalf("reply %d: X-Secret %q X-Kept %q", i, r.header.Get("X-Secret"), r.header.Get("X-Kept"))
+			}
+		}
+	})
+}
+
+// TestConformanceDefaults: the default configuration differs from strict
+// only in the documented deviations: operator grace serves stale without
+// the response's permission, and clients' no-cache and max-age=0 do not
+// reach the origin.
+func TestConformanceDefaults(t *testing.T) {
+	clock := newTestClock()
+	o := newConfOrigin(clock)
+	o.routes["/nofresh"] = respond(200, "n", "Etag", `"n1"`)
+	o.routes["/short"] = respond(200, "s", "Cache-Control", "max-age=2")
+	o.routes["/must"] = respond(200, "m", "Cache-Control", "max-age=2, must-revalidate")
+	o.routes["/client"] = respond(200, "c", "Cache-Control", "max-age=60")
+	tc := confCluster(t, o, nil)
+
+	// No freshness from the origin: stored, but never fresh; the grace
+	// (10s) serves it stale while it revalidates.
+	tc.send(0, "/nofresh")
+	if r := tc.send(0, "/nofresh"); !isStale(r) {
+		t.Fatalf("no freshness, within grace: %q, want served stale", cacheStatus(r.header))
+	}
+	// Expired within the grace: stale; must-revalidate forbids it.
+	tc.send(0, "/short")
+	tc.send(0, "/must")
+	clock.Advance(5 * time.Second)
+	if r := tc.send(0, "/short"); !isStale(r) {
+		t.Fatalf("expired within grace: %q, want served stale", cacheStatus(r.header))
+	}
+	if r := tc.send(0, "/must"); isHit(r) {
+		t.Fatalf("must-revalidate served from cache: %q", cacheStatus(r.header))
+	}
+	// Origin protection: one client's reload does not reach the origin.
+	tc.send(0, "/client")
+	for _, kv := range [][]string{{"Cache-Control", "no-cache"}, {"Cache-Control", "max-age=0"}, {"Pragma", "no-cache"}} {
+		if r := tc.send(1, "/client", kv...); !isHit(r) {
+			t.Fatalf("%s: %s: %q, want a hit", kv[0], kv[1], cacheStatus(r.header))
+		}
+	}
+	if got := o.fetches("/client"); got != 1 {
+		t.Fatalf("/client: %d origin fetches, want 1", got)
+	}
+}
+
+// TestZeroGraceMeansZero: --stale-while-revalidate 0 and --stale-if-error 0
+// mean no grace: an expired entry is not served stale, nor when the origin
+// fails.
+func TestZeroGraceMeansZero(t *testing.T) {
+	clock := newTestClock()
+	o := newConfOrigin(clock)
+	o.routes["/x"] = func(w http.ResponseWriter, r *http.Request, n int) {
+		if n > 1 {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		respond(200, "x", "Cache-Control", "max-age=2")(w, r, n)
+	}
+	tc := newTestClusterOrigin(t, 1, o, func(c *Config) {
+		c.Now = clock.Now
+		c.DisableAutopilot = true
+		c.PurgeMaxDisconnect = 24 * time.Hour
+		c.StaleWhileRevalidate, c.StaleIfError = 0, 0
+	})
+	if r := tc.send(0, "/x"); r.status != 200 {
+		t.Fatalf("first GET: %d", r.status)
+	}
+	clock.Advance(3 * time.Second)
+	r := tc.send(0, "/x")
+	if isHit(r) || r.status != http.StatusServiceUnavailable {
+		t.Fatalf("expired with zero grace and the origin down: %d %q, want the origin's 503", r.status, cacheStatus(r.header))
+	}
+}
