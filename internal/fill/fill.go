@@ -412,6 +412,9 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 	res.Shareable = storable || (c.via && IsErrorStatus(resp.StatusCode) && !private(resp.Header))
 	switch {
 	case !storable:
+	case IsErrorStatus(resp.StatusCode) && c.stale != nil && c.stale.State(g.cfg.Now(), 1) <= httpcache.StaleError:
+		// An error never replaces a copy that stale-if-error may still
+		// serve in its place (RFC 5861 §4).
 	case !c.via:
 		res.Stored = g.put(e, since)
 	case c.keep != nil:

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestPurgesDuringAFill: a fill in flight is discarded only by a purge that
@@ -121,4 +122,47 @@ type purger interface {
 	PurgeTag(tag string, soft bool) int
 	PurgePrefix(prefix string, soft bool) int
 	PurgeAll(soft bool) int
+}
+
+// TestErrorDoesNotReplaceAStaleCopy: an origin error with explicit
+// freshness (storable since RFC 9111 §3) does not replace a copy that
+// stale-if-error may still serve in its place (RFC 5861 §4).
+func TestErrorDoesNotReplaceAStaleCopy(t *testing.T) {
+	var fetches atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fetches.Add(1) == 1 {
+			w.Header().Set("Cache-Control", "max-age=1, stale-if-error=3600")
+			w.Write([]byte("good"))
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("broken"))
+	}))
+	defer origin.Close()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	g, store := newGroup(t, origin.URL, func(c *Config) { c.Now = clock })
+	r, base := get("/page")
+	if _, err := g.Fetch(context.Background(), r, base, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(5 * time.Second)
+	mu.Unlock()
+	stale, ok := store.Get(base, r.Header)
+	if !ok {
+		t.Fatal("first response not stored")
+	}
+	res, err := g.Fetch(context.Background(), r, base, stale, nil)
+	if err != nil || res.Entry.Status != http.StatusInternalServerError {
+		t.Fatalf("refetch: %v %+v", err, res)
+	}
+	if res.Stored {
+		t.Error("the 500 was stored over a copy stale-if-error may serve")
+	}
+	if e, ok := store.Get(base, r.Header); !ok || string(e.Body) != "good" {
+		t.Errorf("store holds %v %v, want the good copy", ok, e)
+	}
 }
