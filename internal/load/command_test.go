@@ -246,3 +246,9 @@ func TestParseEnv(t *testing.T) {
 		t.Errorf("defaults not kept: %+v", c)
 	}
 }
+
+// within reports whether got is within frac of want.
+func within(got, want int64, frac float64) bool {
+	d := float64(got - want)
+	return d <= frac*float64(want) && -d <= frac*float64(want)
+}
