@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,9 @@ type Command struct {
 	// LookupEnv reads flag defaults from the environment. If nil, the
 	// environment is ignored.
 	LookupEnv func(string) (string, bool)
+	// Transport sends the probe, the load and the scrapes. If nil, the
+	// generator's own transport is used (see Config.Transport).
+	Transport http.RoundTripper
 }
 
 // listFlag is a repeatable flag that also splits on commas.
@@ -153,6 +157,7 @@ func (c *Command) Run(ctx context.Context, args []string) int {
 		}
 	}
 	o.cfg.Progress = c.Progress
+	o.cfg.Transport = c.Transport
 	g, err := New(o.cfg)
 	if err != nil {
 		return badInput(err)

@@ -28,18 +28,18 @@ type ReportConfig struct {
 // A Phase is a stretch of the run: before, during or after the crowd (or
 // the whole run). Requests belong to it by their planned send time.
 type Phase struct {
-	Name    string        `json:"name"`
-	From    time.Duration `json:"-"`
-	To      time.Duration `json:"-"`
-	FromS   float64       `json:"from_s"`
-	ToS     float64       `json:"to_s"`
+	Name  string        `json:"name"`
+	From  time.Duration `json:"-"`
+	To    time.Duration `json:"-"`
+	FromS float64       `json:"from_s"`
+	ToS   float64       `json:"to_s"`
 	// Success is OK / Scheduled, end to end (the generator's own NotSent
 	// counts against it); ClusterSuccess is OK / Sent, the cluster's part.
-	Success        float64 `json:"success_rate"`
-	ClusterSuccess float64 `json:"cluster_success_rate"`
-	Latency Latency       `json:"latency"`
-	Counts                // flattened into the phase's JSON
-	Cluster *Cluster      `json:"cluster,omitempty"` // nil without admin figures
+	Success        float64  `json:"success_rate"`
+	ClusterSuccess float64  `json:"cluster_success_rate"`
+	Latency        Latency  `json:"latency"`
+	Counts                  // flattened into the phase's JSON
+	Cluster        *Cluster `json:"cluster,omitempty"` // nil without admin figures
 }
 
 // Cluster sums the admin figures over a phase.
