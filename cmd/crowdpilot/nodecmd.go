@@ -30,29 +30,29 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
 	d := node.DefaultConfig()
-	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster (default: the data listen address)")
+	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster (if empty, the data listen address)")
 	fs.StringVar(&f.zone, "zone", "", "node's zone; routing prefers replicas in the same zone")
 	fs.StringVar(&f.cluster, "cluster", d.Cluster, "cluster name; etcd keys live under /crowdpilot/<cluster>/")
 	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd client URLs")
 	fs.StringVar(&f.listen, "listen", d.Listen, "data listener host:port (the cached HTTP service)")
 	fs.StringVar(&f.admin, "admin", d.Admin, "admin listener host:port (/metrics, /healthz, /readyz, /api/v1)")
-	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (default: the listen address)")
-	fs.StringVar(&f.advertiseAdmin, "advertise-admin", "", "admin address peers dial (default: the admin listen address)")
+	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (if empty, the listen address)")
+	fs.StringVar(&f.advertiseAdmin, "advertise-admin", "", "admin address peers dial (if empty, the admin listen address)")
 	fs.StringVar(&f.origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for mutating admin calls (purge)")
 	f.storeBytes = byteSize(d.StoreBytes)
-	fs.Var(&f.storeBytes, "store-bytes", "in-memory store bound (default 256MiB)")
+	fs.Var(&f.storeBytes, "store-bytes", "in-memory store bound, e.g. 256MiB or 2GiB")
 	f.maxObjectBytes = byteSize(d.MaxObjectBytes)
-	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached (default 8MiB)")
+	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached")
 	f.maxBodyBytes = byteSize(d.MaxBodyBytes)
-	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond (default 1MiB)")
+	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond")
 	fs.DurationVar(&f.defaultTTL, "default-ttl", d.DefaultTTL, "freshness of cacheable responses that give none")
 	fs.DurationVar(&f.swr, "stale-while-revalidate", d.StaleWhileRevalidate, "serve stale while refreshing, when the response neither sets nor forbids it")
 	fs.DurationVar(&f.sie, "stale-if-error", d.StaleIfError, "serve stale when the origin fails, when the response neither sets nor forbids it")
 	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
 	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
-	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (default origin-timeout + 1s)")
+	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
@@ -98,11 +98,17 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	}
 }
 
+const nodeAbout = `Runs one crowdpilot node: a data listener (the cached HTTP service in front
+of --origin) and an admin listener (/metrics, /healthz, /readyz, /api/v1),
+joining the cluster through the etcd cluster at --etcd. Every node of a
+cluster needs the same --cluster and --admin-token. SIGINT or SIGTERM: leave
+the cluster, finish in-flight requests (up to --shutdown-grace), exit 0.`
+
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crowdpilot node", flag.ContinueOnError)
 	var nf nodeFlags
 	nf.register(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, "crowdpilot node --etcd URL[,URL...] --origin URL [flags]", nodeAbout); err != nil {
 		return badInput(stderr, "node", err)
 	}
 	logger, err := newLogger(stderr, nf.logFormat, nf.logLevel)

@@ -185,7 +185,7 @@ func TestCommandBadInput(t *testing.T) {
 		env  map[string]string
 		want string // in the error line
 	}{
-		{"unknown flag", []string{"--target", srv.URL, "--bogus"}, nil, "not defined: -bogus"},
+		{"unknown flag", []string{"--target", srv.URL, "--bogus"}, nil, "unknown flag --bogus"},
 		{"bad crowd", []string{"--target", srv.URL, "--crowd", "50x@10s"}, nil, "bad crowd spec"},
 		{"crowd after the end", []string{"--target", srv.URL, "--duration", "20s", "--crowd", "50x@10s+30s"}, nil, "after the 20s run"},
 		{"no target", []string{"--rate", "10"}, nil, "no --target"},
