@@ -121,6 +121,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"purge", "--config", purgeTag}, nil, []string{`"tag" can only be given on the command line`}},
 		{[]string{"load", "--config", loadRate}, nil, []string{"rate 0"}},
 		{[]string{"up", "--config", filepath.Join(dir, "missing.yaml")}, nil, []string{"--config", "no such file"}},
+		{[]string{"node", "--etcd", "http://127.0.0.1:1", "--origin", "http://o", "--autopilot=false", "--store-bytes", "1KiB", "--origin-timeout", "-1s"}, nil,
+			[]string{"--store-bytes 1024 must be at least 1 MiB", "; --max-object-bytes", "; --origin-timeout -1s must be positive"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			for k, v := range tc.env {
@@ -190,7 +192,7 @@ func TestUpChecksNodeConfigBeforeEtcd(t *testing.T) {
 		"--etcd-listen", "127.0.0.1:0", "--etcd-peer", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--log-format", "text",
 	}, &stdout, &stderr)
-	if code != 2 || stdout.Len() > 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "prefresh 2") {
+	if code != 2 || stdout.Len() > 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "node config: --prefresh 2 must be in (0, 1]") {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 2 and only the prefresh error", code, stdout.String(), stderr.String())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -121,7 +122,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := node.New(cfg)
 	if err != nil {
-		return badInput(stderr, "node", err)
+		return badInput(stderr, "node", withFlagNames(err))
 	}
 	if err := n.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "crowdpilot node: %v\n", err)
@@ -134,4 +135,43 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Warn("shutdown", "err", err)
 	}
 	return 0
+}
+
+// configFlags maps how node.Config.Validate names a setting at the start
+// of a problem to the flag that sets it.
+var configFlags = []struct{ phrase, flag string }{
+	{"id ", "--id "}, {"etcd endpoints ", "--etcd endpoints "}, {"origin ", "--origin "},
+	{"store bytes ", "--store-bytes "}, {"max object bytes ", "--max-object-bytes "},
+	{"prefresh ", "--prefresh "}, {"default ttl ", "--default-ttl "},
+	{"stale-while-revalidate ", "--stale-while-revalidate "}, {"stale-if-error ", "--stale-if-error "},
+	{"shutdown grace ", "--shutdown-grace "}, {"purge max disconnect ", "--purge-max-disconnect "},
+	{"origin timeout ", "--origin-timeout "}, {"forward timeout ", "--forward-timeout "},
+	{"member ttl ", "--member-ttl "}, {"heat window ", "--heat-window "}, {"election ttl ", "--election-ttl "},
+	{"max header bytes ", "--max-header-bytes "}, {"max inflight ", "--max-inflight "},
+	{"max body bytes ", "--max-body-bytes "},
+}
+
+// withFlagNames rewrites a node config error so that each problem starts
+// with the flag to change: "prefresh 2 must be in (0, 1]" becomes
+// "--prefresh 2 must be in (0, 1]".
+func withFlagNames(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		prefix := ""
+		if p, rest, ok := strings.Cut(l, "node config: "); ok && p == "" {
+			prefix, l = "node config: ", rest
+		}
+		// Longest phrase first: "origin timeout" before "origin".
+		best := -1
+		for j, m := range configFlags {
+			if strings.HasPrefix(l, m.phrase) && (best < 0 || len(m.phrase) > len(configFlags[best].phrase)) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			l = configFlags[best].flag + strings.TrimPrefix(l, configFlags[best].phrase)
+		}
+		lines[i] = prefix + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }

@@ -70,7 +70,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Origin = "http://" + *demoListen
 		}
 		if err := node.CheckConfig(cfg); err != nil {
-			return badInput(stderr, "up", fmt.Errorf("node config: %w", err))
+			return badInput(stderr, "up", withFlagNames(fmt.Errorf("node config: %w", err)))
 		}
 	}
 
@@ -125,7 +125,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.SharesProcess = *nodes > 1
 		n, err := node.New(cfg)
 		if err != nil {
-			return badInput(stderr, "up", err)
+			return badInput(stderr, "up", withFlagNames(err))
 		}
 		if err := n.Start(ctx); err != nil {
 			fmt.Fprintf(stderr, "crowdpilot up: %v\n", err)
