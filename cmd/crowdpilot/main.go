@@ -6,6 +6,7 @@
 //	crowdpilot load    open-loop flash-crowd load generator
 //	crowdpilot purge   purge by key, tag, prefix or everything
 //	crowdpilot status  members, leader, hot objects and their replicas
+//	crowdpilot version module version and VCS revision
 package main
 
 import (
@@ -20,11 +21,12 @@ import (
 // subcommands maps a name to its entry point. Each returns an exit code:
 // 0 ok, 1 failure at run time, 2 bad input.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
-	"up":     runUp,
-	"node":   runNode,
-	"load":   runLoad,
-	"purge":  runPurge,
-	"status": runStatus,
+	"up":      runUp,
+	"node":    runNode,
+	"load":    runLoad,
+	"purge":   runPurge,
+	"status":  runStatus,
+	"version": runVersion,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
@@ -35,8 +37,11 @@ Usage:
   crowdpilot load   [flags]   send an open-loop flash crowd at a cluster
   crowdpilot purge  [flags]   purge by --key, --tag, --prefix or --all
   crowdpilot status [flags]   members, autopilot leader, hot objects and replicas (--admin host:port)
+  crowdpilot version          module version and VCS revision of this binary
 
-Run "crowdpilot <command> --help" for the flags of a command.
+Run "crowdpilot <command> --help" for the flags of a command. Every flag can
+also be set as CROWDPILOT_<FLAG> in the environment (--store-bytes as
+CROWDPILOT_STORE_BYTES) or in a YAML file given with --config.
 `
 
 func main() {
@@ -44,6 +49,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args[0] = "version"
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -53,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge or status)\n", args[0])
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status or version; see crowdpilot --help)\n", args[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

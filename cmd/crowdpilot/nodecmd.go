@@ -32,22 +32,22 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
 	d := node.DefaultConfig()
-	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster (default: the data listen address)")
+	fs.StringVar(&f.id, "id", "", "node ID, unique in the cluster (if empty, the data listen address)")
 	fs.StringVar(&f.zone, "zone", "", "node's zone; routing prefers replicas in the same zone")
 	fs.StringVar(&f.cluster, "cluster", d.Cluster, "cluster name; etcd keys live under /crowdpilot/<cluster>/")
 	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd client URLs")
 	fs.StringVar(&f.listen, "listen", d.Listen, "data listener host:port (the cached HTTP service)")
 	fs.StringVar(&f.admin, "admin", d.Admin, "admin listener host:port (/metrics, /healthz, /readyz, /api/v1)")
-	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (default: the listen address)")
-	fs.StringVar(&f.advertiseAdmin, "advertise-admin", "", "admin address peers dial (default: the admin listen address)")
+	fs.StringVar(&f.advertise, "advertise", "", "data address peers dial (if empty, the listen address)")
+	fs.StringVar(&f.advertiseAdmin, "advertise-admin", "", "admin address peers dial (if empty, the admin listen address)")
 	fs.StringVar(&f.origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token for mutating admin calls (purge)")
 	f.storeBytes = byteSize(d.StoreBytes)
-	fs.Var(&f.storeBytes, "store-bytes", "in-memory store bound (default 256MiB)")
+	fs.Var(&f.storeBytes, "store-bytes", "in-memory store bound, e.g. 256MiB or 2GiB")
 	f.maxObjectBytes = byteSize(d.MaxObjectBytes)
-	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached (default 8MiB)")
+	fs.Var(&f.maxObjectBytes, "max-object-bytes", "larger objects stream through uncached")
 	f.maxBodyBytes = byteSize(d.MaxBodyBytes)
-	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond (default 1MiB)")
+	fs.Var(&f.maxBodyBytes, "max-body-bytes", "largest request body passed to the origin; 413 beyond")
 	fs.DurationVar(&f.defaultTTL, "default-ttl", d.DefaultTTL, "freshness of heuristically cacheable responses with no explicit freshness and no Last-Modified (0: none, RFC 9111)")
 	fs.DurationVar(&f.swr, "stale-while-revalidate", d.StaleWhileRevalidate, "operator grace: serve stale while refreshing, when the response neither sets nor forbids it (0: none)")
 	fs.DurationVar(&f.sie, "stale-if-error", d.StaleIfError, "operator grace: serve stale when the origin fails, when the response neither sets nor forbids it (0: none)")
@@ -56,7 +56,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
 	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
-	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (default origin-timeout + 1s)")
+	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
@@ -144,11 +144,17 @@ func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
 	return err
 }
 
+const nodeAbout = `Runs one crowdpilot node: a data listener (the cached HTTP service in front
+of --origin) and an admin listener (/metrics, /healthz, /readyz, /api/v1),
+joining the cluster through the etcd cluster at --etcd. Every node of a
+cluster needs the same --cluster and --admin-token. SIGINT or SIGTERM: leave
+the cluster, finish in-flight requests (up to --shutdown-grace), exit 0.`
+
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crowdpilot node", flag.ContinueOnError)
 	var nf nodeFlags
 	nf.register(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, "crowdpilot node --etcd URL[,URL...] --origin URL [flags]", nodeAbout); err != nil {
 		return badInput(stderr, "node", err)
 	}
 	if err := checkNodeFlags(fs, &nf); err != nil {
@@ -164,7 +170,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := node.New(cfg)
 	if err != nil {
-		return badInput(stderr, "node", err)
+		return badInput(stderr, "node", withFlagNames(err))
 	}
 	if err := n.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "crowdpilot node: %v\n", err)
@@ -177,4 +183,43 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Warn("shutdown", "err", err)
 	}
 	return 0
+}
+
+// configFlags maps how node.Config.Validate names a setting at the start
+// of a problem to the flag that sets it.
+var configFlags = []struct{ phrase, flag string }{
+	{"id ", "--id "}, {"etcd endpoints ", "--etcd endpoints "}, {"origin ", "--origin "},
+	{"store bytes ", "--store-bytes "}, {"max object bytes ", "--max-object-bytes "},
+	{"prefresh ", "--prefresh "}, {"default ttl ", "--default-ttl "},
+	{"stale-while-revalidate ", "--stale-while-revalidate "}, {"stale-if-error ", "--stale-if-error "},
+	{"shutdown grace ", "--shutdown-grace "}, {"purge max disconnect ", "--purge-max-disconnect "},
+	{"origin timeout ", "--origin-timeout "}, {"forward timeout ", "--forward-timeout "},
+	{"member ttl ", "--member-ttl "}, {"heat window ", "--heat-window "}, {"election ttl ", "--election-ttl "},
+	{"max header bytes ", "--max-header-bytes "}, {"max inflight ", "--max-inflight "},
+	{"max body bytes ", "--max-body-bytes "},
+}
+
+// withFlagNames rewrites a node config error so that each problem starts
+// with the flag to change: "prefresh 2 must be in (0, 1]" becomes
+// "--prefresh 2 must be in (0, 1]".
+func withFlagNames(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		prefix := ""
+		if p, rest, ok := strings.Cut(l, "node config: "); ok && p == "" {
+			prefix, l = "node config: ", rest
+		}
+		// Longest phrase first: "origin timeout" before "origin".
+		best := -1
+		for j, m := range configFlags {
+			if strings.HasPrefix(l, m.phrase) && (best < 0 || len(m.phrase) > len(configFlags[best].phrase)) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			l = configFlags[best].flag + strings.TrimPrefix(l, configFlags[best].phrase)
+		}
+		lines[i] = prefix + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }

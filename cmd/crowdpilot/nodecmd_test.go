@@ -39,7 +39,7 @@ func TestNodeFlagsZeroIsAValue(t *testing.T) {
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			var nf nodeFlags
 			nf.register(fs)
-			if err := parseFlags(fs, tt.args, io.Discard); err != nil {
+			if err := parseFlags(fs, tt.args, io.Discard, "", ""); err != nil {
 				t.Fatal(err)
 			}
 			if err := checkNodeFlags(fs, &nf); err != nil {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -15,60 +14,43 @@ import (
 	"github.com/crowdpilot/crowdpilot/purgeclient"
 )
 
-const purgeUsage = `Usage: crowdpilot purge (--key URL | --tag TAG | --prefix PATH | --all) [flags]
-
-Appends a purge to the cluster's invalidation log through a node's admin API.
+const purgeAbout = `Appends a purge to the cluster's invalidation log through a node's admin API.
 It is acknowledged once committed and reaches every node; with --wait the
-command returns once every live node has applied it.
+command returns once every live node has applied it. What to purge (--key,
+--tag, --prefix, --all, --soft) is read from the command line only.
 
 Exit status: 0 purged (and, with --wait, applied everywhere); 1 refused or
 failed; 2 bad input; 3 committed, but some nodes had not applied it within
---wait (they are listed).
+--wait (they are listed).`
 
-Flags:
-`
+// purgeTarget are the flags that say what to purge: command line only, so
+// a stray CROWDPILOT_ALL or config key never purges anything.
+var purgeTarget = []string{"key", "tag", "prefix", "all", "soft", "token"}
 
-// runPurge runs "crowdpilot purge". --admin and --admin-token default to
-// $CROWDPILOT_ADMIN and $CROWDPILOT_ADMIN_TOKEN, like the node's flags of
-// the same names; the purge target never comes from the environment.
+// runPurge runs "crowdpilot purge". --admin and --admin-token come, like
+// every flag, from the command line, CROWDPILOT_ADMIN and
+// CROWDPILOT_ADMIN_TOKEN, or --config; the purge target only from the
+// command line.
 func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("purge", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported in one line below
+	fs := flag.NewFlagSet("crowdpilot purge", flag.ContinueOnError)
 	var (
-		admin      = fs.String("admin", "http://127.0.0.1:9080", "admin URL (or host:port) of any node [$CROWDPILOT_ADMIN]")
-		adminToken = fs.String("admin-token", "", "admin bearer token [$CROWDPILOT_ADMIN_TOKEN]")
-		token      = fs.String("token", "", "same as --admin-token")
-		key        = fs.String("key", "", "purge one cache key (URL)")
-		tag        = fs.String("tag", "", "purge every object with this tag (Surrogate-Key / Cache-Tag)")
-		prefix     = fs.String("prefix", "", "purge every object under this path prefix")
+		admin      = fs.String("admin", "http://127.0.0.1:9080", "admin `URL` (or host:port) of any node")
+		adminToken = fs.String("admin-token", "", "admin bearer `token`")
+		token      = fs.String("token", "", "same as --admin-token, and wins over it")
+		key        = fs.String("key", "", "purge one cache key (`URL`)")
+		tag        = fs.String("tag", "", "purge every object with this `tag` (Surrogate-Key / Cache-Tag)")
+		prefix     = fs.String("prefix", "", "purge every object under this `path` prefix")
 		all        = fs.Bool("all", false, "purge everything")
 		soft       = fs.Bool("soft", false, "mark stale instead of dropping (served once more while refreshing)")
-		wait       = fs.Duration("wait", 0, fmt.Sprintf("wait up to this long (at most %s) for every live node to apply it", purge.MaxWait))
+		wait       = fs.Duration("wait", 0, fmt.Sprintf("wait up to this long (at most %s) for every live node to apply it, e.g. 2s", purge.MaxWait))
 		asJSON     = fs.Bool("json", false, "print the server's answer as JSON")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, purgeUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
+	if err := parseFlags(fs, args, stdout, "crowdpilot purge (--key URL | --tag TAG | --prefix PATH | --all) [flags]", purgeAbout, purgeTarget...); err != nil {
 		return badInput(stderr, "purge", err)
 	}
-	if fs.NArg() > 0 {
-		return badInput(stderr, "purge", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if v, ok := os.LookupEnv("CROWDPILOT_ADMIN"); ok && !given["admin"] {
-		*admin = v
-	}
-	tok := *token
-	if !given["token"] {
-		tok = *adminToken
-		if v, ok := os.LookupEnv("CROWDPILOT_ADMIN_TOKEN"); ok && !given["admin-token"] {
-			tok = v
-		}
+	tok := *adminToken
+	if *token != "" {
+		tok = *token
 	}
 	base := strings.TrimSpace(*admin)
 	if base == "" {

@@ -12,13 +12,18 @@ import (
 	"time"
 )
 
+const statusAbout = `Prints what one node's admin API knows: the members with their load as the
+autopilot leader last heard it, the leader, and the hot objects with their
+replicas and lease expiry. --json prints the same as one JSON object.`
+
 // runStatus prints what one admin listener knows: the members, the
 // autopilot leader, and the hot objects with their replicas.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crowdpilot status", flag.ContinueOnError)
 	admin := fs.String("admin", "127.0.0.1:9080", "admin address (host:port or URL) of any node")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound on each admin call")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	asJSON := fs.Bool("json", false, "print what the admin API answered, as one JSON object {cluster, hot}")
+	if err := parseFlags(fs, args, stdout, "crowdpilot status [--admin host:port] [flags]", statusAbout); err != nil {
 		return badInput(stderr, "status", err)
 	}
 	base := strings.TrimSuffix(*admin, "/")
@@ -34,7 +39,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			PurgeRev                     int64 `json:"purge_rev"`
 		} `json:"members"`
 	}
-	if err := getJSON(ctx, client, base+"/api/v1/cluster", &cl); err != nil {
+	rawCluster, err := getJSON(ctx, client, base+"/api/v1/cluster", &cl)
+	if err != nil {
 		fmt.Fprintf(stderr, "crowdpilot status: %v\n", err)
 		return 1
 	}
@@ -46,8 +52,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			Owner    string  `json:"owner"`
 			Desired  int     `json:"desired"`
 			Replicas []struct {
-				Node    string    `json:"node"`
-				Expires time.Time `json:"expires"`
+				Node     string    `json:"node"`
+				Expires  time.Time `json:"expires"`
+				Released bool      `json:"released"`
 			} `json:"replicas"`
 		} `json:"hot"`
 		Nodes []struct {
@@ -59,7 +66,26 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			ErrorRate float64       `json:"error_rate"`
 		} `json:"nodes"`
 	}
-	hotErr := getJSON(ctx, client, base+"/api/v1/hot", &hot)
+	rawHot, hotErr := getJSON(ctx, client, base+"/api/v1/hot", &hot)
+
+	if *asJSON {
+		out := struct {
+			Cluster  json.RawMessage `json:"cluster"`
+			Hot      json.RawMessage `json:"hot"`
+			HotError string          `json:"hot_error,omitempty"`
+		}{Cluster: rawCluster, Hot: rawHot}
+		if hotErr != nil {
+			out.Hot, out.HotError = json.RawMessage("null"), hotErr.Error()
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "crowdpilot status: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	// Load as the leader last heard it from each node: what placement used.
@@ -71,7 +97,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		load[l.Node] = fmt.Sprintf("%s\t%d\t%v\t%.1f%%", cpu, l.InFlight, l.P99, 100*l.ErrorRate)
 	}
-	fmt.Fprintf(tw, "MEMBER\tDATA\tADMIN\tZONE\tSTATE\tPURGE REV\tCPU\tIN FLIGHT\tP99\tERRORS\n")
+	fmt.Fprintf(tw, "MEMBER\tDATA\tADMIN\tZONE\tSTATE\tPURGE REV\tCPU USED/LIMIT (CORES)\tIN FLIGHT\tP99\tERRORS\n")
 	for _, m := range cl.Members {
 		id := m.ID
 		if id == hot.Leader {
@@ -93,38 +119,54 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stdout, "hot objects: none")
 		return 0
 	}
-	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\n")
+	// Released replicas are no longer renewed and serve until their lease
+	// lapses: listed apart, without an expiry that reads like a renewal.
+	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\tRELEASED (LAPSING)\n")
 	now := time.Now()
 	for _, h := range hot.Hot {
-		var nodes, exp []string
+		var nodes, exp, released []string
 		for _, r := range h.Replicas {
+			if r.Released {
+				released = append(released, r.Node)
+				continue
+			}
 			nodes = append(nodes, r.Node)
-			exp = append(exp, r.Expires.Sub(now).Round(time.Second).String())
+			if r.Expires.IsZero() {
+				exp = append(exp, "-")
+			} else {
+				exp = append(exp, max(r.Expires.Sub(now), 0).Round(time.Second).String())
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")), orDash(strings.Join(exp, ",")))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")),
+			orDash(strings.Join(exp, ",")), orDash(strings.Join(released, ",")))
 	}
 	tw.Flush()
 	return 0
 }
 
-func getJSON(ctx context.Context, c *http.Client, url string, out any) error {
+// getJSON GETs url, decodes the answer into out, and returns it raw.
+func getJSON(ctx context.Context, c *http.Client, url string, out any) (json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out); err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	return nil
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return raw, nil
 }
 
 func orDash(s string) string {

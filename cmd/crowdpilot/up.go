@@ -19,6 +19,11 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/node"
 )
 
+const upAbout = `Runs a whole cluster in one process: an embedded etcd, --nodes nodes (node i
+listens on the --listen and --admin ports + i) and, without --origin, a
+deliberately slow demo origin. It prints every address and a generated
+admin token; Ctrl-C stops it all. The node flags apply to every node.`
+
 // runUp runs the one-machine cluster: embedded etcd, N nodes and, without
 // --origin, the slow demo origin.
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -26,13 +31,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var nf nodeFlags
 	nf.register(fs)
 	nodes := fs.Int("nodes", 3, "number of nodes (0 runs only etcd and the demo origin)")
-	dataDir := fs.String("data-dir", "", "embedded etcd data directory (default: a temporary directory removed at exit)")
+	dataDir := fs.String("data-dir", "", "embedded etcd data directory (if empty, a temporary directory removed at exit)")
 	etcdListen := fs.String("etcd-listen", "127.0.0.1:2379", "embedded etcd client host:port")
 	etcdPeer := fs.String("etcd-peer", "127.0.0.1:2380", "embedded etcd peer host:port")
 	demoListen := fs.String("demo-listen", "127.0.0.1:9000", "demo origin host:port, used when --origin is empty")
 	demoLatency := fs.Duration("demo-latency", 50*time.Millisecond, "demo origin response time")
 	demoCapacity := fs.Int("demo-capacity", 8, "demo origin concurrency before requests queue (and are shed past 4x)")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, "crowdpilot up [flags]", upAbout); err != nil {
 		return badInput(stderr, "up", err)
 	}
 	if err := checkNodeFlags(fs, &nf); err != nil {
@@ -57,6 +62,19 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		b := make([]byte, 16)
 		rand.Read(b)
 		nf.adminToken = hex.EncodeToString(b)
+	}
+	// Check the node settings before anything starts: embedded etcd binds
+	// ports and prints its banner, and a typo should cost neither.
+	if *nodes > 0 {
+		cfg := nf.config(logger)
+		cfg.ID = nodeID(nf.id, 0)
+		cfg.Etcd = []string{"http://" + *etcdListen}
+		if cfg.Origin == "" {
+			cfg.Origin = "http://" + *demoListen
+		}
+		if err := node.CheckConfig(cfg); err != nil {
+			return badInput(stderr, "up", withFlagNames(fmt.Errorf("node config: %w", err)))
+		}
 	}
 
 	dir := *dataDir
@@ -110,7 +128,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.SharesProcess = *nodes > 1
 		n, err := node.New(cfg)
 		if err != nil {
-			return badInput(stderr, "up", err)
+			return badInput(stderr, "up", withFlagNames(err))
 		}
 		if err := n.Start(ctx); err != nil {
 			fmt.Fprintf(stderr, "crowdpilot up: %v\n", err)

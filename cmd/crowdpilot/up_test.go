@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
@@ -45,40 +48,30 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	}()
 	nodeLine := regexp.MustCompile(`node n1\s+data (http://\S+)\s+admin (http://\S+)`)
 	var data, admin string
-	deadline := time.Now().Add(30 * time.Second)
-	for data == "" {
-		if m := nodeLine.FindStringSubmatch(stdout.String()); m != nil {
-			data, admin = m[1], m[2]
-			break
-		}
+	testwait.Eventually(t, 30*time.Second, "up to print the node addresses", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("up exited %d early: %s %s", code, stdout.String(), stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("up printed no node addresses: %s", stdout.String())
+		if m := nodeLine.FindStringSubmatch(stdout.String()); m != nil {
+			data, admin = m[1], m[2]
+			return true
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 	if !strings.Contains(stdout.String(), "admin token: ") {
 		t.Errorf("up did not print the generated admin token: %s", stdout.String())
 	}
 	// Ready, then a fetch through the demo origin.
-	for {
+	testwait.Eventually(t, 30*time.Second, "the node to be ready", func() bool {
 		resp, err := http.Get(admin + "/readyz")
-		if err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if resp != nil {
-			resp.Body.Close()
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	resp, err := http.Get(data + "/live/match-1")
 	if err != nil {
 		t.Fatal(err)
@@ -91,19 +84,33 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	// status reads the same cluster through the admin API, once the node
 	// has seen its peer join and the leader has each node's load report.
 	loaded := regexp.MustCompile(`(?m)^n[01]\b.*\s-\s+\d+\s+\S+\s+\d+\.\d%$`)
-	for {
+	var out string
+	testwait.Eventually(t, 30*time.Second, "status to show both members with their load", func() bool {
 		var st, stErr bytes.Buffer
 		if code := runStatus(t.Context(), []string{"--admin", admin}, &st, &stErr); code != 0 {
 			t.Fatalf("status exited %d: %s", code, stErr.String())
 		}
-		out := st.String()
-		if strings.Contains(out, "MEMBER") && strings.Contains(out, " up ") && len(loaded.FindAllString(out, -1)) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never showed both members with their load:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
+		out = st.String()
+		return strings.Contains(out, "MEMBER") && strings.Contains(out, " up ") && len(loaded.FindAllString(out, -1)) == 2
+	})
+	if !strings.Contains(out, "CPU USED/LIMIT (CORES)") {
+		t.Errorf("status CPU column not labelled:\n%s", out)
+	}
+	// status --json: the same, as one JSON object.
+	var st, stErr bytes.Buffer
+	if code := runStatus(t.Context(), []string{"--admin", admin, "--json"}, &st, &stErr); code != 0 {
+		t.Fatalf("status --json exited %d: %s", code, stErr.String())
+	}
+	var js struct {
+		Cluster struct {
+			Members []struct{ ID string } `json:"members"`
+		} `json:"cluster"`
+		Hot *struct {
+			Leader string `json:"leader"`
+		} `json:"hot"`
+	}
+	if err := json.Unmarshal(st.Bytes(), &js); err != nil || len(js.Cluster.Members) != 2 || js.Hot == nil || js.Hot.Leader == "" {
+		t.Errorf("status --json = %s (%v); want both members and the leader", st.String(), err)
 	}
 	cancel()
 	select {

@@ -53,12 +53,12 @@ func (r *Report) WritePNG(w io.Writer) error {
 			line("p50", s, func(s Second) (float64, bool) { return s.Latency.P50Ms, s.Latency.Count > 0 }),
 			line("p99", s, func(s Second) (float64, bool) { return s.Latency.P99Ms, s.Latency.Count > 0 }),
 		}},
-		{"errors", "req/s", false, nonZero(
-			line("all", s, always(func(s Second) float64 { return float64(s.Errors.Total()) })),
+		{"failures", "req/s", false, nonZero(
+			line("cluster: all", s, always(func(s Second) float64 { return float64(s.Errors.Total()) })),
 			line("5xx", s, always(func(s Second) float64 { return float64(s.Errors.Status5xx) })),
 			line("timeout", s, always(func(s Second) float64 { return float64(s.Errors.Timeout) })),
 			line("transport", s, always(func(s Second) float64 { return float64(s.Errors.Transport) })),
-			line("shed", s, always(func(s Second) float64 { return float64(s.Errors.Shed) })),
+			line("generator: not sent", s, always(func(s Second) float64 { return float64(s.NotSent) })),
 		)},
 		{"replicas of the hot objects", "active", false, []series{
 			line("replicas", s, func(s Second) (float64, bool) { return deref(s.Replicas) }),

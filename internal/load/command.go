@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/cliflag"
 )
 
 // Exit codes of Command.Run.
@@ -21,7 +24,7 @@ const (
 
 // EnvPrefix prefixes the environment variable of every flag:
 // --max-inflight is read from CROWDPILOT_MAX_INFLIGHT when not given.
-const EnvPrefix = "CROWDPILOT_"
+const EnvPrefix = cliflag.EnvPrefix
 
 // Command is `crowdpilot load`.
 type Command struct {
@@ -32,6 +35,9 @@ type Command struct {
 	// LookupEnv reads flag defaults from the environment. If nil, the
 	// environment is ignored.
 	LookupEnv func(string) (string, bool)
+	// Transport sends the probe, the load and the scrapes. If nil, the
+	// generator's own transport is used (see Config.Transport).
+	Transport http.RoundTripper
 }
 
 // listFlag is a repeatable flag that also splits on commas.
@@ -73,12 +79,12 @@ func (o *options) flags() *flag.FlagSet {
 	fs.Var(&o.targets, "target", "base `URL` to load, round robin (repeatable or comma-separated; required)")
 	fs.Float64Var(&c.Schedule.Base, "rate", 100, "baseline `requests` per second")
 	fs.DurationVar(&c.Schedule.Duration, "duration", time.Minute, "length of the run")
-	fs.Var(&o.crowd, "crowd", "flash crowd `spec` MULTx@START+HOLD[,ramp=D][,decay=D], e.g. 50x@10s+30s,ramp=2s (default none)")
+	fs.Var(&o.crowd, "crowd", "flash crowd `spec` MULTx@START+HOLD[,ramp=D][,decay=D], e.g. 50x@10s+30s,ramp=2s (if empty, no crowd)")
 	fs.IntVar(&c.Keys, "keys", DefaultKeys, "catalogue size: paths /obj/0 ... /obj/N-1")
 	fs.Float64Var(&c.Zipf, "zipf", DefaultZipf, "Zipf exponent of the catalogue (> 1)")
 	fs.Var(&o.hot, "hot", "`path` the crowd's extra requests go to (repeatable)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key choice")
-	fs.IntVar(&c.MaxInflight, "max-inflight", DefaultMaxInflight, "cap on requests in flight; a request due at the cap is shed and counted as an error")
+	fs.IntVar(&c.MaxInflight, "max-inflight", DefaultMaxInflight, "cap on requests in flight; a request due at the cap is not sent, and reported as the generator's own failure (not sent), not the cluster's")
 	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "per-request timeout")
 	fs.Var(&o.ad, "admin", "node admin `host:port` to scrape /metrics from each second (repeatable)")
 	fs.StringVar(&o.outJSON, "out-json", "", "write the per-second series and summary to this `file`")
@@ -86,49 +92,30 @@ func (o *options) flags() *flag.FlagSet {
 	return fs
 }
 
-// envName is the environment variable of a flag name.
-func envName(flagName string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parse reads args, then the environment for the flags args did not set.
+// parse reads args, then the environment for the flags args did not set,
+// then the --config file (see internal/cliflag).
 func parse(args []string, lookupEnv func(string) (string, bool)) (*options, error) {
 	o := &options{}
 	fs := o.flags()
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, cliflag.Options{LookupEnv: lookupEnv}); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if lookupEnv != nil {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		var err error
-		fs.VisitAll(func(f *flag.Flag) {
-			v, ok := lookupEnv(envName(f.Name))
-			if !ok || set[f.Name] || err != nil {
-				return
-			}
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	o.cfg.Targets, o.cfg.Hot, o.cfg.Admins = o.targets, o.hot, o.ad
 	o.cfg.Schedule.Crowd = o.crowd.c
 	return o, nil
 }
 
+const about = `Sends an open-loop flash crowd at one or more nodes: requests leave on
+schedule (--rate, plus the --crowd multiplier) whatever the latency, so a slow
+cluster cannot make the load look lighter than planned. The summary keeps the
+generator's own failures (requests it never sent because --max-inflight were
+outstanding, and its send lag) apart from the cluster's (5xx, timeouts,
+connection errors). With --admin it also charts origin fetches and replicas.`
+
 // usage writes the flag list.
 func usage(w io.Writer) {
 	fs := (&options{}).flags()
-	fmt.Fprintf(w, "usage: crowdpilot load --target URL [flags]\n\nOpen-loop flash-crowd load. Every flag can also be set as %sFLAG_NAME.\n\n", EnvPrefix)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+	cliflag.Usage(w, fs, "crowdpilot load --target URL[,URL...] [flags]", about, cliflag.Options{})
 }
 
 // Run runs `crowdpilot load args` and returns the exit code. Bad input
@@ -153,6 +140,7 @@ func (c *Command) Run(ctx context.Context, args []string) int {
 		}
 	}
 	o.cfg.Progress = c.Progress
+	o.cfg.Transport = c.Transport
 	g, err := New(o.cfg)
 	if err != nil {
 		return badInput(err)

@@ -18,7 +18,7 @@
 // pins that behaviour). Our loop sleeps until each planned time and hands the
 // request to an idle worker, starting a new one if none is idle, up to
 // Config.MaxInflight workers; at the cap the request is not sent and counts
-// as Errors.Shed, so nothing waits for a free slot. Latency is measured from
+// as Counts.NotSent, so nothing waits for a free slot. Latency is measured from
 // the planned send time, not the actual one, so if the generator itself
 // falls behind (GC, CPU) the lateness shows in the latencies, and
 // Report.Generator says how late it sent.

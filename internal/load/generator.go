@@ -44,7 +44,8 @@ type Config struct {
 	// Seed seeds the key choice.
 	Seed uint64
 	// MaxInflight caps requests sent and not yet done; a request due while
-	// the cap is full is not sent and counts as Errors.Shed. 0 means
+	// the cap is full is not sent and counts as Counts.NotSent (the
+	// generator's own failure, not the cluster's). 0 means
 	// DefaultMaxInflight.
 	MaxInflight int
 	// Timeout bounds each request from its send to the end of its body.
@@ -276,7 +277,7 @@ send:
 		Series:      series,
 		Phases:      phases,
 		Total:       total,
-		Generator:   generatorStats(lag),
+		Generator:   generatorStats(lag, total.NotSent, g.cfg.MaxInflight),
 	}, nil
 }
 

@@ -45,9 +45,9 @@ func (g *Generator) monitor(ctx context.Context, start time.Time, rec *recorder,
 			if s.Answered+s.Errors.Timeout+s.Errors.Transport > 0 {
 				p99 = s.p99.Round(10 * time.Microsecond).String()
 			}
-			fmt.Fprintf(g.cfg.Progress, "\r%6s / %-6s  sent %6d/s  answered %6d/s  errors %6d/s  p99 %-9s  in flight %d   ",
+			fmt.Fprintf(g.cfg.Progress, "\r%6s / %-6s  sent %6d/s  not sent (generator) %6d/s  answered %6d/s  cluster errors %6d/s  p99 %-9s  in flight %d   ",
 				elapsed.Round(time.Second), g.cfg.Schedule.Duration,
-				s.Sent, s.Answered, s.Errors.Total(), p99, s.inflight)
+				s.Sent, s.NotSent, s.Answered, s.Errors.Total(), p99, s.inflight)
 		}
 	}
 }

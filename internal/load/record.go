@@ -91,19 +91,19 @@ func (r *recorder) secOf(at time.Duration) int {
 	return min(int(at/time.Second), len(r.secs)-1)
 }
 
-// dispatch records that the request planned at at was sent, or shed. The
-// pacer calls it in planned order.
-func (r *recorder) dispatch(at time.Duration, shed bool) {
+// dispatch records that the request planned at at was sent, or not sent
+// (the in-flight bound was full). The pacer calls it in planned order.
+func (r *recorder) dispatch(at time.Duration, notSent bool) {
 	i, p := r.secOf(at), r.phaseOf(at)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closeBefore(i)
 	s := &r.secs[i]
-	s.dispatch(shed)
-	r.phaseCount[p].dispatch(shed)
-	r.total.dispatch(shed)
-	r.win.dispatch(shed)
-	if shed {
+	s.dispatch(notSent)
+	r.phaseCount[p].dispatch(notSent)
+	r.total.dispatch(notSent)
+	r.win.dispatch(notSent)
+	if notSent {
 		return
 	}
 	s.pending++

@@ -103,7 +103,7 @@ func TestRecorderSeconds(t *testing.T) {
 	if len(series) != 3 || len(phases) != 3 {
 		t.Fatalf("%d seconds, %d phases", len(series), len(phases))
 	}
-	if c := series[0].Counts; c.Scheduled != 2 || c.Sent != 1 || c.OK != 1 || c.Errors.Shed != 1 {
+	if c := series[0].Counts; c.Scheduled != 2 || c.Sent != 1 || c.OK != 1 || c.NotSent != 1 {
 		t.Errorf("second 0: %+v", c)
 	}
 	if l := series[0].Latency; l.P99Ms < 1490 || l.P99Ms > 1510 {

@@ -22,37 +22,54 @@ const (
 
 func newHist() *hdr.Histogram { return hdr.New(histMin, histMax, histSigFigs) }
 
-// Errors counts failed requests by kind. A 503 is counted both in Status5xx
-// and Status503; the other kinds are disjoint.
+// Errors counts the cluster's failures among the requests sent, by kind. A
+// 503 is counted both in Status5xx and Status503; the other kinds are
+// disjoint. Requests the generator never sent are not here: see
+// Counts.NotSent.
 type Errors struct {
 	Status4xx int64 `json:"status_4xx"`
 	Status5xx int64 `json:"status_5xx"`
 	Status503 int64 `json:"status_503"`
 	Timeout   int64 `json:"timeout"`   // no answer within --timeout, or cut at the end of the drain
-	Transport int64 `json:"transport"` // refused, reset, malformed response...
-	Shed      int64 `json:"shed"`      // never sent: --max-inflight was full when it was due
+	Transport int64 `json:"transport"` // connection refused or reset, malformed response...
 }
 
-// Total is the number of failed requests.
+// Total is the number of sent requests the cluster failed.
 func (e Errors) Total() int64 {
-	return e.Status4xx + e.Status5xx + e.Timeout + e.Transport + e.Shed
+	return e.Status4xx + e.Status5xx + e.Timeout + e.Transport
 }
 
-// Counts are the request counts of a second or a phase.
+// Counts are the request counts of a second or a phase. Scheduled splits
+// into what the generator itself failed to send (NotSent) and what it sent;
+// the sent requests split into OK and the cluster's Errors.
 type Counts struct {
-	Scheduled int64  `json:"scheduled"` // due by the schedule: Sent + Errors.Shed
-	Sent      int64  `json:"sent"`      // put on the wire
-	Answered  int64  `json:"answered"`  // got a complete HTTP response, any status
-	OK        int64  `json:"ok"`        // status 1xx-3xx
-	Errors    Errors `json:"errors"`
+	Scheduled int64 `json:"scheduled"` // due by the schedule: Sent + NotSent
+	// NotSent is the generator's own failure, not the cluster's: requests
+	// due while --max-inflight requests were still outstanding, so never
+	// put on the wire.
+	NotSent  int64  `json:"not_sent"`
+	Sent     int64  `json:"sent"`     // put on the wire
+	Answered int64  `json:"answered"` // got a complete HTTP response, any status
+	OK       int64  `json:"ok"`       // status 1xx-3xx
+	Errors   Errors `json:"cluster_errors"`
 }
 
-// SuccessRate is OK / Scheduled (1 when nothing was scheduled).
+// SuccessRate is OK / Scheduled, end to end: the generator's own failures
+// count against it (1 when nothing was scheduled).
 func (c Counts) SuccessRate() float64 {
 	if c.Scheduled == 0 {
 		return 1
 	}
 	return float64(c.OK) / float64(c.Scheduled)
+}
+
+// ClusterSuccessRate is OK / Sent: how the cluster answered what it was
+// actually sent (1 when nothing was sent).
+func (c Counts) ClusterSuccessRate() float64 {
+	if c.Sent == 0 {
+		return 1
+	}
+	return float64(c.OK) / float64(c.Sent)
 }
 
 // Latency summarises a histogram, in milliseconds. Every sent request is in
@@ -134,10 +151,10 @@ func (c *Counts) add(o outcome) {
 	}
 }
 
-func (c *Counts) dispatch(shed bool) {
+func (c *Counts) dispatch(notSent bool) {
 	c.Scheduled++
-	if shed {
-		c.Errors.Shed++
+	if notSent {
+		c.NotSent++
 	} else {
 		c.Sent++
 	}

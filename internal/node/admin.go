@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -20,7 +21,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !n.Ready() {
-			http.Error(w, "not ready: membership not joined", http.StatusServiceUnavailable)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: membership not joined"})
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -36,7 +37,53 @@ func (n *Node) adminHandler() http.Handler {
 	mux.Handle("POST "+pathReplicate, n.authorized(http.HandlerFunc(n.handleReplicate)))
 	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))
 	n.mountUI(mux) // the dashboard (ui.go)
-	return mux
+	return jsonMuxErrors{mux}
+}
+
+// jsonMuxErrors answers what the mux itself refuses (no route: 404; a
+// route for other methods: 405 with Allow) as the handlers answer their
+// own errors: a JSON {"error": "..."}, instead of the mux's plain text.
+type jsonMuxErrors struct{ mux *http.ServeMux }
+
+func (j jsonMuxErrors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := j.mux.Handler(r)
+	if pattern != "" {
+		j.mux.ServeHTTP(w, r)
+		return
+	}
+	// No pattern: h is the mux's own error (or redirect) handler. Learn its
+	// status and headers without letting it write.
+	probe := &headerProbe{h: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch probe.code {
+	case http.StatusNotFound:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no admin endpoint %s %s (see /api/v1/cluster, /api/v1/hot, /api/v1/events, /api/v1/purge, /metrics, /healthz, /readyz)", r.Method, r.URL.Path)})
+	case http.StatusMethodNotAllowed:
+		allow := probe.h.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, allow)})
+	default: // a redirect to the cleaned path, or anything else the mux does
+		j.mux.ServeHTTP(w, r)
+	}
+}
+
+// headerProbe records what a handler would answer, and discards the body.
+type headerProbe struct {
+	h    http.Header
+	code int
+}
+
+func (p *headerProbe) Header() http.Header { return p.h }
+
+func (p *headerProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+
+func (p *headerProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // memberView is one member in /api/v1/cluster.
@@ -80,10 +127,13 @@ func (n *Node) authorized(next http.Handler) http.Handler {
 	})
 }
 
+// writeJSON answers v as indented JSON, with <, > and & as they are (keys
+// and reasons are read by people and tools, not embedded in HTML).
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }

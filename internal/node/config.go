@@ -251,6 +251,11 @@ func (c Config) requestPolicy() httpcache.RequestPolicy {
 	}
 }
 
+// CheckConfig reports the problem New would find in c, without building
+// anything: for callers that check all their input before they start
+// what the node needs (the embedded etcd of crowdpilot up).
+func CheckConfig(c Config) error { return c.withDefaults().Validate() }
+
 // Validate reports the first problem with c (after defaults).
 func (c Config) Validate() error {
 	var errs []error
