@@ -77,3 +77,30 @@ func (m *metrics) shed(reason string) { m.sheds.WithLabelValues(reason).Inc() }
 func newStdLogger(l *slog.Logger) *log.Logger {
 	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
 }
+
+// registerStateGauges exports what alerts and dashboards compare against:
+// readiness, the store's bound, and the depth and bound of the node's own
+// bounded queues. Called by Start once membership exists.
+func (n *Node) registerStateGauges() {
+	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	const (
+		depthHelp = "Items waiting in a bounded queue of this node, by stage; work beyond crowdpilot_queue_capacity is shed (crowdpilot_shed_total)."
+		capHelp   = "Bound of a queue of this node, by stage."
+	)
+	inv := prometheus.Labels{"stage": "invalidations"}
+	n.cfg.Registry.MustRegister(
+		gauge("crowdpilot_ready", "1 while this node has joined the cluster membership (what /readyz answers), else 0.", nil, func() float64 {
+			if n.Ready() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("crowdpilot_store_max_bytes", "Bound of the store (--store-bytes); compare crowdpilot_store_bytes.", nil, func() float64 {
+			return float64(n.cfg.StoreBytes)
+		}),
+		gauge("crowdpilot_queue_depth", depthHelp, inv, func() float64 { return float64(len(n.invalidations)) }),
+		gauge("crowdpilot_queue_capacity", capHelp, inv, func() float64 { return float64(cap(n.invalidations)) }),
+	)
+}

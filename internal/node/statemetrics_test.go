@@ -1,0 +1,72 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/crowdpilot/crowdpilot/internal/demo"
+)
+
+// gauge returns the value of the gauge name whose labels include want.
+func gauge(t *testing.T, nd *Node, name string, want map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := nd.cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				if !hasLabel(m, k, v) {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStateGauges: a joined node says it is ready, and exports its store
+// bound and the depth and bound of its invalidation queue.
+func TestStateGauges(t *testing.T) {
+	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, func(c *Config) {
+		c.StoreBytes = 48 << 20
+	})
+	nd := tc.nodes[0]
+	eventually(t, 10*time.Second, func() string {
+		if v, ok := gauge(t, nd, "crowdpilot_ready", nil); !ok || v != 1 {
+			return "crowdpilot_ready is not 1"
+		}
+		return ""
+	})
+	inv := map[string]string{"stage": "invalidations"}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"crowdpilot_store_max_bytes", nil, 48 << 20},
+		{"crowdpilot_queue_capacity", inv, invalidateQueue},
+		{"crowdpilot_queue_depth", inv, 0},
+	} {
+		if v, ok := gauge(t, nd, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+}
