@@ -3,6 +3,7 @@ package node
 import (
 	"log"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,8 @@ type metrics struct {
 	duration  prometheus.Histogram
 	failovers prometheus.Counter
 	sheds     *prometheus.CounterVec
+
+	replicasHeld atomic.Int64 // replica sets this node is a leased member of
 }
 
 func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
@@ -79,8 +82,9 @@ func newStdLogger(l *slog.Logger) *log.Logger {
 }
 
 // registerStateGauges exports what alerts and dashboards compare against:
-// readiness, the store's bound, and the depth and bound of the node's own
-// bounded queues. Called by Start once membership exists.
+// readiness, the store's bound, the replicas this node holds, and the depth
+// and bound of the node's own bounded queues. Called by Start once
+// membership exists.
 func (n *Node) registerStateGauges() {
 	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
@@ -100,7 +104,23 @@ func (n *Node) registerStateGauges() {
 		gauge("crowdpilot_store_max_bytes", "Bound of the store (--store-bytes); compare crowdpilot_store_bytes.", nil, func() float64 {
 			return float64(n.cfg.StoreBytes)
 		}),
+		gauge("crowdpilot_replicas_active", "Leased replicas this node holds (replica sets it is a member of), as its routing sees them.", nil, func() float64 {
+			return float64(n.m.replicasHeld.Load())
+		}),
 		gauge("crowdpilot_queue_depth", depthHelp, inv, func() float64 { return float64(len(n.invalidations)) }),
 		gauge("crowdpilot_queue_capacity", capHelp, inv, func() float64 { return float64(cap(n.invalidations)) }),
 	)
+}
+
+// onReplicaSets routes by new replica sets (key hash -> member IDs) and
+// counts those this node belongs to, for crowdpilot_replicas_active.
+func (n *Node) onReplicaSets(sets map[uint64][]string) {
+	held := 0
+	for _, ids := range sets {
+		if slices.Contains(ids, n.cfg.ID) {
+			held++
+		}
+	}
+	n.m.replicasHeld.Store(int64(held))
+	n.router.SetReplicas(sets)
 }

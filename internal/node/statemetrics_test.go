@@ -64,9 +64,35 @@ func TestStateGauges(t *testing.T) {
 		{"crowdpilot_store_max_bytes", nil, 48 << 20},
 		{"crowdpilot_queue_capacity", inv, invalidateQueue},
 		{"crowdpilot_queue_depth", inv, 0},
+		{"crowdpilot_replicas_active", nil, 0},
 	} {
 		if v, ok := gauge(t, nd, c.name, c.labels); !ok || v != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+}
+
+// TestReplicasActiveCountsWhatThisNodeHolds: crowdpilot_replicas_active
+// follows the replica sets this node is a member of, and routing gets the
+// sets.
+func TestReplicasActiveCountsWhatThisNodeHolds(t *testing.T) {
+	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, nil)
+	nd := tc.nodes[0]
+	for _, c := range []struct {
+		sets map[uint64][]string
+		want float64
+	}{
+		{map[uint64][]string{1: {"n0", "n1"}, 2: {"n1"}, 3: {"n0"}}, 2},
+		{map[uint64][]string{2: {"n1"}}, 0},
+		{nil, 0},
+	} {
+		nd.onReplicaSets(c.sets)
+		if v, _ := gauge(t, nd, "crowdpilot_replicas_active", nil); v != c.want {
+			t.Errorf("sets %v: crowdpilot_replicas_active = %v, want %v", c.sets, v, c.want)
+		}
+		// The router keeps the members it knows (here only n0).
+		if got := nd.router.Replicas(3); len(got) != len(c.sets[3]) {
+			t.Errorf("sets %v: router has %v for hash 3", c.sets, got)
 		}
 	}
 }
