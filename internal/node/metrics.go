@@ -90,10 +90,25 @@ func (n *Node) registerStateGauges() {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
 	const (
-		depthHelp = "Items waiting in a bounded queue of this node, by stage; work beyond crowdpilot_queue_capacity is shed (crowdpilot_shed_total)."
-		capHelp   = "Bound of a queue of this node, by stage."
+		depthHelp = "Work held by a bounded stage of this node: invalidations queued, background refreshes running, heat reports in the leader's table, scale-out copies in flight. Beyond crowdpilot_queue_capacity work is shed and counted."
+		capHelp   = "Bound of a stage of this node (see crowdpilot_queue_depth)."
 	)
-	inv := prometheus.Labels{"stage": "invalidations"}
+	// Each bounded stage: its depth and its bound, read together.
+	stages := map[string]func() (int, int){
+		"invalidations": func() (int, int) { return len(n.invalidations), cap(n.invalidations) },
+		"refreshes":     n.fill.RefreshDepth,
+	}
+	if n.ap.leader != nil {
+		stages["heat_reports"] = n.ap.leader.ReportDepth
+		stages["copies"] = n.ap.actuator.CopyDepth
+	}
+	for stage, depth := range stages {
+		l := prometheus.Labels{"stage": stage}
+		n.cfg.Registry.MustRegister(
+			gauge("crowdpilot_queue_depth", depthHelp, l, func() float64 { d, _ := depth(); return float64(d) }),
+			gauge("crowdpilot_queue_capacity", capHelp, l, func() float64 { _, c := depth(); return float64(c) }),
+		)
+	}
 	n.cfg.Registry.MustRegister(
 		gauge("crowdpilot_ready", "1 while this node has joined the cluster membership (what /readyz answers), else 0.", nil, func() float64 {
 			if n.Ready() {
@@ -107,8 +122,6 @@ func (n *Node) registerStateGauges() {
 		gauge("crowdpilot_replicas_active", "Leased replicas this node holds (replica sets it is a member of), as its routing sees them.", nil, func() float64 {
 			return float64(n.m.replicasHeld.Load())
 		}),
-		gauge("crowdpilot_queue_depth", depthHelp, inv, func() float64 { return float64(len(n.invalidations)) }),
-		gauge("crowdpilot_queue_capacity", capHelp, inv, func() float64 { return float64(cap(n.invalidations)) }),
 	)
 }
 

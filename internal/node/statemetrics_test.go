@@ -6,6 +6,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/demo"
 )
 
@@ -43,7 +44,8 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 }
 
 // TestStateGauges: a joined node says it is ready, and exports its store
-// bound and the depth and bound of its invalidation queue.
+// bound, the replicas it holds, and the depth and bound of each bounded
+// stage.
 func TestStateGauges(t *testing.T) {
 	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, func(c *Config) {
 		c.StoreBytes = 48 << 20
@@ -55,19 +57,27 @@ func TestStateGauges(t *testing.T) {
 		}
 		return ""
 	})
-	inv := map[string]string{"stage": "invalidations"}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
 		{"crowdpilot_store_max_bytes", nil, 48 << 20},
-		{"crowdpilot_queue_capacity", inv, invalidateQueue},
-		{"crowdpilot_queue_depth", inv, 0},
 		{"crowdpilot_replicas_active", nil, 0},
+		{"crowdpilot_queue_capacity", map[string]string{"stage": "invalidations"}, invalidateQueue},
+		{"crowdpilot_queue_capacity", map[string]string{"stage": "copies"}, autopilot.DefaultMaxCopies},
 	} {
 		if v, ok := gauge(t, nd, c.name, c.labels); !ok || v != c.want {
 			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	// Every bounded stage has a bound, and at rest nothing waits in it.
+	for _, stage := range []string{"invalidations", "refreshes", "heat_reports", "copies"} {
+		l := map[string]string{"stage": stage}
+		c, okc := gauge(t, nd, "crowdpilot_queue_capacity", l)
+		d, okd := gauge(t, nd, "crowdpilot_queue_depth", l)
+		if !okc || !okd || c <= 0 || d != 0 {
+			t.Errorf("stage %s: depth %v (present %v), capacity %v (present %v); want 0 of a positive bound", stage, d, okd, c, okc)
 		}
 	}
 }
