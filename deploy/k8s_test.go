@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,6 +360,7 @@ func checkCrowdpilot(t *testing.T, o objects) {
 	if err := yaml.Unmarshal([]byte(cm.Data[filepath.Base(cfgPath)]), &conf); err != nil {
 		t.Fatalf("ConfigMap %s: %v", cm.Name, err)
 	}
+	checkEtcdURLs(t, o, conf["etcd"])
 	grace := 10 * time.Second // the node's default --shutdown-grace
 	if s, ok := conf["shutdown-grace"].(string); ok {
 		var err error
@@ -440,5 +442,24 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte("CGO_ENABLED=0")) {
 		t.Error("the binary is not built static (CGO_ENABLED=0)")
+	}
+}
+
+// checkEtcdURLs: the nodes' --etcd names each member of the etcd
+// StatefulSet, through its headless Service, on the client port.
+func checkEtcdURLs(t *testing.T, o objects, v any) {
+	t.Helper()
+	s, _ := v.(string)
+	ss := o.statefuls["etcd"]
+	if s == "" || ss == nil {
+		t.Fatalf("ConfigMap etcd = %v, want the etcd members' URLs", v)
+	}
+	port, _ := containerPort(ss.Spec.Template.Spec.Containers, "client")
+	var want []string
+	for i := range int(*ss.Spec.Replicas) {
+		want = append(want, fmt.Sprintf("http://%s-%d.%s:%d", ss.Name, i, ss.Spec.ServiceName, port))
+	}
+	if got := strings.Split(s, ","); !slices.Equal(got, want) {
+		t.Errorf("ConfigMap etcd = %v, want %v", got, want)
 	}
 }
