@@ -58,7 +58,7 @@ func (n *Node) newAutopilot() error {
 	if a.registry, err = autopilot.NewRegistry(autopilot.RegistryConfig{
 		Client:   n.etcd,
 		Cluster:  n.cfg.Cluster,
-		OnChange: n.router.SetReplicas,
+		OnChange: n.onReplicaSets,
 		Logger:   n.cfg.Logger,
 	}); err != nil {
 		return fmt.Errorf("replica registry: %w", err)

@@ -3,6 +3,7 @@ package node
 import (
 	"log"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,8 @@ type metrics struct {
 	sheds      *prometheus.CounterVec
 	nearKept   prometheus.Counter
 	reportsNow prometheus.Counter
+
+	replicasHeld atomic.Int64 // replica sets this node is a leased member of
 }
 
 func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
@@ -86,4 +89,61 @@ func (m *metrics) shed(reason string) { m.sheds.WithLabelValues(reason).Inc() }
 // newStdLogger adapts slog for net/http's error log.
 func newStdLogger(l *slog.Logger) *log.Logger {
 	return slog.NewLogLogger(l.Handler(), slog.LevelWarn)
+}
+
+// registerStateGauges exports what alerts and dashboards compare against:
+// readiness, the store's bound, the replicas this node holds, and the depth
+// and bound of the node's own bounded queues. Called by Start once
+// membership exists.
+func (n *Node) registerStateGauges() {
+	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	const (
+		depthHelp = "Work held by a bounded stage of this node: invalidations queued, background refreshes running, heat reports in the leader's table, scale-out copies in flight. Beyond crowdpilot_queue_capacity work is shed and counted."
+		capHelp   = "Bound of a stage of this node (see crowdpilot_queue_depth)."
+	)
+	// Each bounded stage: its depth and its bound, read together.
+	stages := map[string]func() (int, int){
+		"invalidations": func() (int, int) { return len(n.invalidations), cap(n.invalidations) },
+		"refreshes":     n.fill.RefreshDepth,
+	}
+	if n.ap.leader != nil {
+		stages["heat_reports"] = n.ap.leader.ReportDepth
+		stages["copies"] = n.ap.actuator.CopyDepth
+	}
+	for stage, depth := range stages {
+		l := prometheus.Labels{"stage": stage}
+		n.cfg.Registry.MustRegister(
+			gauge("crowdpilot_queue_depth", depthHelp, l, func() float64 { d, _ := depth(); return float64(d) }),
+			gauge("crowdpilot_queue_capacity", capHelp, l, func() float64 { _, c := depth(); return float64(c) }),
+		)
+	}
+	n.cfg.Registry.MustRegister(
+		gauge("crowdpilot_ready", "1 while this node has joined the cluster membership (what /readyz answers), else 0.", nil, func() float64 {
+			if n.Ready() {
+				return 1
+			}
+			return 0
+		}),
+		gauge("crowdpilot_store_max_bytes", "Bound of the store (--store-bytes); compare crowdpilot_store_bytes.", nil, func() float64 {
+			return float64(n.cfg.StoreBytes)
+		}),
+		gauge("crowdpilot_replicas_active", "Leased replicas this node holds (replica sets it is a member of), as its routing sees them.", nil, func() float64 {
+			return float64(n.m.replicasHeld.Load())
+		}),
+	)
+}
+
+// onReplicaSets routes by new replica sets (key hash -> member IDs) and
+// counts those this node belongs to, for crowdpilot_replicas_active.
+func (n *Node) onReplicaSets(sets map[uint64][]string) {
+	held := 0
+	for _, ids := range sets {
+		if slices.Contains(ids, n.cfg.ID) {
+			held++
+		}
+	}
+	n.m.replicasHeld.Store(int64(held))
+	n.router.SetReplicas(sets)
 }

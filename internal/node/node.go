@@ -202,6 +202,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 
+	n.registerStateGauges()
 	n.data = &http.Server{
 		Handler:           n,
 		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
