@@ -187,16 +187,16 @@ func exportedSeries(t *testing.T) map[string]bool {
 	go origin.Serve(ln)
 	t.Cleanup(func() { origin.Close() })
 
-	nd, err := node.New(node.Config{
-		ID: "n0", Etcd: []string{etcd.ClientURL()},
-		Listen: "127.0.0.1:0", Admin: "127.0.0.1:0",
-		Origin:        "http://" + ln.Addr().String(),
-		OriginTimeout: 200 * time.Millisecond,
-		StoreBytes:    16 << 20,
-		AdminToken:    "secret",
-		Logger:        slog.New(slog.DiscardHandler),
-		SharesProcess: true,
-	})
+	cfg := node.DefaultConfig()
+	cfg.ID, cfg.Etcd = "n0", []string{etcd.ClientURL()}
+	cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Origin = "http://" + ln.Addr().String()
+	cfg.OriginTimeout = 200 * time.Millisecond
+	cfg.StoreBytes = 16 << 20
+	cfg.AdminToken = "secret"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.SharesProcess = true
+	nd, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // Config configures one node. Start from DefaultConfig: a zero field means
@@ -94,6 +95,11 @@ type Config struct {
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
+
+	// PeerLimit bounds forwards in flight to each peer with an adaptive
+	// limit; a request finding every member of R(k) at its limit gets what
+	// this node holds, or a fast 503 (zero fields: route's defaults).
+	PeerLimit route.PeerLimit
 
 	// NearCopy configures the near copies routers keep of objects that are
 	// hot at them (see NearCopyConfig); a zero TTL or Share means none.

@@ -86,6 +86,9 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		keep = n.keepNear(hash)
 	}
 	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(plan.Targets), keep)
+	if errors.Is(err, route.ErrPeerBusy) {
+		return n.serveBusy(w, r, base, now), true
+	}
 	if err != nil {
 		if !errors.Is(err, fill.ErrTooLarge) && r.Context().Err() == nil {
 			n.cfg.Logger.Debug("fetch from the replica set failed; forwarding", "key", base, "err", err)
@@ -146,8 +149,17 @@ func (n *Node) viaUpstream(targets []route.Target) fill.Upstream {
 		// The member must have applied every purge we have before it may
 		// hand us a copy; the header also asks for the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
+		busy := 0
 		for _, t := range ts {
-			done := n.router.Begin(t)
+			done, err := n.router.Admit(ctx, t)
+			if err != nil {
+				if errors.Is(err, route.ErrPeerBusy) {
+					n.m.shed("peer_limit")
+					busy++
+					continue
+				}
+				return nil, err
+			}
 			resp, err := n.fwd.Fetch(ctx, out, t.Addr())
 			if err == nil {
 				resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
@@ -161,6 +173,9 @@ func (n *Node) viaUpstream(targets []route.Target) fill.Upstream {
 			if done(err) {
 				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
 			}
+		}
+		if busy == len(ts) {
+			return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
 		}
 		out.Header.Del(purgeRevHeader)
 		return n.fill.Origin(out)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/demo"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // requestsServed is the node's crowdpilot_requests_total over all results.
@@ -209,4 +210,65 @@ func TestAbortedResponsesGiveTheirSlotsBack(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestOwnerAtItsLimitShedsFast: when forwards to a member pile up (here a
+// slow origin behind it, and requests that cannot share a forward), the
+// router's adaptive limit for that member fills and further requests are
+// answered at once (503 with Retry-After, or what the router holds),
+// instead of queueing behind it, failing over in a cascade, or fetching
+// from the origin themselves; the member is not ejected for it.
+func TestOwnerAtItsLimitShedsFast(t *testing.T) {
+	tc := newTestCluster(t, 2, demo.Config{Latency: 2 * time.Second, MaxAge: time.Minute, Capacity: 256}, func(c *Config) {
+		c.PeerLimit = route.PeerLimit{Min: 2, Initial: 2, Max: 2, MaxWait: 20 * time.Millisecond}
+		c.DisableAutopilot = true
+	})
+	router, owner := tc.nodes[0], tc.nodes[1]
+	var paths []string
+	for i := 0; len(paths) < 40; i++ {
+		p := fmt.Sprintf("/cold/%d", i)
+		if o, _ := router.router.Owner(tc.hashOf(p)); o.ID == owner.ID() {
+			paths = append(paths, p)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for _, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+router.DataAddr()+p, nil)
+			req.Header.Set("Cookie", "session=1") // each its own forward
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			k := strconv.Itoa(resp.StatusCode)
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				if resp.Header.Get("Retry-After") == "" {
+					t.Error("503 without Retry-After")
+				}
+				k += " " + cacheStatus(resp.Header)
+			}
+			mu.Lock()
+			codes[k]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	shed := codes["503 crowdpilot; fwd=miss; detail=peer-busy"]
+	if shed < 30 || codes["200"]+shed != len(paths) {
+		t.Errorf("replies %v: want most shed as peer-busy and the rest served", codes)
+	}
+	if router.router.Suspected(owner.ID()) {
+		t.Error("the owner was ejected for being at its limit")
+	}
+	if got := tc.origin.Fetches(); got > int64(codes["200"]) {
+		t.Errorf("origin fetches %d > replies served %d: the router fetched for itself", got, codes["200"])
+	}
+	t.Logf("replies %v", codes)
 }

@@ -135,7 +135,7 @@ func New(cfg Config) (*Node, error) {
 		n.store.Close()
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
-	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
+	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now, PeerLimit: cfg.PeerLimit})
 	n.hopValue = hopValue(cfg.AdminToken)
 	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
 	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})

@@ -83,13 +83,22 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 				return res
 			}
 		}
+		busy := 0
 		for _, t := range plan.Targets {
-			if n.forward(w, r, t) {
+			switch n.forward(w, r, t) {
+			case forwarded:
 				return resForwarded
+			case peerBusy:
+				busy++
 			}
 			if r.Context().Err() != nil {
 				return resError
 			}
+		}
+		if busy > 0 && busy == len(plan.Targets) {
+			// Every member is at its limit: what this node holds, or a
+			// fast 503, rather than a queue or a fetch of its own.
+			return n.serveBusy(w, r, base, now)
 		}
 		// Every member failed (or this node is in R(k)): serve here,
 		// still collapsed locally.
@@ -113,25 +122,39 @@ func (n *Node) baseKey(r *http.Request) (string, error) {
 	return httpcache.BaseKey(&kr)
 }
 
-// forward tries one member; false means nothing was written and the
-// caller should try the next.
-func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) bool {
-	done := n.router.Begin(t)
+// Outcomes of one forward.
+const (
+	forwarded = iota // answered: the response is written
+	failed           // nothing written; the member failed
+	peerBusy         // nothing sent; the member is at its concurrency limit
+)
+
+// forward tries one member; anything but forwarded means nothing was
+// written and the caller should try the next.
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) int {
+	done, err := n.router.Admit(r.Context(), t)
+	if err != nil {
+		if errors.Is(err, route.ErrPeerBusy) {
+			n.m.shed("peer_limit")
+			return peerBusy
+		}
+		return failed
+	}
 	ended := false
 	defer func() {
 		if !ended {
 			done(nil) // aborted mid-body (a panic): the peer's count goes back down
 		}
 	}()
-	err := n.fwd.Forward(r.Context(), w, r, t.Addr(), statusForwarded)
+	err = n.fwd.Forward(r.Context(), w, r, t.Addr(), statusForwarded)
 	ended = true
 	if err == nil {
 		done(nil)
-		return true
+		return forwarded
 	}
 	if r.Context().Err() != nil {
 		done(nil) // the client left; the peer is not to blame
-		return false
+		return failed
 	}
 	n.m.failovers.Inc()
 	if done(err) {
@@ -139,7 +162,18 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) b
 	} else {
 		n.cfg.Logger.Debug("forward failed, failing over", "peer", t.ID(), "err", err)
 	}
-	return false
+	return failed
+}
+
+// serveBusy answers when every member of R(k) is at its limit: from this
+// node's store when it holds anything it may serve (fresh, or stale within
+// its windows), else a fast 503 with Retry-After.
+func (n *Node) serveBusy(w http.ResponseWriter, r *http.Request, base string, now time.Time) string {
+	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.StaleError {
+		n.writeEntry(w, r, e, now, staleStatus(e, now, "peer-busy"))
+		return resStale
+	}
+	return n.unavailable(w, "replica set busy", "peer-busy")
 }
 
 // serveLocal answers from this node's store, filling from the origin.

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 )
 
 // Config configures a Router. Zero fields mean the documented defaults.
@@ -25,7 +28,25 @@ type Config struct {
 	EjectAfter int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// PeerLimit bounds the forwards in flight to one peer with an adaptive
+	// concurrency limit (failsafe-go's: it shrinks when the peer's latency
+	// rises), so a drowning peer is offered less work within milliseconds
+	// instead of a queue; see Admit. Zero fields mean the defaults.
+	PeerLimit PeerLimit
 }
+
+// PeerLimit configures the adaptive limit on forwards to each peer.
+type PeerLimit struct {
+	// Min, Initial and Max bound the limit. Defaults 16, 64 and 512.
+	Min, Initial, Max uint
+	// MaxWait is how long a forward may wait for room when the limit is
+	// full before it is refused (ErrPeerBusy). Default 100ms.
+	MaxWait time.Duration
+}
+
+// ErrPeerBusy is what Admit refuses with: the peer's limit was full for
+// MaxWait. Nothing was sent; the peer is not to blame for it.
+var ErrPeerBusy = errors.New("peer at its concurrency limit")
 
 // Router answers "who serves this key" from immutable snapshots. Reads never
 // lock; SetPeers and SetReplicas build a new snapshot and swap it in.
@@ -51,6 +72,7 @@ type peer struct {
 	downUntil atomic.Int64 // unix nanos before which the peer is skipped
 	fails     atomic.Int32 // consecutive failed forwards
 	latency   atomic.Int64 // EWMA of forward latency, nanoseconds
+	limit     adaptivelimiter.AdaptiveLimiter[any]
 }
 
 // NewRouter returns a Router that knows only itself until SetPeers is called.
@@ -63,6 +85,21 @@ func NewRouter(cfg Config) *Router {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	pl := &cfg.PeerLimit
+	if pl.Min == 0 {
+		pl.Min = 16
+	}
+	if pl.Max == 0 {
+		pl.Max = 512
+	}
+	if pl.Initial == 0 {
+		pl.Initial = min(max(64, pl.Min), pl.Max)
+	}
+	pl.Min = min(pl.Min, pl.Initial)
+	pl.Max = max(pl.Max, pl.Initial)
+	if pl.MaxWait <= 0 {
+		pl.MaxWait = 100 * time.Millisecond
 	}
 	r := &Router{cfg: cfg, state: make(map[string]*peer)}
 	r.tab.Store(&table{})
@@ -83,7 +120,7 @@ func (r *Router) SetPeers(peers []Peer) {
 		st, ok := r.state[p.ID]
 		if !ok || st.Peer != p {
 			// A new address or zone is a new peer: fresh health.
-			st = &peer{Peer: p, seed: seedOf(p.ID)}
+			st = &peer{Peer: p, seed: seedOf(p.ID), limit: r.newLimit()}
 		}
 		keep[p.ID] = st
 		next.peers = append(next.peers, st)
@@ -373,6 +410,44 @@ func containsPeer(ts []Target, p *peer) bool {
 		}
 	}
 	return false
+}
+
+func (r *Router) newLimit() adaptivelimiter.AdaptiveLimiter[any] {
+	pl := r.cfg.PeerLimit
+	return adaptivelimiter.NewBuilder[any]().
+		WithLimits(pl.Min, pl.Max, pl.Initial).
+		WithQueueing(2, 4).
+		Build()
+}
+
+// Admit is Begin under the peer's adaptive concurrency limit: it waits at
+// most PeerLimit.MaxWait (or until ctx ends) for room, and refuses with
+// ErrPeerBusy when there is none, before anything is sent, so the caller
+// tries the next member or serves what it holds. The returned func ends
+// the forward as Begin's does.
+func (r *Router) Admit(ctx context.Context, t Target) (func(err error) (ejected bool), error) {
+	permit, err := t.p.limit.AcquirePermitWithMaxWait(ctx, r.cfg.PeerLimit.MaxWait)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, ErrPeerBusy
+	}
+	done := r.Begin(t)
+	return func(err error) bool {
+		permit.Record() // a slow failure is a signal too: the limit shrinks with latency
+		return done(err)
+	}, nil
+}
+
+// Limit is the peer's current adaptive concurrency limit (0: unknown peer).
+func (r *Router) Limit(id string) int {
+	for _, p := range r.tab.Load().peers {
+		if p.ID == id {
+			return p.limit.Limit()
+		}
+	}
+	return 0
 }
 
 // Begin records a forward starting to t; call the returned func with the
