@@ -294,9 +294,11 @@ func (g *Group) join(ctx context.Context, flight string, c call) (Result, error)
 	ch := g.sf.DoChan(flight, func() (any, error) {
 		leader = true
 		// A flight that just ended may have stored what we missed between
-		// our store lookup and joining: look again before fetching.
+		// our store lookup and joining: look again before fetching. A
+		// router's fetch takes only a near copy, and a node's own fill (an
+		// owner's, a replica's) never settles for one: it lapses in seconds.
 		since := g.cfg.Store.PurgeSeq()
-		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && (!c.via || !e.Near.IsZero()) {
+		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && c.via == !e.Near.IsZero() {
 			return Result{Entry: e, Stored: true, Shareable: true, since: since}, nil
 		}
 		// The fetch belongs to every waiter, not to the first client: it
@@ -376,9 +378,9 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		e := c.stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
 		res.Entry, res.Revalidated, res.Shareable = e, true, true
+		e.Near = time.Time{} // an owner's or replica's fill makes an ordinary entry
 		if c.via {
 			// A near copy renewed: a new lease, or none.
-			e.Near = time.Time{}
 			if c.keep != nil {
 				e.Near = c.keep(e)
 			}
