@@ -214,7 +214,7 @@ func getJSON(ctx context.Context, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// startNginx runs nginx (2 workers: the machine's cores) with proxy_cache,
+// startNginx runs nginx (--nginx-workers, by default one per core) with proxy_cache,
 // proxy_cache_lock, use_stale updating and background update in front of o.
 func startNginx(ctx context.Context, cfg config, o *origin) (*contender, error) {
 	port, err := freePort()
@@ -225,7 +225,7 @@ func startNginx(ctx context.Context, cfg config, o *origin) (*contender, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("nginx dir: %w", err)
 	}
-	conf := fmt.Sprintf(`worker_processes auto;
+	conf := fmt.Sprintf(`worker_processes %[5]s;
 worker_rlimit_nofile 20000;
 daemon off;
 pid %[1]s/nginx.pid;
@@ -254,7 +254,7 @@ http {
     }
   }
 }
-`, dir, absPath(cfg.out), strings.TrimPrefix(o.url, "http://"), port)
+`, dir, absPath(cfg.out), strings.TrimPrefix(o.url, "http://"), port, cfg.nginxWorkers)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx conf: %w", err)

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 type config struct {
 	crowdpilot, nginx, varnishd string
+	nginxWorkers                string
 	contenders                  []string
 	nodes                       int
 	requests                    int
@@ -49,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.crowdpilot, "crowdpilot", "", "crowdpilot binary (required)")
 	fs.StringVar(&cfg.nginx, "nginx", "nginx", "nginx binary")
 	fs.StringVar(&cfg.varnishd, "varnishd", "varnishd", "varnishd binary")
+	fs.StringVar(&cfg.nginxWorkers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core)")
 	contenders := fs.String("contenders", "crowdpilot,nginx,varnish", "comma-separated contenders, in the first run's order")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "crowdpilot nodes")
 	fs.IntVar(&cfg.requests, "requests", 2000, "simultaneous requests per stampede")
@@ -83,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return badFlag("origin-latency", fmt.Errorf("%v must be between 0 and 5s", cfg.latency))
 	case cfg.shortAge < time.Second || cfg.shortAge > 5*time.Second || cfg.shortAge%time.Second != 0:
 		return badFlag("stale-max-age", fmt.Errorf("%v must be 1s to 5s in whole seconds (the stale window is 10 s)", cfg.shortAge))
+	case cfg.nginxWorkers != "auto" && !isPositiveInt(cfg.nginxWorkers):
+		return badFlag("nginx-workers", fmt.Errorf("%q is not auto or a positive number", cfg.nginxWorkers))
 	case cfg.timeout <= 0:
 		return badFlag("timeout", fmt.Errorf("%v must be positive", cfg.timeout))
 	case cfg.deadline <= 0:
@@ -271,6 +276,11 @@ func measure(ctx context.Context, cfg config, c *contender, scenario string, run
 	r.Arrivals = c.origin.arrivalsOf(path, t0, 20)
 	summarize(&r, replies)
 	return r, nil
+}
+
+func isPositiveInt(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n <= 64
 }
 
 func rotate(s []string, k int) []string {
