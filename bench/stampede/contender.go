@@ -26,6 +26,7 @@ type contender struct {
 	targets []string // host:port
 	origin  *origin
 	procs   []*proc
+	admins  map[string]string // node ID -> admin host:port (crowdpilot only)
 }
 
 func (c *contender) stop(ctx context.Context) {
@@ -169,6 +170,17 @@ func startCrowdpilot(ctx context.Context, cfg config, o *origin) (*contender, er
 	if err := waitMembers(ctx, admins, cfg.nodes); err != nil {
 		c.stop(ctx)
 		return nil, err
+	}
+	c.admins = map[string]string{}
+	for _, a := range admins {
+		var v struct {
+			Self string `json:"self"`
+		}
+		if err := getJSON(ctx, "http://"+a+"/api/v1/cluster", &v); err != nil {
+			c.stop(ctx)
+			return nil, fmt.Errorf("crowdpilot node %s: %w", a, err)
+		}
+		c.admins[v.Self] = a
 	}
 	return c, nil
 }

@@ -253,7 +253,11 @@ type result struct {
 	Statuses   map[string]int `json:"statuses"`
 	Cache      map[string]int `json:"cache_status"`
 	ServedBy   map[string]int `json:"served_by,omitempty"`
-	t0         time.Time
+	// NodeResults is, per crowdpilot node, the rise of
+	// crowdpilot_requests_total by result over the stampede: the owner's
+	// rise beyond its own share is the forwards it got from the routers.
+	NodeResults map[string]map[string]int `json:"node_results,omitempty"`
+	t0          time.Time
 }
 
 // measure runs one stampede on path and counts the origin's fetches of it
@@ -261,6 +265,7 @@ type result struct {
 // refreshes the stampede started are counted too.
 func measure(ctx context.Context, cfg config, c *contender, scenario string, run int, path string, before int64) (result, error) {
 	r := result{Scenario: scenario, Run: run, Contender: c.name, Path: path, LoadAvg: loadavg(), Before: before}
+	m0 := scrapeResults(ctx, c.admins)
 	replies, t0, err := stampede(ctx, c.targets, path, cfg.requests, cfg.timeout)
 	if err != nil {
 		return r, fmt.Errorf("%s %s run %d: %w", c.name, scenario, run, err)
@@ -274,6 +279,7 @@ func measure(ctx context.Context, cfg config, c *contender, scenario string, run
 	}
 	r.Fetches = c.origin.fetchesOf(path) - before
 	r.Arrivals = c.origin.arrivalsOf(path, t0, 20)
+	r.NodeResults = diffResults(m0, scrapeResults(ctx, c.admins))
 	summarize(&r, replies)
 	return r, nil
 }

@@ -75,6 +75,17 @@ func writeTables(w io.Writer, all []result) {
 		if len(r.ServedBy) > 0 {
 			fmt.Fprintf(w, "; served by: %s", counts(r.ServedBy))
 		}
+		if len(r.NodeResults) > 0 {
+			ids := make([]string, 0, len(r.NodeResults))
+			for id := range r.NodeResults {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			fmt.Fprint(w, "; requests by result per node:")
+			for _, id := range ids {
+				fmt.Fprintf(w, " %s {%s}", id, counts(r.NodeResults[id]))
+			}
+		}
 		fmt.Fprintln(w)
 	}
 }

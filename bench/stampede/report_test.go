@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,5 +64,22 @@ func TestSummarize(t *testing.T) {
 	}
 	if got := counts(r.Statuses); got != "200 × 2, 503 × 1, read eof × 1" {
 		t.Errorf("counts = %q", got)
+	}
+}
+
+func TestParseResults(t *testing.T) {
+	text := `# HELP crowdpilot_requests_total Data requests by result
+# TYPE crowdpilot_requests_total counter
+crowdpilot_requests_total{result="hit"} 12
+crowdpilot_requests_total{result="via_peer"} 3
+crowdpilot_inflight_requests 1
+`
+	m, err := parseResults(bufio.NewScanner(strings.NewReader(text)))
+	if err != nil || m["hit"] != 12 || m["via_peer"] != 3 || len(m) != 2 {
+		t.Fatalf("parseResults = %v, %v", m, err)
+	}
+	d := diffResults(map[string]map[string]float64{"n0": {"hit": 2, "via_peer": 3}}, map[string]map[string]float64{"n0": m})
+	if len(d["n0"]) != 1 || d["n0"]["hit"] != 10 {
+		t.Errorf("diffResults = %v", d)
 	}
 }
