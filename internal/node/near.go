@@ -74,11 +74,15 @@ func viaOK(r *http.Request) bool {
 // key is hot. It reports false when nothing was written (the object is too
 // large to hold, or every member failed): the caller forwards as usual.
 func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
-	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) && e.TTL(now) > 0 {
+	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) {
 		if hot && n.nearRenewDue(e, now) {
 			n.fill.RefreshVia(r, base, e, n.viaUpstream(plan.Targets), n.keepNear(hash))
 		}
-		n.writeEntry(w, r, e, now, "crowdpilot; hit; ttl="+secs(e.TTL(now))+"; detail=near")
+		detail := "near"
+		if e.TTL(now) <= 0 {
+			detail = "near-stale" // held while the owner revalidates (stale-while-revalidate)
+		}
+		n.writeEntry(w, r, e, now, "crowdpilot; hit; ttl="+secs(e.TTL(now))+"; detail="+detail)
 		return resNear, true
 	}
 	var keep fill.Keep // decided when the response arrives: the crowd may have come meanwhile
@@ -129,14 +133,26 @@ func (n *Node) nearRenewDue(e *httpcache.Entry, now time.Time) bool {
 // arrives: while the key is hot here, until the object's freshness ends or
 // the near-copy TTL passes, whichever is first; nothing for a key that is
 // not hot, or an object already stale.
+//
+// A stale copy the owner serves within its stale-while-revalidate window
+// (while it revalidates) is held too, but briefly: a quarter of the lease,
+// within that window, so the crowd here neither waits on the owner nor
+// sends it one request each while the owner's refresh lands, and the fresh
+// copy replaces it at the first renewal after.
 func (n *Node) keepNear(hash uint64) fill.Keep {
 	return func(e *httpcache.Entry) time.Time {
 		now := n.cfg.Now()
-		ttl := e.TTL(now)
-		if ttl <= 0 || e.Status != http.StatusOK || !n.meter.Hot(hash, now.UnixNano()) {
+		if e.Status != http.StatusOK || !n.meter.Hot(hash, now.UnixNano()) {
 			return time.Time{}
 		}
-		return now.Add(min(ttl, n.cfg.NearCopy.TTL))
+		ttl := e.TTL(now)
+		if ttl > 0 {
+			return now.Add(min(ttl, n.cfg.NearCopy.TTL))
+		}
+		if e.State(now, 1) != httpcache.StaleRevalidate {
+			return time.Time{}
+		}
+		return now.Add(min(n.cfg.NearCopy.TTL/4, ttl+e.SWR))
 	}
 }
 

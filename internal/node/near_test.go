@@ -272,3 +272,62 @@ func TestOwnerAtItsLimitShedsFast(t *testing.T) {
 	}
 	t.Logf("replies %v", codes)
 }
+
+// TestExpiredStampedeStaysAtTheRouters: a crowd for an object just past its
+// freshness, within stale-while-revalidate, reaches the owner as about one
+// forward per router: the owner's stale copy is held at each router as a
+// brief near copy while the owner revalidates, and the origin pays at most
+// one more fetch.
+func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
+	clock := newTestClock()
+	tc := newTestCluster(t, 3, demo.Config{Latency: 50 * time.Millisecond, MaxAge: 2 * time.Second, Now: clock.Now},
+		func(c *Config) {
+			c.Now = clock.Now
+			c.DisableAutopilot = true
+		})
+	const path = "/live/expiring"
+	for i := range 3 {
+		if s, _, _, err := tc.get(tc.url(i, path)); err != nil || s != 200 {
+			t.Fatalf("warm-up via n%d: %d %v", i, s, err)
+		}
+	}
+	owner, _ := tc.nodes[0].router.Owner(tc.hashOf(path))
+	var ownerNode *Node
+	direct := 0
+	for i, nd := range tc.nodes {
+		if nd.ID() == owner.ID {
+			ownerNode = nd
+			for j := range 1500 {
+				if j%3 == i {
+					direct++
+				}
+			}
+		}
+	}
+	clock.Advance(3 * time.Second) // stale, within the default 10s grace
+	before := requestsServed(t, ownerNode)
+	replies := tc.burst(1500, path, all(3))
+	nearStale := 0
+	for i, r := range replies {
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("reply %d: %d %v", i, r.status, r.err)
+		}
+		if strings.Contains(cacheStatus(r.header), "detail=near-stale") {
+			nearStale++
+		}
+	}
+	forwards := requestsServed(t, ownerNode) - before - float64(direct)
+	if forwards > 4 {
+		t.Errorf("the owner got %.0f forwards from 2 routers for one expired key, want about one per router", forwards)
+	}
+	if nearStale == 0 {
+		t.Error("no reply came from a router's near copy of the stale object")
+	}
+	eventually(t, 5*time.Second, func() string {
+		if got := tc.origin.FetchesOf(path); got != 2 {
+			return fmt.Sprintf("origin fetches = %d, want 2 (the warm-up and one refresh)", got)
+		}
+		return ""
+	})
+	t.Logf("%.0f forwards to the owner; %d replies from near copies of the stale object", forwards, nearStale)
+}
