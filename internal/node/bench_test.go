@@ -64,8 +64,23 @@ func BenchmarkHitLocalNoHeat(b *testing.B) {
 func BenchmarkHitForwarded(b *testing.B) {
 	// The autopilot is off: this hot key would otherwise gain a replica on
 	// the router node, which then serves it locally.
+	benchRouter(b, func(c *Config) { c.NearCopy.TTL = 0 }, false) // no near copies: every request is a forward
+}
+
+// BenchmarkHitNear: a router serves its near copy of a hot key it does not
+// own, as it does in a crowd.
+func BenchmarkHitNear(b *testing.B) {
+	benchRouter(b, nil, true)
+}
+
+// benchRouter serves a key the router (node 1) does not own, through it;
+// near says whether the router's own near copy should answer.
+func benchRouter(b *testing.B, tweak func(*Config), near bool) {
 	tc := newTestCluster(b, 2, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour, BodyBytes: 1024}, func(c *Config) {
 		c.DisableAutopilot = true
+		if tweak != nil {
+			tweak(c)
+		}
 	})
 	// A path the second node does not own, so requests entering there are
 	// forwarded.
@@ -81,13 +96,20 @@ func BenchmarkHitForwarded(b *testing.B) {
 	if s, _, h, err := tc.get(tc.url(1, path)); err != nil || s != 200 || h.Get("X-Served-By") != tc.nodes[0].ID() {
 		b.Fatalf("warm-up: %d %v served by %q", s, err, h.Get("X-Served-By"))
 	}
-	var local atomic.Int64
+	want := tc.nodes[0].ID()
+	if near {
+		want = tc.nodes[1].ID()
+		for range 50 { // make it hot there
+			tc.get(tc.url(1, path))
+		}
+	}
+	var other atomic.Int64
 	runHits(b, tc.nodes[1], path, func(h http.Header) {
-		if h.Get("X-Served-By") != tc.nodes[0].ID() {
-			local.Add(1)
+		if h.Get("X-Served-By") != want {
+			other.Add(1)
 		}
 	})
-	if l := local.Load(); l > 0 {
-		b.Fatalf("%d requests were not served by the owner", l)
+	if l := other.Load(); l > int64(b.N/100) {
+		b.Fatalf("%d of %d requests were not served by %s", l, b.N, want)
 	}
 }
