@@ -34,6 +34,26 @@ func requestsServed(t *testing.T, nd *Node) float64 {
 	return total
 }
 
+// ownerOf splits the cluster for path into its owner and the routers, and
+// counts the requests of a burst of n (tc.burst over all nodes) that go
+// straight to the owner.
+func (tc *testCluster) ownerOf(path string, n int) (owner *Node, routers []*Node, direct int) {
+	o, _ := tc.nodes[0].router.Owner(tc.hashOf(path))
+	for i, nd := range tc.nodes {
+		if nd.ID() != o.ID {
+			routers = append(routers, nd)
+			continue
+		}
+		owner = nd
+		for j := range n {
+			if j%len(tc.nodes) == i {
+				direct++
+			}
+		}
+	}
+	return owner, routers, direct
+}
+
 // TestRoutersCollapseAndKeepNearCopies: a cold stampede of 2,000 requests
 // over 3 nodes reaches the owner as about one forward per router (not one
 // per client), costs the origin one fetch, and leaves each router a near
@@ -47,22 +67,8 @@ func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
 			c.DisableAutopilot = true // the data plane alone: no leased replicas
 		})
 	const path = "/live/final"
-	owner, _ := tc.nodes[0].router.Owner(tc.hashOf(path))
-	var ownerNode *Node
-	var routers []*Node
-	direct := 0 // requests the burst sends straight to the owner
-	for i, nd := range tc.nodes {
-		if nd.ID() == owner.ID {
-			ownerNode = nd
-			for j := range 2000 {
-				if j%3 == i {
-					direct++
-				}
-			}
-		} else {
-			routers = append(routers, nd)
-		}
-	}
+	ownerNode, routers, direct := tc.ownerOf(path, 2000)
+	owner := ownerNode.self
 	before := requestsServed(t, ownerNode)
 
 	replies := tc.burst(2000, path, all(3))
@@ -291,19 +297,7 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 			t.Fatalf("warm-up via n%d: %d %v", i, s, err)
 		}
 	}
-	owner, _ := tc.nodes[0].router.Owner(tc.hashOf(path))
-	var ownerNode *Node
-	direct := 0
-	for i, nd := range tc.nodes {
-		if nd.ID() == owner.ID {
-			ownerNode = nd
-			for j := range 1500 {
-				if j%3 == i {
-					direct++
-				}
-			}
-		}
-	}
+	ownerNode, _, direct := tc.ownerOf(path, 1500)
 	clock.Advance(3 * time.Second) // stale, within the default 10s grace
 	before := requestsServed(t, ownerNode)
 	replies := tc.burst(1500, path, all(3))
