@@ -168,6 +168,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.ID == "" {
 		cfg.ID = cfg.Listen
 	}
+	memoryLimit(logger, cfg.StoreBytes, 1)
 	n, err := node.New(cfg)
 	if err != nil {
 		return badInput(stderr, "node", withFlagNames(err))

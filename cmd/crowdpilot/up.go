@@ -75,6 +75,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := node.CheckConfig(cfg); err != nil {
 			return badInput(stderr, "up", withFlagNames(fmt.Errorf("node config: %w", err)))
 		}
+		memoryLimit(logger, cfg.StoreBytes*int64(*nodes), *nodes)
 	}
 
 	dir := *dataDir
