@@ -209,7 +209,8 @@ func TestStatusReleasedReplicas(t *testing.T) {
 		case "/api/v1/hot":
 			fmt.Fprintf(w, `{"leader":"n0","hot":[{"key":"x/live/<1>","rate":900,"owner":"n0","replicas":[
 				{"node":"n1","expires":%q},{"node":"n2","expires":%q,"released":true}]}],
-				"nodes":[{"node":"n0","cpu":0.2,"cpu_limit":2,"in_flight":3,"p99":1000000,"error_rate":0}]}`, exp, exp)
+				"nodes":[{"node":"n0","cpu":0.2,"cpu_limit":2,"in_flight":3,"p99":1000000,"error_rate":0},
+				{"node":"n3","near_copies":[{"key":"x/live/<1>","expires":%q}]}]}`, exp, exp, exp)
 		default:
 			http.NotFound(w, r)
 		}
@@ -220,9 +221,9 @@ func TestStatusReleasedReplicas(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	out := stdout.String()
-	row := regexp.MustCompile(`(?m)^x/live/<1>\s+900\s+n0\s+n1\s+(1\d|20)s\s+n2\s*$`)
+	row := regexp.MustCompile(`(?m)^x/live/<1>\s+900\s+n0\s+n1\s+(1\d|20)s\s+n2\s+n3\s*$`)
 	if !row.MatchString(out) || !strings.Contains(out, "RELEASED (LAPSING)") || !strings.Contains(out, "CPU USED/LIMIT (CORES)") || !strings.Contains(out, "0.20/2.00") {
-		t.Errorf("status:\n%s\nwant n1 with its expiry, n2 released without one, and a labelled CPU column", out)
+		t.Errorf("status:\n%s\nwant n1 with its expiry, n2 released without one, n3's near copy, and a labelled CPU column", out)
 	}
 	stdout.Reset()
 	if code := runStatus(context.Background(), []string{"--admin", srv.URL, "--json"}, &stdout, &stderr); code != 0 {

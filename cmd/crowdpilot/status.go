@@ -64,6 +64,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			InFlight  int64         `json:"in_flight"`
 			P99       time.Duration `json:"p99"`
 			ErrorRate float64       `json:"error_rate"`
+			Near      []struct {
+				Key string `json:"key"`
+			} `json:"near_copies"`
 		} `json:"nodes"`
 	}
 	rawHot, hotErr := getJSON(ctx, client, base+"/api/v1/hot", &hot)
@@ -121,7 +124,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Released replicas are no longer renewed and serve until their lease
 	// lapses: listed apart, without an expiry that reads like a renewal.
-	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\tRELEASED (LAPSING)\n")
+	// Near copies are the data plane's own: routers that keep a hot object
+	// they do not own, under a lease of seconds (from their reports).
+	near := map[string][]string{}
+	for _, l := range hot.Nodes {
+		for _, c := range l.Near {
+			near[c.Key] = append(near[c.Key], l.Node)
+		}
+	}
+	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\tRELEASED (LAPSING)\tNEAR COPIES\n")
 	now := time.Now()
 	for _, h := range hot.Hot {
 		var nodes, exp, released []string
@@ -137,8 +148,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				exp = append(exp, max(r.Expires.Sub(now), 0).Round(time.Second).String())
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")),
-			orDash(strings.Join(exp, ",")), orDash(strings.Join(released, ",")))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")),
+			orDash(strings.Join(exp, ",")), orDash(strings.Join(released, ",")), orDash(strings.Join(near[h.Key], ",")))
 	}
 	tw.Flush()
 	return 0
