@@ -215,8 +215,17 @@
         reps.append(el("span", text, "replica" + (r.released ? " released" : "")));
       }
       if (!(h.replicas || []).length) reps.append(el("span", "owner only", "muted"));
+      // Near copies: routers keeping the object themselves (the data plane's own, seconds-long leases).
+      const near = el("td");
+      for (const [node, l] of loads) {
+        for (const c of l.near_copies || []) {
+          if (c.key !== h.key) continue;
+          near.append(el("span", node + " " + Math.max(0, (Date.parse(c.expires) - now) / 1000).toFixed(1) + " s", "replica near"));
+        }
+      }
+      if (!near.childNodes.length) near.append(el("span", "none", "muted"));
       tr.append(el("td", h.key, "key"), el("td", fmtRate(h.rate)), el("td", fmtDur(h.p99)), el("td", h.owner),
-        el("td", h.desired), reps);
+        el("td", h.desired), reps, near);
       return tr;
     });
     tb.replaceChildren(...rows);
