@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // Errors a fetch can end with. Callers serve stale content when they have it
@@ -347,12 +348,14 @@ func (g *Group) Origin(out *http.Request) (*http.Response, error) {
 		return nil, ErrShed
 	}
 	start := g.cfg.Now()
+	route.StripInternal(out.Header) // the cluster's headers never reach the origin
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
 		permit.Drop()
 		g.m.fetches.WithLabelValues("error").Inc()
 		return nil, fmt.Errorf("fetch %s from origin: %w", out.URL.Path, err)
 	}
+	route.StripInternal(resp.Header) // nor come back from it to be stored
 	g.m.fetches.WithLabelValues(statusClass(resp.StatusCode)).Inc()
 	g.m.latency.Observe(g.cfg.Now().Sub(start).Seconds())
 	// The permit is held until the body is read: that is the origin's work.

@@ -5,9 +5,6 @@ package node
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -41,8 +38,8 @@ type Node struct {
 	pass  http.Handler // streams uncacheable requests to the origin
 	m     *metrics
 
-	servedBy []string // X-Served-By value, shared read-only by every response
-	hopValue string   // the hop header value peers send; anything else is a client's
+	servedBy []string  // X-Served-By value, shared read-only by every response
+	hop      hopProver // proves and checks that a request comes from a peer
 
 	etcd    *clientv3.Client
 	self    cluster.Member // this node's record as peers see it (advertised addresses)
@@ -115,9 +112,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
-	n.hopValue = hopValue(cfg.AdminToken)
-	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
-	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
+	n.hop = newHopProver(cfg.AdminToken, nil, cfg.Registry)
+	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout})
+	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
 	n.pass = n.newPassProxy()
 	return n, nil
 }
@@ -300,19 +297,6 @@ func (n *Node) crash() {
 func (n *Node) closeListeners() {
 	n.dataLn.Close()
 	n.adminLn.Close()
-}
-
-// hopValue is the hop header value of a cluster: a MAC of a fixed label
-// under the shared admin token, so only nodes can mark a request as
-// forwarded (a client that could would bypass routing and make every node
-// fetch from the origin). Without a token it is a constant.
-func hopValue(token string) string {
-	if token == "" {
-		return "1"
-	}
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("crowdpilot hop v1"))
-	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 func orDefault(v, d string) string {

@@ -16,13 +16,13 @@ func (n *Node) newPassProxy() http.Handler {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
 			pr.SetXForwarded()
-			pr.Out.Header.Del(route.HopHeader)
-			pr.Out.Header.Del(purgeRevHeader)
+			route.StripInternal(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			// Purge tags are for caches, not clients.
 			resp.Header.Del("Surrogate-Key")
 			resp.Header.Del("Cache-Tag")
+			route.StripInternal(resp.Header)
 			resp.Header.Set("Cache-Status", "crowdpilot; fwd=request; detail=pass")
 			resp.Header.Set("X-Served-By", n.cfg.ID)
 			return nil

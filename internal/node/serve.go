@@ -57,14 +57,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
 	hash := httpcache.KeyHash(base)
-	if hop, ok := r.Header[route.HopHeader]; ok && (len(hop) != 1 || hop[0] != n.hopValue) {
-		// Not from a peer: a client's copy of our internal headers.
-		delete(r.Header, route.HopHeader)
-		delete(r.Header, purgeRevHeader)
-	} else if !ok {
-		delete(r.Header, purgeRevHeader)
-	}
-	if r.Header.Get(route.HopHeader) == "" {
+	if !n.admitHop(r, base) {
 		if n.ap.leader != nil {
 			n.ap.heat.Observe(hash, base) // counted once, where the request enters
 		}

@@ -1,0 +1,177 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+)
+
+// echoOrigin behaves like a common web framework behind a proxy, the way
+// an attacker hopes: it reflects the request headers into the body, honours
+// method-override and forwarded-host headers, and does not normalise paths
+// (it answers for the raw target it received). Every response is public
+// for a minute, so whatever it is tricked into saying gets cached.
+type echoOrigin struct {
+	mu   sync.Mutex // guards seen
+	seen []seenRequest
+}
+
+// seenRequest is one request as the origin received it.
+type seenRequest struct {
+	Method, Target string
+	Header         http.Header
+}
+
+func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.seen = append(o.seen, seenRequest{r.Method, r.RequestURI, r.Header.Clone()})
+	o.mu.Unlock()
+	method := r.Method
+	for _, k := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+		if v := r.Header.Get(k); v != "" {
+			method = v
+		}
+	}
+	host := r.Host
+	if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+		host = v
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age=60")
+	h.Set("Surrogate-Key", "secret-tag")
+	// Headers an origin (or a compromised one) might send that look like
+	// the cluster's own: clients must never see them.
+	h.Set("X-Crowdpilot-Hop", "from-origin")
+	h.Set("X-Crowdpilot-Debug", "origin")
+	var b strings.Builder
+	fmt.Fprintf(&b, "method=%s target=%s link=http://%s/next\n", method, r.RequestURI, host)
+	keys := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(r.Header[k], ", "))
+	}
+	w.Write([]byte(b.String()))
+}
+
+// requests returns what the origin has received so far.
+func (o *echoOrigin) requests() []seenRequest {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]seenRequest(nil), o.seen...)
+}
+
+// fetches counts the origin requests whose target is target.
+func (o *echoOrigin) fetches(target string) int {
+	n := 0
+	for _, s := range o.requests() {
+		if s.Target == target {
+			n++
+		}
+	}
+	return n
+}
+
+// newEchoCluster is newTestCluster in front of an echoOrigin.
+func newEchoCluster(t testing.TB, n int, tweak func(*Config)) (*testCluster, *echoOrigin) {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(etcd.Close)
+	eo := &echoOrigin{}
+	tc := &testCluster{t: t, etcd: etcd, dir: dir}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.oaddr = ln.Addr().String()
+	tc.srv = &http.Server{Handler: eo}
+	go tc.srv.Serve(ln)
+	t.Cleanup(func() { tc.srv.Close() })
+	tc.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	t.Cleanup(tc.client.CloseIdleConnections)
+	logs := newTestLogs(t)
+	for i := range n {
+		cfg := Config{
+			ID:            fmt.Sprintf("n%d", i),
+			Etcd:          []string{etcd.ClientURL()},
+			Listen:        "127.0.0.1:0",
+			Admin:         "127.0.0.1:0",
+			Origin:        "http://" + tc.oaddr,
+			MemberTTL:     3 * time.Second,
+			StoreBytes:    16 << 20,
+			AdminToken:    "secret",
+			Logger:        logs.logger(fmt.Sprintf("n%d", i)),
+			SharesProcess: true,
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		nd, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tc.nodes = append(tc.nodes, nd)
+		t.Cleanup(func() { nd.Shutdown(context.Background()) })
+	}
+	tc.waitMembers(n, tc.nodes...)
+	return tc, eo
+}
+
+// do sends req and returns status, body and headers.
+func (tc *testCluster) do(req *http.Request) (int, string, http.Header) {
+	tc.t.Helper()
+	resp, err := tc.client.Do(req)
+	if err != nil {
+		tc.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// pathOwnedElsewhere returns a path of the form prefix+i whose owner is
+// not node i0, and that owner's index.
+func (tc *testCluster) pathOwnedElsewhere(i0 int, prefix string) (string, int) {
+	tc.t.Helper()
+	for i := range 1000 {
+		p := fmt.Sprintf("%s%d", prefix, i)
+		req, _ := http.NewRequest(http.MethodGet, tc.url(i0, p), nil)
+		base, err := tc.nodes[i0].baseKey(req)
+		if err != nil {
+			tc.t.Fatal(err)
+		}
+		owner, ok := tc.nodes[i0].router.Owner(httpcache.KeyHash(base))
+		if ok && owner.ID != tc.nodes[i0].ID() {
+			for j, nd := range tc.nodes {
+				if nd.ID() == owner.ID {
+					return p, j
+				}
+			}
+		}
+	}
+	tc.t.Fatal("no path owned by another node")
+	return "", 0
+}
