@@ -75,6 +75,10 @@ type Config struct {
 	// cannot see the purge log: beyond it, entries older than the bound are
 	// served only as stale while revalidating. Default 10s.
 	PurgeMaxDisconnect time.Duration
+	// InvalidateInterval is how often this node appends the invalidations of
+	// unsafe requests to the purge log: within it, repeated writes to one
+	// URL make one entry. Default 250ms.
+	InvalidateInterval time.Duration
 
 	// DisableAutopilot turns off heat reports and leadership on this node:
 	// it still routes to replicas other leaders create.
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		MaxInflight:          10000,
 		MemberTTL:            5 * time.Second,
 		PurgeMaxDisconnect:   10 * time.Second,
+		InvalidateInterval:   250 * time.Millisecond,
 		HeatWindow:           250 * time.Millisecond,
 		ReportInterval:       250 * time.Millisecond,
 		ElectionTTL:          5 * time.Second,
@@ -194,6 +199,9 @@ func (c Config) withDefaults() Config {
 	if c.PurgeMaxDisconnect == 0 {
 		c.PurgeMaxDisconnect = d.PurgeMaxDisconnect
 	}
+	if c.InvalidateInterval == 0 {
+		c.InvalidateInterval = d.InvalidateInterval
+	}
 	if c.MemberTTL == 0 {
 		c.MemberTTL = d.MemberTTL
 	}
@@ -236,7 +244,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"default ttl": c.DefaultTTL, "stale-while-revalidate": c.StaleWhileRevalidate,
 		"stale-if-error": c.StaleIfError, "shutdown grace": c.ShutdownGrace,
-		"purge max disconnect": c.PurgeMaxDisconnect,
+		"purge max disconnect": c.PurgeMaxDisconnect, "invalidate interval": c.InvalidateInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, d))

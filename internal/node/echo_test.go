@@ -53,6 +53,15 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the cluster's own: clients must never see them.
 	h.Set("X-Crowdpilot-Hop", "from-origin")
 	h.Set("X-Crowdpilot-Debug", "origin")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// "Created, see there": what the write changed (RFC 9111 §4.4).
+		if v := r.URL.Query().Get("location"); v != "" {
+			h.Set("Location", v)
+		}
+		if v := r.URL.Query().Get("content-location"); v != "" {
+			h.Set("Content-Location", v)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "method=%s target=%s link=http://%s/next\n", method, r.RequestURI, host)
 	keys := make([]string, 0, len(r.Header))
@@ -78,6 +87,17 @@ func (o *echoOrigin) fetches(target string) int {
 	n := 0
 	for _, s := range o.requests() {
 		if s.Target == target {
+			n++
+		}
+	}
+	return n
+}
+
+// gets counts the GETs the origin received for target.
+func (o *echoOrigin) gets(target string) int {
+	n := 0
+	for _, s := range o.requests() {
+		if s.Target == target && s.Method == http.MethodGet {
 			n++
 		}
 	}

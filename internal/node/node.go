@@ -52,7 +52,7 @@ type Node struct {
 	lastPurge     atomic.Int64  // revision of the last purge applied (not the log position)
 	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
 	appliedSignal atomicSignal  // closed on every applied purge
-	invalidations chan string   // unsafe-request paths to append to the log
+	inv           *invalidator  // unsafe-request paths, coalesced, on their way to the log
 
 	ap autopilotParts
 
@@ -75,11 +75,11 @@ func New(cfg Config) (*Node, error) {
 	origin, _ := url.Parse(cfg.Origin)
 	n := &Node{
 		cfg: cfg, origin: origin, servedBy: []string{cfg.ID},
-		publishRev:    make(chan struct{}, 1),
-		invalidations: make(chan string, invalidateQueue),
+		publishRev: make(chan struct{}, 1),
 	}
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
+	n.inv = newInvalidator(cfg.InvalidateInterval, n.appendInvalidation, n.m.shed, cfg.Logger)
 
 	var err error
 	n.store, err = httpcache.NewStore(httpcache.StoreConfig{
@@ -197,7 +197,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goLoop(bg, "membership", n.members.Run)
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
-	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
+	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.inv.run(ctx); return nil })
 	n.startAutopilot(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil

@@ -58,9 +58,7 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)
 	sw := &statusWriter{ResponseWriter: w}
 	n.pass.ServeHTTP(sw, r)
-	if sw.code < 400 {
-		n.invalidate(base, r.URL.RequestURI())
-	}
+	n.invalidateResponse(r, base, sw.code, sw.Header())
 	return resPass
 }
 
