@@ -380,7 +380,7 @@ func (b *permitBody) Close() error {
 func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.Entry) (*http.Request, error) {
 	u := *g.cfg.Origin
 	u.Path = singleJoin(g.cfg.Origin.Path, r.URL.Path)
-	u.RawPath = ""
+	u.RawPath = singleJoin(g.cfg.Origin.EscapedPath(), r.URL.EscapedPath()) // "%2F" stays "%2F"
 	u.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {

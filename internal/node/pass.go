@@ -52,6 +52,7 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
+	keyedTarget(r, base) // the origin writes to what is invalidated
 	if r.ContentLength > n.cfg.MaxBodyBytes {
 		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large")
 	}

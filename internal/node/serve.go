@@ -56,6 +56,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
+	keyedTarget(r, base) // forward exactly what is keyed
 	hash := httpcache.KeyHash(base)
 	if !n.admitHop(r, base) {
 		if n.ap.leader != nil {
