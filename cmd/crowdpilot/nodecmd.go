@@ -26,6 +26,7 @@ type nodeFlags struct {
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
 	logFormat, logLevel                                                                   string
+	allowedHosts                                                                          string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -55,6 +56,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (default origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (default: the origin's host and the node's own addresses)")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -84,6 +86,12 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 			etcd = append(etcd, e)
 		}
 	}
+	var hosts []string
+	for _, h := range strings.Split(f.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
 	return node.Config{
 		ID: f.id, Zone: f.zone, Cluster: f.cluster, Etcd: etcd,
 		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise, AdvertiseAdmin: f.advertiseAdmin,
@@ -93,7 +101,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
-		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
+		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts,
 		Logger: logger,
 	}
 }

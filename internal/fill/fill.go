@@ -398,7 +398,6 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 			out.Header.Set("If-Modified-Since", stale.LastModified)
 		}
 	}
-	out.Header.Set("X-Forwarded-Host", r.Host)
 	out.Header.Add("Via", "1.1 crowdpilot")
 	return out, nil
 }

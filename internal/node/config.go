@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,11 @@ type Config struct {
 	// MaxInflight bounds data requests served at once; beyond it a request
 	// gets 503 with Retry-After at once. Default 10000.
 	MaxInflight int64
+	// AllowedHosts are the Host values served; others get 421. Empty means
+	// the origin's host and this node's own addresses (and localhost on its
+	// port). All of them are one site: keyed and fetched under the origin's
+	// host.
+	AllowedHosts []string
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
@@ -231,6 +237,11 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("origin %q must be an http(s) URL with a host", c.Origin))
+	}
+	for _, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/?#@ \t") {
+			errs = append(errs, fmt.Errorf("allowed hosts: %q is not a host[:port]", h))
+		}
 	}
 	if c.StoreBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("store bytes %d must be at least 1 MiB", c.StoreBytes))

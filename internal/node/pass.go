@@ -15,7 +15,9 @@ func (n *Node) newPassProxy() http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
-			pr.SetXForwarded()
+			// The client's address (admitClient); no X-Forwarded-Host or
+			// -Proto: the origin sees one site under its own Host.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			route.StripInternal(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
@@ -48,6 +50,10 @@ func (n *Node) passThrough(w http.ResponseWriter, r *http.Request) {
 // serveUnsafe passes a POST, PUT, PATCH or DELETE to the origin and, when
 // the origin accepted it, invalidates the target URL (RFC 9111 §4.4).
 func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
+	route.StripInternal(r.Header) // never forwarded: no hop to honour
+	if msg := n.admitClient(r); msg != "" {
+		return n.fail(w, http.StatusMisdirectedRequest, resBad, msg)
+	}
 	base, err := n.baseKey(r)
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())

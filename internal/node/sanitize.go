@@ -4,8 +4,11 @@ package node
 // rewritten to its cache key's path and query.
 
 import (
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 )
@@ -28,4 +31,85 @@ func keyedTarget(r *http.Request, base string) {
 	if path == p {
 		r.URL.RawPath = ""
 	}
+}
+
+// unkeyedHeaders are request headers common frameworks act on (to build
+// absolute links, pick a scheme, rewrite the path, change the method) that
+// are not part of the cache key. A client's copy is deleted before anything
+// else reads the request, so none reaches the origin on a fill or a pass.
+var unkeyedHeaders = [...]string{
+	"Forwarded",
+	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Scheme",
+	"X-Forwarded-Server", "X-Forwarded-Prefix", "X-Forwarded-Path", "X-Forwarded-Uri",
+	"X-Forwarded-Ssl", "Front-End-Https", "X-Url-Scheme",
+	"X-Host", "X-Original-Host", "X-Original-Url", "X-Rewrite-Url", "X-Original-Uri",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Method",
+	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+	"X-Cluster-Client-Ip",
+}
+
+// admitClient prepares a request that entered the cluster here (not a
+// verified hop): it answers "" when r may be served, else why not (the
+// caller answers 421). Headers the key does not cover are deleted and
+// X-Forwarded-For is set to the real client address, replacing whatever
+// the client claimed; routers forward it and the owner's fill passes it on.
+func (n *Node) admitClient(r *http.Request) string {
+	if !n.hostAllowed(r.Host) {
+		return "host " + strconv.Quote(r.Host) + " is not served here (see --allowed-hosts)"
+	}
+	for _, k := range unkeyedHeaders {
+		delete(r.Header, k)
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		r.Header["X-Forwarded-For"] = []string{ip}
+	} else {
+		delete(r.Header, "X-Forwarded-For")
+	}
+	return ""
+}
+
+// hostAllowed reports whether this node serves requests for host. With
+// --allowed-hosts the list decides. Without it, the origin's host and this
+// node's own addresses are served (what `up` and a load balancer dialling
+// the node by address send), and "localhost" on the node's port. Every
+// allowed host is one site, keyed under the origin's host, and the origin
+// is always asked with its own Host and no X-Forwarded-Host: the client's
+// Host cannot change what is stored.
+func (n *Node) hostAllowed(host string) bool {
+	h := canonicalHost(host)
+	if len(n.cfg.AllowedHosts) > 0 {
+		for _, a := range n.cfg.AllowedHosts {
+			if canonicalHost(a) == h {
+				return true
+			}
+		}
+		return false
+	}
+	if h == canonicalHost(n.origin.Host) {
+		return true
+	}
+	for _, a := range []string{n.cfg.Listen, n.cfg.AdvertiseAddr, n.DataAddr()} {
+		if a == "" {
+			continue
+		}
+		if canonicalHost(a) == h {
+			return true
+		}
+		if _, port, err := net.SplitHostPort(a); err == nil && h == "localhost:"+port {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalHost lowercases host and drops a default port.
+func canonicalHost(host string) string {
+	h := strings.ToLower(host)
+	for _, port := range []string{":80", ":443"} {
+		s, ok := strings.CutSuffix(h, port)
+		if ok && (!strings.Contains(s, ":") || strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]")) {
+			return s
+		}
+	}
+	return h
 }

@@ -59,6 +59,9 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request) string {
 	keyedTarget(r, base) // forward exactly what is keyed
 	hash := httpcache.KeyHash(base)
 	if !n.admitHop(r, base) {
+		if msg := n.admitClient(r); msg != "" {
+			return n.fail(w, http.StatusMisdirectedRequest, resBad, msg)
+		}
 		if n.ap.leader != nil {
 			n.ap.heat.Observe(hash, base) // counted once, where the request enters
 		}
