@@ -387,7 +387,9 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 		return nil, fmt.Errorf("build origin request: %w", err)
 	}
 	CopyEndToEnd(out.Header, r.Header)
-	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+	// A client's Cache-Control and Pragma are its own: the fetch may be
+	// shared, and what it stores is for every waiter (issue 10).
+	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range", "Cache-Control", "Pragma"} {
 		out.Header.Del(k)
 	}
 	if stale != nil {

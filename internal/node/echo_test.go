@@ -22,6 +22,10 @@ import (
 // (it answers for the raw target it received). Every response is public
 // for a minute, so whatever it is tricked into saying gets cached.
 type echoOrigin struct {
+	// gate, when set, holds every request for a path under /gated/ until
+	// it is closed.
+	gate chan struct{}
+
 	mu   sync.Mutex // guards seen
 	seen []seenRequest
 }
@@ -36,6 +40,9 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.seen = append(o.seen, seenRequest{r.Method, r.RequestURI, r.Header.Clone()})
 	o.mu.Unlock()
+	if o.gate != nil && strings.HasPrefix(r.URL.Path, "/gated/") {
+		<-o.gate
+	}
 	method := r.Method
 	for _, k := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
 		if v := r.Header.Get(k); v != "" {
@@ -107,6 +114,12 @@ func (o *echoOrigin) gets(target string) int {
 // newEchoCluster is newTestCluster in front of an echoOrigin.
 func newEchoCluster(t testing.TB, n int, tweak func(*Config)) (*testCluster, *echoOrigin) {
 	t.Helper()
+	return newEchoClusterWith(t, n, &echoOrigin{}, tweak)
+}
+
+// newEchoClusterWith is newEchoCluster with the given origin.
+func newEchoClusterWith(t testing.TB, n int, eo *echoOrigin, tweak func(*Config)) (*testCluster, *echoOrigin) {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir})
@@ -114,7 +127,6 @@ func newEchoCluster(t testing.TB, n int, tweak func(*Config)) (*testCluster, *ec
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close)
-	eo := &echoOrigin{}
 	tc := &testCluster{t: t, etcd: etcd, dir: dir}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
