@@ -27,6 +27,7 @@ type nodeFlags struct {
 	heatWindow, electionTTL                                                               time.Duration
 	logFormat, logLevel                                                                   string
 	allowedHosts                                                                          string
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -57,6 +58,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
 	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (default: the origin's host and the node's own addresses)")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "data clients must send a request header within this (negative: no limit)")
+	fs.DurationVar(&f.readTimeout, "read-timeout", d.ReadTimeout, "data clients must send a request, body included, within this (negative: no limit)")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive data connections are closed after this (negative: no limit)")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -102,6 +107,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
 		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts,
+		ReadHeaderTimeout: f.readHeaderTimeout, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Logger: logger,
 	}
 }

@@ -68,6 +68,10 @@ type Config struct {
 	// MaxInflight bounds data requests served at once; beyond it a request
 	// gets 503 with Retry-After at once. Default 10000.
 	MaxInflight int64
+	// ReadHeaderTimeout, ReadTimeout (header and body), WriteTimeout and
+	// IdleTimeout bound what a data client may hold: a connection past
+	// one is cut and counted. Defaults 5s, 30s, 60s, 60s; negative: none.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// AllowedHosts are the Host values served; others get 421. Empty means
 	// the origin's host and this node's own addresses (and localhost on its
 	// port). All of them are one site: keyed and fetched under the origin's
@@ -139,6 +143,10 @@ func DefaultConfig() Config {
 		MemberTTL:            5 * time.Second,
 		PurgeMaxDisconnect:   10 * time.Second,
 		InvalidateInterval:   250 * time.Millisecond,
+		ReadHeaderTimeout:    5 * time.Second,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          60 * time.Second,
 		HeatWindow:           250 * time.Millisecond,
 		ReportInterval:       250 * time.Millisecond,
 		ElectionTTL:          5 * time.Second,
@@ -207,6 +215,17 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InvalidateInterval == 0 {
 		c.InvalidateInterval = d.InvalidateInterval
+	}
+	for _, f := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&c.ReadHeaderTimeout, d.ReadHeaderTimeout}, {&c.ReadTimeout, d.ReadTimeout},
+		{&c.WriteTimeout, d.WriteTimeout}, {&c.IdleTimeout, d.IdleTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = f.d
+		}
 	}
 	if c.MemberTTL == 0 {
 		c.MemberTTL = d.MemberTTL

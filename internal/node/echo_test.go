@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,8 @@ type echoOrigin struct {
 	// gate, when set, holds every request for a path under /gated/ until
 	// it is closed.
 	gate chan struct{}
+
+	open, maxOpen atomic.Int64 // client connections to the origin: now, at most
 
 	mu   sync.Mutex // guards seen
 	seen []seenRequest
@@ -82,6 +85,18 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(b.String()))
 }
 
+// connState counts the origin's open connections.
+func (o *echoOrigin) connState(_ net.Conn, s http.ConnState) {
+	switch s {
+	case http.StateNew:
+		n := o.open.Add(1)
+		for m := o.maxOpen.Load(); n > m && !o.maxOpen.CompareAndSwap(m, n); m = o.maxOpen.Load() {
+		}
+	case http.StateClosed, http.StateHijacked:
+		o.open.Add(-1)
+	}
+}
+
 // requests returns what the origin has received so far.
 func (o *echoOrigin) requests() []seenRequest {
 	o.mu.Lock()
@@ -133,7 +148,7 @@ func newEchoClusterWith(t testing.TB, n int, eo *echoOrigin, tweak func(*Config)
 		t.Fatal(err)
 	}
 	tc.oaddr = ln.Addr().String()
-	tc.srv = &http.Server{Handler: eo}
+	tc.srv = &http.Server{Handler: eo, ConnState: eo.connState}
 	go tc.srv.Serve(ln)
 	t.Cleanup(func() { tc.srv.Close() })
 	tc.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}

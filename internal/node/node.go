@@ -179,12 +179,11 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 
 	n.data = &http.Server{
-		Handler:           n,
-		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          newStdLogger(n.cfg.Logger),
+		Handler:        n,
+		MaxHeaderBytes: n.cfg.MaxHeaderBytes,
+		ErrorLog:       newStdLogger(n.cfg.Logger),
 	}
+	dataLn := n.serverTimeouts(n.data, n.dataLn) // and counts what they cut
 	n.admin = &http.Server{
 		Handler:           n.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -192,7 +191,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
-	n.goServe(n.data, n.dataLn)
+	n.goServe(n.data, dataLn)
 	n.goServe(n.admin, n.adminLn)
 	n.goLoop(bg, "membership", n.members.Run)
 	n.goLoop(bg, "purge follower", n.follower.Run)

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
+	"os"
 
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
@@ -12,6 +15,7 @@ import (
 // objects above the size limit) straight to the origin.
 func (n *Node) newPassProxy() http.Handler {
 	return &httputil.ReverseProxy{
+		Transport: n.newPassTransport(),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
@@ -32,6 +36,15 @@ func (n *Node) newPassProxy() http.Handler {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			if cb, ok := r.Context().Value(clientBodyKey{}).(*clientBody); ok && cb.err != nil {
+				// The client's fault, not the origin's.
+				if errors.Is(cb.err, os.ErrDeadlineExceeded) {
+					http.Error(w, "request body not received in time", http.StatusRequestTimeout)
+				} else {
+					http.Error(w, "malformed request body", http.StatusBadRequest)
+				}
 				return
 			}
 			n.cfg.Logger.Debug("pass-through failed", "path", r.URL.Path, "err", err)
@@ -62,7 +75,9 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	if r.ContentLength > n.cfg.MaxBodyBytes {
 		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)
+	cb := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)}
+	r.Body = cb
+	r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, cb))
 	sw := &statusWriter{ResponseWriter: w}
 	n.pass.ServeHTTP(sw, r)
 	n.invalidateResponse(r, base, sw.code, sw.Header())
@@ -90,3 +105,23 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// clientBodyKey finds a pass-through's clientBody from the proxy's error
+// handler, which sees the outbound request.
+type clientBodyKey struct{}
+
+// clientBody remembers the first error reading a client's request body, so
+// a body that is malformed (bad chunking), too slow or too large is
+// answered as the client's error, not as an origin failure.
+type clientBody struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
