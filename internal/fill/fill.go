@@ -148,6 +148,7 @@ func New(cfg Config) (*Group, error) {
 			DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:          256,
 			MaxIdleConnsPerHost:   int(cfg.MaxLimit),
+			MaxConnsPerHost:       int(cfg.MaxLimit), // as the limit: a bound even if permits leak
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: cfg.Timeout,
 			DisableCompression:    true,

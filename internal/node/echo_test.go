@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,9 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s: %s\n", k, strings.Join(r.Header[k], ", "))
+	}
+	if pad, err := strconv.Atoi(r.URL.Query().Get("pad")); err == nil && pad > 0 {
+		b.WriteString(strings.Repeat("x", min(pad, 1<<20)))
 	}
 	w.Write([]byte(b.String()))
 }
