@@ -27,6 +27,7 @@ type nodeFlags struct {
 	heatWindow, electionTTL                                                               time.Duration
 	logFormat, logLevel                                                                   string
 	allowedHosts                                                                          string
+	adminOpenKeys                                                                         bool
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
 }
 
@@ -62,6 +63,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.readTimeout, "read-timeout", d.ReadTimeout, "data clients must send a request, body included, within this (negative: no limit)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive data connections are closed after this (negative: no limit)")
+	fs.BoolVar(&f.adminOpenKeys, "admin-open-keys", false, "show query values of cache keys in /api/v1/hot and /api/v1/events without the token")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -106,7 +108,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
-		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts,
+		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts, AdminOpenKeys: f.adminOpenKeys,
 		ReadHeaderTimeout: f.readHeaderTimeout, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Logger: logger,
 	}

@@ -311,6 +311,9 @@ func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
 	}
 	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.Path, nil)
 	req.Header.Set("X-Crowdpilot-Proxied", n.cfg.ID)
+	if n.hasToken(r) {
+		req.Header.Set("Authorization", r.Header.Get("Authorization")) // the leader shows full keys too
+	}
 	resp, err := n.ap.client.Do(req)
 	if err != nil {
 		n.ap.leaderAdmin.Store(nil)

@@ -72,6 +72,10 @@ type Config struct {
 	// IdleTimeout bound what a data client may hold: a connection past
 	// one is cut and counted. Defaults 5s, 30s, 60s, 60s; negative: none.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// AdminOpenKeys shows full cache keys, query values included, in the
+	// read-only admin views (/api/v1/hot, /api/v1/events) to callers
+	// without the token. Default false: values are redacted.
+	AdminOpenKeys bool
 	// AllowedHosts are the Host values served; others get 421. Empty means
 	// the origin's host and this node's own addresses (and localhost on its
 	// port). All of them are one site: keyed and fetched under the origin's

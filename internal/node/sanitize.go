@@ -27,10 +27,9 @@ func keyedTarget(r *http.Request, base string) {
 	if err != nil {
 		return // a key's escapes are valid; leave a request we cannot read alone
 	}
+	// RawPath even when it decodes to itself: Go would escape sub-delims
+	// such as '!' that the key keeps raw.
 	r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.URL.ForceQuery = path, p, q, false
-	if path == p {
-		r.URL.RawPath = ""
-	}
 }
 
 // unkeyedHeaders are request headers common frameworks act on (to build
