@@ -28,6 +28,7 @@ type nodeFlags struct {
 	logFormat, logLevel                                                                   string
 	allowedHosts                                                                          string
 	adminOpenKeys                                                                         bool
+	ignoreCookies                                                                         string
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
 }
 
@@ -64,6 +65,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive data connections are closed after this (negative: no limit)")
 	fs.BoolVar(&f.adminOpenKeys, "admin-open-keys", false, "show query values of cache keys in /api/v1/hot and /api/v1/events without the token")
+	fs.StringVar(&f.ignoreCookies, "ignore-cookies", "", "comma-separated cookie names (a trailing * matches a prefix) deleted from requests; any other Cookie keeps a response private unless it is public or has s-maxage")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -99,6 +101,12 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 			hosts = append(hosts, h)
 		}
 	}
+	var cookies []string
+	for _, c := range strings.Split(f.ignoreCookies, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			cookies = append(cookies, c)
+		}
+	}
 	return node.Config{
 		ID: f.id, Zone: f.zone, Cluster: f.cluster, Etcd: etcd,
 		Listen: f.listen, Admin: f.admin, AdvertiseAddr: f.advertise, AdvertiseAdmin: f.advertiseAdmin,
@@ -108,7 +116,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		OriginTimeout: f.originTimeout, OriginMaxConcurrency: uint(max(f.originMaxConcurrency, 0)),
 		ForwardTimeout: f.forwardTimeout, MaxHeaderBytes: f.maxHeaderBytes, RejectUnsafe: f.rejectUnsafe, MaxInflight: int64(f.maxInflight),
 		MemberTTL: f.memberTTL, ShutdownGrace: f.shutdownGrace, PurgeMaxDisconnect: f.purgeMaxDisconnect,
-		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts, AdminOpenKeys: f.adminOpenKeys,
+		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL, AllowedHosts: hosts, AdminOpenKeys: f.adminOpenKeys, IgnoreCookies: cookies,
 		ReadHeaderTimeout: f.readHeaderTimeout, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 		Logger: logger,
 	}

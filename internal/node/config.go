@@ -76,6 +76,10 @@ type Config struct {
 	// read-only admin views (/api/v1/hot, /api/v1/events) to callers
 	// without the token. Default false: values are redacted.
 	AdminOpenKeys bool
+	// IgnoreCookies names cookies deleted from requests where they enter (a
+	// trailing '*' matches a prefix), e.g. analytics cookies: a request
+	// with any other Cookie is shared only when the response says so.
+	IgnoreCookies []string
 	// AllowedHosts are the Host values served; others get 421. Empty means
 	// the origin's host and this node's own addresses (and localhost on its
 	// port). All of them are one site: keyed and fetched under the origin's

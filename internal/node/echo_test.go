@@ -58,7 +58,13 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = v
 	}
 	h := w.Header()
-	h.Set("Cache-Control", "public, max-age=60")
+	switch r.URL.Query().Get("cc") {
+	case "none": // a personal page, as frameworks send it: no Cache-Control
+	case "":
+		h.Set("Cache-Control", "public, max-age=60")
+	default:
+		h.Set("Cache-Control", r.URL.Query().Get("cc"))
+	}
 	h.Set("Surrogate-Key", "secret-tag")
 	// Headers an origin (or a compromised one) might send that look like
 	// the cluster's own: clients must never see them.

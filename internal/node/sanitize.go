@@ -59,6 +59,7 @@ func (n *Node) admitClient(r *http.Request) string {
 	for _, k := range unkeyedHeaders {
 		delete(r.Header, k)
 	}
+	n.dropIgnoredCookies(r)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		r.Header["X-Forwarded-For"] = []string{ip}
 	} else {
@@ -111,4 +112,54 @@ func canonicalHost(host string) string {
 		}
 	}
 	return h
+}
+
+// dropIgnoredCookies deletes the cookies named by --ignore-cookies (a
+// trailing '*' matches a prefix: "_ga*") from r, and the Cookie header if
+// none is left, so analytics cookies do not make a page personal.
+func (n *Node) dropIgnoredCookies(r *http.Request) {
+	if len(n.cfg.IgnoreCookies) == 0 || len(r.Header["Cookie"]) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range r.Header["Cookie"] {
+		for c := range strings.SplitSeq(line, ";") {
+			c = strings.TrimSpace(c)
+			name, _, _ := strings.Cut(c, "=")
+			if c != "" && !n.ignoredCookie(name) {
+				kept = append(kept, c)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+func (n *Node) ignoredCookie(name string) bool {
+	for _, ig := range n.cfg.IgnoreCookies {
+		if p, ok := strings.CutSuffix(ig, "*"); ok && strings.HasPrefix(name, p) || ig == name {
+			return true
+		}
+	}
+	return false
+}
+
+// cookieNotShared reports whether r carries a Cookie and the stored copy
+// of base, if any, was not marked shared by the origin (public or
+// s-maxage): such a request is fetched on its own, never collapsed with
+// others or answered from their copy, and its response is stored only if
+// the origin says it is shared (httpcache.Storable).
+func (n *Node) cookieNotShared(r *http.Request, base string) bool {
+	if r.Header.Get("Cookie") == "" {
+		return false
+	}
+	e, ok := n.store.Get(base, r.Header)
+	if !ok {
+		return true
+	}
+	cc := httpcache.ParseCacheControl(e.Header)
+	return !cc.Public && !cc.HasSMaxAge
 }

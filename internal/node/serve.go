@@ -122,7 +122,7 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) b
 // serveLocal answers from this node's store, filling from the origin.
 func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64) string {
 	ctx := r.Context()
-	if r.Header.Get("Authorization") != "" {
+	if r.Header.Get("Authorization") != "" || n.cookieNotShared(r, base) {
 		// Never shared with other clients' waits; stored only if the
 		// response explicitly allows it (RFC 9111 §3.5).
 		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
