@@ -28,7 +28,8 @@ type echoOrigin struct {
 	// it is closed.
 	gate chan struct{}
 
-	open, maxOpen atomic.Int64 // client connections to the origin: now, at most
+	open, maxOpen     atomic.Int64 // client connections to the origin: now, at most
+	active, maxActive atomic.Int64 // requests being answered: now, at most
 
 	mu   sync.Mutex // guards seen
 	seen []seenRequest
@@ -44,6 +45,8 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.seen = append(o.seen, seenRequest{r.Method, r.RequestURI, r.Header.Clone()})
 	o.mu.Unlock()
+	raise(&o.maxActive, o.active.Add(1))
+	defer o.active.Add(-1)
 	if o.gate != nil && strings.HasPrefix(r.URL.Path, "/gated/") {
 		<-o.gate
 	}
@@ -99,11 +102,15 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *echoOrigin) connState(_ net.Conn, s http.ConnState) {
 	switch s {
 	case http.StateNew:
-		n := o.open.Add(1)
-		for m := o.maxOpen.Load(); n > m && !o.maxOpen.CompareAndSwap(m, n); m = o.maxOpen.Load() {
-		}
+		raise(&o.maxOpen, o.open.Add(1))
 	case http.StateClosed, http.StateHijacked:
 		o.open.Add(-1)
+	}
+}
+
+// raise sets m to n if n is larger.
+func raise(m *atomic.Int64, n int64) {
+	for v := m.Load(); n > v && !m.CompareAndSwap(v, n); v = m.Load() {
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"os"
 
+	"github.com/crowdpilot/crowdpilot/internal/fill"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
@@ -15,7 +16,7 @@ import (
 // objects above the size limit) straight to the origin.
 func (n *Node) newPassProxy() http.Handler {
 	return &httputil.ReverseProxy{
-		Transport: n.newPassTransport(),
+		Transport: n.fill.Limited(n.newPassTransport()), // large GETs under the origin limit
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
@@ -45,6 +46,10 @@ func (n *Node) newPassProxy() http.Handler {
 				} else {
 					http.Error(w, "malformed request body", http.StatusBadRequest)
 				}
+				return
+			}
+			if errors.Is(err, fill.ErrShed) {
+				n.unavailable(w, "origin busy", "shed")
 				return
 			}
 			n.cfg.Logger.Debug("pass-through failed", "path", r.URL.Path, "err", err)

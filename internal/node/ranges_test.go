@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestRangeAmplificationBounded (issue 10, finding 9): a Range header with
@@ -53,5 +55,54 @@ func TestRangeAmplificationBounded(t *testing.T) {
 	status, _, h = get("bytes=0-0,1000-1000,5000-5000")
 	if status != http.StatusPartialContent || !strings.HasPrefix(h.Get("Content-Type"), "multipart/byteranges") {
 		t.Errorf("three distinct ranges: %d %q, want a multipart 206", status, h.Get("Content-Type"))
+	}
+}
+
+// TestLargeObjectsUnderOriginLimit (issue 10, finding 9): a crowd for an
+// object over MaxObjectBytes streams it through, but under the origin
+// limit: the origin never works on more than OriginMaxConcurrency
+// requests at once, and the rest fail fast with 503 and Retry-After.
+func TestLargeObjectsUnderOriginLimit(t *testing.T) {
+	eo := &echoOrigin{gate: make(chan struct{})}
+	tc, _ := newEchoClusterWith(t, 1, eo, func(c *Config) {
+		c.MaxObjectBytes = 64 << 10
+		c.OriginMaxConcurrency = 2
+	})
+	nd := tc.nodes[0]
+	const path = "/gated/big?pad=200000"
+	const crowd = 12
+	replies := make([]reply, crowd)
+	var wg sync.WaitGroup
+	for i := range crowd {
+		wg.Go(func() {
+			s, b, h, err := tc.get(tc.url(0, path))
+			replies[i] = reply{s, b, h, err}
+		})
+	}
+	eventually(t, 5*time.Second, func() string {
+		if n := nd.inflight.Load(); n != crowd {
+			return fmt.Sprintf("%d requests in flight, want %d", n, crowd)
+		}
+		return ""
+	})
+	close(eo.gate)
+	wg.Wait()
+	ok := 0
+	for i, r := range replies {
+		switch {
+		case r.err != nil:
+			t.Errorf("reply %d: %v", i, r.err)
+		case r.status == http.StatusOK && len(r.body) > 200000:
+			ok++
+		case r.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") != "":
+		default:
+			t.Errorf("reply %d: status %d, %d bytes", i, r.status, len(r.body))
+		}
+	}
+	if ok == 0 {
+		t.Error("no client got the large object")
+	}
+	if m := eo.maxActive.Load(); m > 2 {
+		t.Errorf("the origin worked on %d requests at once, want at most OriginMaxConcurrency = 2", m)
 	}
 }
