@@ -28,6 +28,10 @@ type nodeFlags struct {
 	heatWindow, electionTTL                                                               time.Duration
 	near                                                                                  node.NearCopyConfig
 	logFormat, logLevel                                                                   string
+	allowedHosts                                                                          string
+	adminOpenKeys                                                                         bool
+	ignoreCookies                                                                         string
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -59,6 +63,13 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (default: the origin's host and the node's own addresses)")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "data clients must send a request header within this (negative: no limit)")
+	fs.DurationVar(&f.readTimeout, "read-timeout", d.ReadTimeout, "data clients must send a request, body included, within this (negative: no limit)")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", d.IdleTimeout, "idle keep-alive data connections are closed after this (negative: no limit)")
+	fs.BoolVar(&f.adminOpenKeys, "admin-open-keys", false, "show query values of cache keys in /api/v1/hot and /api/v1/events without the token")
+	fs.StringVar(&f.ignoreCookies, "ignore-cookies", "", "comma-separated cookie names (a trailing * matches a prefix) deleted from requests; any other Cookie keeps a response private unless it is public or has s-maxage")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
@@ -91,6 +102,18 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 			etcd = append(etcd, e)
 		}
 	}
+	var hosts []string
+	for _, h := range strings.Split(f.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	var cookies []string
+	for _, c := range strings.Split(f.ignoreCookies, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			cookies = append(cookies, c)
+		}
+	}
 	c := node.DefaultConfig()
 	c.ID, c.Zone, c.Cluster, c.Etcd = f.id, f.zone, f.cluster, etcd
 	c.Listen, c.Admin, c.AdvertiseAddr, c.AdvertiseAdmin = f.listen, f.admin, f.advertise, f.advertiseAdmin
@@ -103,6 +126,8 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
 	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
 	c.NearCopy = f.near
+	c.AllowedHosts, c.AdminOpenKeys, c.IgnoreCookies = hosts, f.adminOpenKeys, cookies
+	c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = f.readHeaderTimeout, f.readTimeout, f.writeTimeout, f.idleTimeout
 	c.Logger = logger
 	return c
 }
@@ -117,6 +142,8 @@ func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
 		"origin-timeout": f.originTimeout == 0, "origin-max-concurrency": f.originMaxConcurrency == 0,
 		"max-header-bytes": f.maxHeaderBytes == 0, "max-inflight": f.maxInflight == 0,
 		"member-ttl": f.memberTTL == 0, "near-copy-rps": f.near.RPS == 0, "heat-window": f.heatWindow == 0, "election-ttl": f.electionTTL == 0,
+		"read-header-timeout": f.readHeaderTimeout == 0, "read-timeout": f.readTimeout == 0,
+		"write-timeout": f.writeTimeout == 0, "idle-timeout": f.idleTimeout == 0,
 	}
 	var err error
 	fs.Visit(func(fl *flag.Flag) {

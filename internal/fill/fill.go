@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // Errors a fetch can end with. Callers serve stale content when they have it
@@ -141,6 +142,7 @@ func New(cfg Config) (*Group, error) {
 			DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:          256,
 			MaxIdleConnsPerHost:   int(cfg.MaxLimit),
+			MaxConnsPerHost:       int(cfg.MaxLimit), // as the limit: a bound even if permits leak
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: cfg.Timeout,
 			DisableCompression:    true,
@@ -450,12 +452,14 @@ func (g *Group) Origin(out *http.Request) (*http.Response, error) {
 		return nil, ErrShed
 	}
 	start := g.cfg.Now()
+	route.StripInternal(out.Header) // the cluster's headers never reach the origin
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
 		permit.Drop()
 		g.m.fetches.WithLabelValues("error").Inc()
 		return nil, fmt.Errorf("fetch %s from origin: %w", out.URL.Path, err)
 	}
+	route.StripInternal(resp.Header) // nor come back from it to be stored
 	g.m.fetches.WithLabelValues(statusClass(resp.StatusCode)).Inc()
 	g.m.latency.Observe(g.cfg.Now().Sub(start).Seconds())
 	// The permit is held until the body is read: that is the origin's work.
@@ -480,14 +484,16 @@ func (b *permitBody) Close() error {
 func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.Entry) (*http.Request, error) {
 	u := *g.cfg.Origin
 	u.Path = singleJoin(g.cfg.Origin.Path, r.URL.Path)
-	u.RawPath = ""
+	u.RawPath = singleJoin(g.cfg.Origin.EscapedPath(), r.URL.EscapedPath()) // "%2F" stays "%2F"
 	u.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("build origin request: %w", err)
 	}
 	CopyEndToEnd(out.Header, r.Header)
-	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+	// A client's Cache-Control and Pragma are its own: the fetch may be
+	// shared, and what it stores is for every waiter (issue 10).
+	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range", "Cache-Control", "Pragma"} {
 		out.Header.Del(k)
 	}
 	if stale != nil {
@@ -498,7 +504,6 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 			out.Header.Set("If-Modified-Since", stale.LastModified)
 		}
 	}
-	out.Header.Set("X-Forwarded-Host", r.Host)
 	out.Header.Add("Via", "1.1 crowdpilot")
 	return out, nil
 }

@@ -85,6 +85,9 @@ func Storable(req *http.Request, status int, h http.Header) (ok bool, reason str
 	if req != nil && req.Header.Get("Authorization") != "" && !cc.Public && !cc.HasSMaxAge && !cc.MustRevalidate {
 		return false, "authorization"
 	}
+	if req != nil && req.Header.Get("Cookie") != "" && !cc.Public && !cc.HasSMaxAge {
+		return false, "cookie" // a personal page unless the origin says it is shared
+	}
 	if len(h["Set-Cookie"]) > 0 && !cc.Public && !cc.HasSMaxAge {
 		return false, "set-cookie"
 	}

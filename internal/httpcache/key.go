@@ -24,8 +24,10 @@ var ErrBadTarget = errors.New("httpcache: bad request target")
 //     percent-encoded unreserved characters decoded, other escapes
 //     upper-cased, characters that may not appear raw escaped, and an empty
 //     path read as "/";
-//   - query parameters are sorted by name then value, keeping repeated
-//     parameters and blank values, with the same escaping rules; empty
+//   - query parameters are sorted by name, a repeated name keeping its
+//     values in the order sent ("?a=2&a=1" and "?a=1&a=2" are different
+//     resources to most frameworks), keeping blank values, with the same
+//     escaping rules; empty
 //     parameters ("a&&b") are dropped, and so is an empty query.
 //
 // The method is not part of the key: GET and HEAD share it. Reserved
@@ -265,11 +267,9 @@ func appendQuery(b []byte, raw string) ([]byte, error) {
 		return b[:start], nil
 	}
 	cmp := func(x, y param) int {
-		if c := bytes.Compare(b[x.start:x.eq], b[y.start:y.eq]); c != 0 {
-			return c
-		}
-		// "a" sorts before "a=", then values in byte order.
-		return bytes.Compare(b[x.eq:x.end], b[y.eq:y.end])
+		// By name only: the sort is stable, so a repeated name keeps
+		// the order of its values.
+		return bytes.Compare(b[x.start:x.eq], b[y.start:y.eq])
 	}
 	if slices.IsSortedFunc(ps, cmp) {
 		return b, nil
@@ -277,7 +277,7 @@ func appendQuery(b []byte, raw string) ([]byte, error) {
 	// Sort a copy of the parameters back into place.
 	var qarr [256]byte
 	q := append(qarr[:0], b[start:]...)
-	slices.SortFunc(ps, cmp)
+	slices.SortStableFunc(ps, cmp)
 	out := b[:start+1]
 	for i, p := range ps {
 		if i > 0 {

@@ -39,6 +39,7 @@ func ServeEntry(w http.ResponseWriter, r *http.Request, e *Entry, now time.Time)
 	if e.LastModified != "" {
 		modtime, _ = http.ParseTime(e.LastModified) // zero when invalid: ignored
 	}
+	r = limitRanges(r, int64(len(e.Body))) // at most MaxRanges, coalesced
 	http.ServeContent(w, r, "", modtime, bytes.NewReader(e.Body))
 }
 

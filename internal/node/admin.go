@@ -31,8 +31,8 @@ func (n *Node) adminHandler() http.Handler {
 	// Profiles cost CPU and reveal internals: token only.
 	mux.Handle("/debug/pprof/", n.authorized(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", n.authorized(http.HandlerFunc(pprof.Profile)))
-	mux.HandleFunc("GET /api/v1/hot", n.handleHot)
-	mux.HandleFunc("GET /api/v1/events", n.handleEvents)
+	mux.HandleFunc("GET /api/v1/hot", n.keysView(n.handleHot))
+	mux.HandleFunc("GET /api/v1/events", n.keysView(n.handleEvents))
 	mux.Handle("POST "+pathHeat, n.authorized(http.HandlerFunc(n.handleHeat)))
 	mux.Handle("POST "+pathReplicate, n.authorized(http.HandlerFunc(n.handleReplicate)))
 	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))

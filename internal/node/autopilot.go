@@ -337,6 +337,9 @@ func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
 	}
 	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.Path, nil)
 	req.Header.Set("X-Crowdpilot-Proxied", n.cfg.ID)
+	if n.hasToken(r) {
+		req.Header.Set("Authorization", r.Header.Get("Authorization")) // the leader shows full keys too
+	}
 	resp, err := n.ap.client.Do(req)
 	if err != nil {
 		n.ap.leaderAdmin.Store(nil)
@@ -349,11 +352,16 @@ func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, io.LimitReader(resp.Body, 8<<20))
 }
 
-// compactPurgeLog drops purge-log entries older than an hour, every ten
-// minutes, while this node leads. Followers that fall further behind than
-// etcd's own history flush their caches instead of skipping purges.
+// maxPurgeLogEntries bounds the live purge log by size: at the rates the
+// invalidator allows, an hour of unsafe requests could exceed it.
+const maxPurgeLogEntries = 10000
+
+// compactPurgeLog drops purge-log entries older than an hour, and the
+// oldest beyond maxPurgeLogEntries, every minute while this node leads.
+// Followers that fall further behind than etcd's own history flush their
+// caches instead of skipping purges.
 func (n *Node) compactPurgeLog(ctx context.Context) {
-	t := time.NewTicker(10 * time.Minute)
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
@@ -364,6 +372,9 @@ func (n *Node) compactPurgeLog(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if _, err := n.purgeLog.Compact(cctx, time.Hour); err != nil && ctx.Err() == nil {
 			n.cfg.Logger.Warn("purge log compaction", "err", err)
+		}
+		if _, err := n.purgeLog.CompactTo(cctx, maxPurgeLogEntries); err != nil && ctx.Err() == nil {
+			n.cfg.Logger.Warn("purge log compaction by size", "err", err)
 		}
 		cancel()
 	}

@@ -39,6 +39,7 @@ func TestBadInput(t *testing.T) {
 	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond, MaxAge: time.Hour}, func(c *Config) {
 		c.MaxHeaderBytes = 4096
 		c.MaxBodyBytes = 1024
+		c.AllowedHosts = []string{"x"} // the requests below are for Host x
 	})
 	addr := tc.nodes[0].DataAddr()
 	before := tc.origin.Fetches()

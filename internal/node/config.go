@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,23 @@ type Config struct {
 	// MaxInflight bounds data requests served at once; beyond it a request
 	// gets 503 with Retry-After at once. Default 10000.
 	MaxInflight int64
+	// ReadHeaderTimeout, ReadTimeout (header and body), WriteTimeout and
+	// IdleTimeout bound what a data client may hold: a connection past
+	// one is cut and counted. Defaults 5s, 30s, 60s, 60s; negative: none.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// AdminOpenKeys shows full cache keys, query values included, in the
+	// read-only admin views (/api/v1/hot, /api/v1/events) to callers
+	// without the token. Default false: values are redacted.
+	AdminOpenKeys bool
+	// IgnoreCookies names cookies deleted from requests where they enter (a
+	// trailing '*' matches a prefix), e.g. analytics cookies: a request
+	// with any other Cookie is shared only when the response says so.
+	IgnoreCookies []string
+	// AllowedHosts are the Host values served; others get 421. Empty means
+	// the origin's host and this node's own addresses (and localhost on its
+	// port). All of them are one site: keyed and fetched under the origin's
+	// host.
+	AllowedHosts []string
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
@@ -110,6 +128,10 @@ type Config struct {
 	// served only as stale while revalidating. Default 10s; must be
 	// positive.
 	PurgeMaxDisconnect time.Duration
+	// InvalidateInterval is how often this node appends the invalidations of
+	// unsafe requests to the purge log: within it, repeated writes to one
+	// URL make one entry. Default 250ms.
+	InvalidateInterval time.Duration
 
 	// DisableAutopilot turns off heat reports and leadership on this node:
 	// it still routes to replicas other leaders create.
@@ -169,6 +191,11 @@ func DefaultConfig() Config {
 		ElectionTTL:            5 * time.Second,
 		ShutdownGrace:          10 * time.Second,
 		NearCopy:               NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
+		InvalidateInterval:     250 * time.Millisecond,
+		ReadHeaderTimeout:      5 * time.Second,
+		ReadTimeout:            30 * time.Second,
+		WriteTimeout:           60 * time.Second,
+		IdleTimeout:            60 * time.Second,
 	}
 }
 
@@ -219,6 +246,20 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ElectionTTL == 0 {
 		c.ElectionTTL = d.ElectionTTL
+	}
+	if c.InvalidateInterval == 0 {
+		c.InvalidateInterval = d.InvalidateInterval
+	}
+	for _, f := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&c.ReadHeaderTimeout, d.ReadHeaderTimeout}, {&c.ReadTimeout, d.ReadTimeout},
+		{&c.WriteTimeout, d.WriteTimeout}, {&c.IdleTimeout, d.IdleTimeout},
+	} {
+		if *f.v == 0 { // a zero timeout would cut every connection: never a value
+			*f.v = f.d
+		}
 	}
 	if c.MemberTTL == 0 {
 		c.MemberTTL = d.MemberTTL
@@ -274,6 +315,11 @@ func (c Config) Validate() error {
 	if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("origin %q must be an http(s) URL with a host", c.Origin))
 	}
+	for _, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/?#@ \t") {
+			errs = append(errs, fmt.Errorf("allowed hosts: %q is not a host[:port]", h))
+		}
+	}
 	if c.StoreBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("store bytes %d must be at least 1 MiB", c.StoreBytes))
 	}
@@ -286,6 +332,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"default ttl": c.DefaultTTL, "stale-while-revalidate": c.StaleWhileRevalidate,
 		"stale-if-error": c.StaleIfError, "shutdown grace": c.ShutdownGrace,
+		"invalidate interval": c.InvalidateInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v must not be negative", name, d))

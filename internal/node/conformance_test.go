@@ -69,8 +69,8 @@ type confReply struct {
 	header http.Header
 }
 
-// send sends a GET for path to node i with the header pairs kv.
-func (tc *testCluster) send(i int, path string, kv ...string) confReply {
+// getWith sends a GET for path to node i with the header pairs kv.
+func (tc *testCluster) getWith(i int, path string, kv ...string) confReply {
 	tc.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, tc.url(i, path), nil)
 	if err != nil {
@@ -157,63 +157,63 @@ func TestConformanceStrict(t *testing.T) {
 	}
 
 	t.Run("§4.2 fresh hit", func(t *testing.T) {
-		tc.send(0, "/fresh")
-		if r := tc.send(1, "/fresh"); !isHit(r) || r.body != "fresh" {
+		tc.getWith(0, "/fresh")
+		if r := tc.getWith(1, "/fresh"); !isHit(r) || r.body != "fresh" {
 			t.Fatalf("second GET: %d %q %q", r.status, r.body, cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/fresh", 1)
 	})
 	t.Run("§4.3.1 stale entry with validators revalidates conditionally; §4.3.4 304 updates headers", func(t *testing.T) {
-		tc.send(0, "/reval")
-		r := tc.send(0, "/reval")
+		tc.getWith(0, "/reval")
+		r := tc.getWith(0, "/reval")
 		if got := o.lastHeader("/reval").Get("If-None-Match"); got != `"v1"` {
 			t.Fatalf("revalidation If-None-Match %q, want \"v1\"", got)
 		}
 		if r.status != 200 || r.body != "body-v1" || r.header.Get("X-Version") != "2" {
 			t.Fatalf("after 304: %d %q X-Version %q", r.status, r.body, r.header.Get("X-Version"))
 		}
-		if r := tc.send(2, "/reval"); !isHit(r) || r.header.Get("X-Version") != "2" {
+		if r := tc.getWith(2, "/reval"); !isHit(r) || r.header.Get("X-Version") != "2" {
 			t.Fatalf("after 304 the updated entry is fresh: %q X-Version %q", cacheStatus(r.header), r.header.Get("X-Version"))
 		}
 		fetchesAfter(t, "/reval", 2)
 	})
 	t.Run("§4.2.2 heuristic freshness from Last-Modified", func(t *testing.T) {
-		tc.send(0, "/heuristic")
-		if r := tc.send(1, "/heuristic"); !isHit(r) {
+		tc.getWith(0, "/heuristic")
+		if r := tc.getWith(1, "/heuristic"); !isHit(r) {
 			t.Fatalf("within 10%% of Last-Modified's age: %q", cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/heuristic", 1)
 	})
 	t.Run("§5.3 invalid Expires is stale; §5.3 max-age=0 wins over Expires", func(t *testing.T) {
 		for _, p := range []string{"/expires-invalid", "/max-age-0"} {
-			tc.send(0, p)
-			if r := tc.send(0, p); isHit(r) {
+			tc.getWith(0, p)
+			if r := tc.getWith(0, p); isHit(r) {
 				t.Fatalf("%s: served from cache: %q", p, cacheStatus(r.header))
 			}
 			fetchesAfter(t, p, 2)
 		}
 	})
 	t.Run("§5.2 quoted max-age accepted, single-quoted is stale", func(t *testing.T) {
-		tc.send(0, "/quoted")
-		tc.send(0, "/quoted")
+		tc.getWith(0, "/quoted")
+		tc.getWith(0, "/quoted")
 		fetchesAfter(t, "/quoted", 1)
-		tc.send(0, "/single-quoted")
-		tc.send(0, "/single-quoted")
+		tc.getWith(0, "/single-quoted")
+		tc.getWith(0, "/single-quoted")
 		fetchesAfter(t, "/single-quoted", 2)
 	})
 	t.Run("§5.1 Age: invalid ignored, valid counted", func(t *testing.T) {
-		tc.send(0, "/age-invalid")
-		if r := tc.send(0, "/age-invalid"); !isHit(r) || r.header.Get("Age") != "0" {
+		tc.getWith(0, "/age-invalid")
+		if r := tc.getWith(0, "/age-invalid"); !isHit(r) || r.header.Get("Age") != "0" {
 			t.Fatalf("invalid Age: %q Age %q", cacheStatus(r.header), r.header.Get("Age"))
 		}
-		tc.send(0, "/age-old") // Age 100 > max-age 60: stale on arrival
+		tc.getWith(0, "/age-old") // Age 100 > max-age 60: stale on arrival
 		fetchesAfter(t, "/age-old", 1)
-		tc.send(0, "/age-old")
+		tc.getWith(0, "/age-old")
 		fetchesAfter(t, "/age-old", 2)
 	})
 	t.Run("§3 any status with explicit freshness is stored; 302 without is not", func(t *testing.T) {
-		tc.send(0, "/500")
-		if r := tc.send(1, "/500"); r.status != 500 || !isHit(r) {
+		tc.getWith(0, "/500")
+		if r := tc.getWith(1, "/500"); r.status != 500 || !isHit(r) {
 			t.Fatalf("500 max-age=60: %d %q", r.status, cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/500", 1)
@@ -229,34 +229,34 @@ func TestConformanceStrict(t *testing.T) {
 		fetchesAfter(t, "/302", 2)
 	})
 	t.Run("§5.2.1 request directives are honoured", func(t *testing.T) {
-		tc.send(0, "/client")
-		tc.send(0, "/client", "Cache-Control", "no-cache")
+		tc.getWith(0, "/client")
+		tc.getWith(0, "/client", "Cache-Control", "no-cache")
 		fetchesAfter(t, "/client", 2)
-		tc.send(0, "/client", "Cache-Control", "max-age=0")
+		tc.getWith(0, "/client", "Cache-Control", "max-age=0")
 		fetchesAfter(t, "/client", 3)
-		tc.send(0, "/client", "Pragma", "no-cache")
+		tc.getWith(0, "/client", "Pragma", "no-cache")
 		fetchesAfter(t, "/client", 4)
-		if r := tc.send(0, "/client", "Cache-Control", "min-fresh=5"); !isHit(r) {
+		if r := tc.getWith(0, "/client", "Cache-Control", "min-fresh=5"); !isHit(r) {
 			t.Fatalf("min-fresh=5 within max-age=60: %q", cacheStatus(r.header))
 		}
-		tc.send(0, "/client", "Cache-Control", "min-fresh=3600")
+		tc.getWith(0, "/client", "Cache-Control", "min-fresh=3600")
 		fetchesAfter(t, "/client", 5)
-		if r := tc.send(0, "/uncached", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout {
+		if r := tc.getWith(0, "/uncached", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout {
 			t.Fatalf("only-if-cached miss: %d, want 504", r.status)
 		}
 		fetchesAfter(t, "/uncached", 0)
-		if r := tc.send(0, "/client", "Cache-Control", "only-if-cached"); r.status != 200 || !isHit(r) {
+		if r := tc.getWith(0, "/client", "Cache-Control", "only-if-cached"); r.status != 200 || !isHit(r) {
 			t.Fatalf("only-if-cached hit: %d %q", r.status, cacheStatus(r.header))
 		}
 	})
 	t.Run("§5.2.1.5 a no-store request's refresh still stores for everyone", func(t *testing.T) {
-		tc.send(0, "/nostore-refresh")
+		tc.getWith(0, "/nostore-refresh")
 		clock.Advance(5 * time.Second)
-		if r := tc.send(0, "/nostore-refresh", "Cache-Control", "no-store"); !isStale(r) {
+		if r := tc.getWith(0, "/nostore-refresh", "Cache-Control", "no-store"); !isStale(r) {
 			t.Fatalf("no-store within stale-while-revalidate: %q, want served stale", cacheStatus(r.header))
 		}
 		eventually(t, 5*time.Second, func() string {
-			if r := tc.send(1, "/nostore-refresh"); !isHit(r) || isStale(r) {
+			if r := tc.getWith(1, "/nostore-refresh"); !isHit(r) || isStale(r) {
 				return "after the refresh: " + cacheStatus(r.header)
 			}
 			return ""
@@ -264,60 +264,60 @@ func TestConformanceStrict(t *testing.T) {
 		fetchesAfter(t, "/nostore-refresh", 2)
 	})
 	t.Run("§4.2.4 stale needs permission: none given, then max-stale, then stale-while-revalidate", func(t *testing.T) {
-		tc.send(0, "/short")
-		tc.send(0, "/swr")
-		tc.send(0, "/smaxage")
+		tc.getWith(0, "/short")
+		tc.getWith(0, "/swr")
+		tc.getWith(0, "/smaxage")
 		clock.Advance(5 * time.Second)
-		if r := tc.send(0, "/short"); isHit(r) {
+		if r := tc.getWith(0, "/short"); isHit(r) {
 			t.Fatalf("expired, no permission, served from cache: %q", cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/short", 2)
 		clock.Advance(5 * time.Second)
-		if r := tc.send(0, "/short", "Cache-Control", "max-stale=60"); !isStale(r) {
+		if r := tc.getWith(0, "/short", "Cache-Control", "max-stale=60"); !isStale(r) {
 			t.Fatalf("max-stale=60: %q, want served stale", cacheStatus(r.header))
 		}
-		if r := tc.send(0, "/swr"); !isStale(r) {
+		if r := tc.getWith(0, "/swr"); !isStale(r) {
 			t.Fatalf("stale-while-revalidate=30: %q, want served stale", cacheStatus(r.header))
 		}
 		// §5.2.2.10: s-maxage implies proxy-revalidate.
-		if r := tc.send(0, "/smaxage"); isHit(r) {
+		if r := tc.getWith(0, "/smaxage"); isHit(r) {
 			t.Fatalf("s-maxage with stale-while-revalidate served from cache: %q", cacheStatus(r.header))
 		}
 	})
 	t.Run("§4.1 Vary: normalised values, several Vary lines", func(t *testing.T) {
-		tc.send(0, "/vary", "Accept-Language", "en,fr", "X-Device", "phone")
-		if r := tc.send(1, "/vary", "Accept-Language", "en , fr", "X-Device", "phone"); !isHit(r) {
+		tc.getWith(0, "/vary", "Accept-Language", "en,fr", "X-Device", "phone")
+		if r := tc.getWith(1, "/vary", "Accept-Language", "en , fr", "X-Device", "phone"); !isHit(r) {
 			t.Fatalf("equivalent Accept-Language: %q", cacheStatus(r.header))
 		}
-		if r := tc.send(1, "/vary", "Accept-Language", "en", "Accept-Language", "fr", "X-Device", "phone"); !isHit(r) {
+		if r := tc.getWith(1, "/vary", "Accept-Language", "en", "Accept-Language", "fr", "X-Device", "phone"); !isHit(r) {
 			t.Fatalf("same list on two lines: %q", cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/vary", 1)
-		tc.send(0, "/vary", "Accept-Language", "en,fr", "X-Device", "desktop")
+		tc.getWith(0, "/vary", "Accept-Language", "en,fr", "X-Device", "desktop")
 		fetchesAfter(t, "/vary", 2)
 	})
 	t.Run("RFC 9110 §13 conditional requests", func(t *testing.T) {
-		tc.send(0, "/cond")
-		if r := tc.send(0, "/cond", "If-None-Match", `"x", "c1"`); r.status != http.StatusNotModified {
+		tc.getWith(0, "/cond")
+		if r := tc.getWith(0, "/cond", "If-None-Match", `"x", "c1"`); r.status != http.StatusNotModified {
 			t.Fatalf("weak match in a list: %d, want 304", r.status)
 		}
-		if r := tc.send(0, "/cond", "If-None-Match", `"x"`, "If-Modified-Since", clock.Now().UTC().Format(http.TimeFormat)); r.status != 200 {
+		if r := tc.getWith(0, "/cond", "If-None-Match", `"x"`, "If-Modified-Since", clock.Now().UTC().Format(http.TimeFormat)); r.status != 200 {
 			t.Fatalf("If-None-Match takes precedence over If-Modified-Since: %d, want 200", r.status)
 		}
 		fetchesAfter(t, "/cond", 1)
 	})
 	t.Run("RFC 9213 targeted fields take precedence", func(t *testing.T) {
-		tc.send(0, "/cdn")
-		if r := tc.send(0, "/cdn"); !isHit(r) {
+		tc.getWith(0, "/cdn")
+		if r := tc.getWith(0, "/cdn"); !isHit(r) {
 			t.Fatalf("CDN-Cache-Control max-age over Cache-Control no-store: %q", cacheStatus(r.header))
 		}
 		fetchesAfter(t, "/cdn", 1)
-		tc.send(0, "/surrogate")
-		tc.send(0, "/surrogate")
+		tc.getWith(0, "/surrogate")
+		tc.getWith(0, "/surrogate")
 		fetchesAfter(t, "/surrogate", 2)
 	})
 	t.Run("§3.1 Connection-listed fields are not stored or served", func(t *testing.T) {
-		for i, r := range []confReply{tc.send(0, "/hop"), tc.send(0, "/hop")} {
+		for i, r := range []confReply{tc.getWith(0, "/hop"), tc.getWith(0, "/hop")} {
 			if r.header.Get("X-Secret") != "" || r.header.Get("X-Kept") != "k" {
 				t.Fatalf("reply %d: X-Secret %q X-Kept %q", i, r.header.Get("X-Secret"), r.header.Get("X-Kept"))
 			}
@@ -340,24 +340,24 @@ func TestConformanceDefaults(t *testing.T) {
 
 	// No freshness from the origin: stored, but never fresh; the grace
 	// (10s) serves it stale while it revalidates.
-	tc.send(0, "/nofresh")
-	if r := tc.send(0, "/nofresh"); !isStale(r) {
+	tc.getWith(0, "/nofresh")
+	if r := tc.getWith(0, "/nofresh"); !isStale(r) {
 		t.Fatalf("no freshness, within grace: %q, want served stale", cacheStatus(r.header))
 	}
 	// Expired within the grace: stale; must-revalidate forbids it.
-	tc.send(0, "/short")
-	tc.send(0, "/must")
+	tc.getWith(0, "/short")
+	tc.getWith(0, "/must")
 	clock.Advance(5 * time.Second)
-	if r := tc.send(0, "/short"); !isStale(r) {
+	if r := tc.getWith(0, "/short"); !isStale(r) {
 		t.Fatalf("expired within grace: %q, want served stale", cacheStatus(r.header))
 	}
-	if r := tc.send(0, "/must"); isHit(r) {
+	if r := tc.getWith(0, "/must"); isHit(r) {
 		t.Fatalf("must-revalidate served from cache: %q", cacheStatus(r.header))
 	}
 	// Origin protection: one client's reload does not reach the origin.
-	tc.send(0, "/client")
+	tc.getWith(0, "/client")
 	for _, kv := range [][]string{{"Cache-Control", "no-cache"}, {"Cache-Control", "max-age=0"}, {"Pragma", "no-cache"}} {
-		if r := tc.send(1, "/client", kv...); !isHit(r) {
+		if r := tc.getWith(1, "/client", kv...); !isHit(r) {
 			t.Fatalf("%s: %s: %q, want a hit", kv[0], kv[1], cacheStatus(r.header))
 		}
 	}
@@ -385,11 +385,11 @@ func TestZeroGraceMeansZero(t *testing.T) {
 		c.PurgeMaxDisconnect = 24 * time.Hour
 		c.StaleWhileRevalidate, c.StaleIfError = 0, 0
 	})
-	if r := tc.send(0, "/x"); r.status != 200 {
+	if r := tc.getWith(0, "/x"); r.status != 200 {
 		t.Fatalf("first GET: %d", r.status)
 	}
 	clock.Advance(3 * time.Second)
-	r := tc.send(0, "/x")
+	r := tc.getWith(0, "/x")
 	if isHit(r) || r.status != http.StatusServiceUnavailable {
 		t.Fatalf("expired with zero grace and the origin down: %d %q, want the origin's 503", r.status, cacheStatus(r.header))
 	}

@@ -105,7 +105,7 @@ func (n *Node) registerStateGauges() {
 	)
 	// Each bounded stage: its depth and its bound, read together.
 	stages := map[string]func() (int, int){
-		"invalidations": func() (int, int) { return len(n.invalidations), cap(n.invalidations) },
+		"invalidations": n.inv.depth,
 		"refreshes":     n.fill.RefreshDepth,
 	}
 	if n.ap.leader != nil {

@@ -5,9 +5,6 @@ package node
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -43,8 +40,8 @@ type Node struct {
 	pass  http.Handler // streams uncacheable requests to the origin
 	m     *metrics
 
-	servedBy []string // X-Served-By value, shared read-only by every response
-	hopValue string   // the hop header value peers send; anything else is a client's
+	servedBy []string  // X-Served-By value, shared read-only by every response
+	hop      hopProver // proves and checks that a request comes from a peer
 
 	etcd    *clientv3.Client
 	self    cluster.Member // this node's record as peers see it (advertised addresses)
@@ -56,7 +53,7 @@ type Node struct {
 	lastPurge     atomic.Int64  // revision of the last purge applied (not the log position)
 	publishRev    chan struct{} // wakes the publisher (capacity 1: coalesces)
 	appliedSignal atomicSignal  // closed on every applied purge
-	invalidations chan string   // unsafe-request paths to append to the log
+	inv           *invalidator  // unsafe-request paths, coalesced, on their way to the log
 
 	ap autopilotParts
 
@@ -84,13 +81,13 @@ func New(cfg Config) (*Node, error) {
 	origin, _ := url.Parse(cfg.Origin)
 	n := &Node{
 		cfg: cfg, origin: origin, servedBy: []string{cfg.ID},
-		publishRev:    make(chan struct{}, 1),
-		reportNow:     make(chan struct{}, 1),
-		invalidations: make(chan string, invalidateQueue),
+		publishRev: make(chan struct{}, 1),
+		reportNow:  make(chan struct{}, 1),
 	}
 	n.policy = cfg.requestPolicy()
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
+	n.inv = newInvalidator(cfg.InvalidateInterval, n.appendInvalidation, n.m.shed, cfg.Logger)
 
 	var err error
 	if n.meter, err = newMeter(cfg); err != nil {
@@ -136,9 +133,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now, PeerLimit: cfg.PeerLimit})
-	n.hopValue = hopValue(cfg.AdminToken)
-	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
-	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
+	n.hop = newHopProver(cfg.AdminToken, nil, cfg.Registry)
+	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout})
+	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
 	n.pass = n.newPassProxy()
 	return n, nil
 }
@@ -204,12 +201,11 @@ func (n *Node) Start(ctx context.Context) error {
 
 	n.registerStateGauges()
 	n.data = &http.Server{
-		Handler:           n,
-		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          newStdLogger(n.cfg.Logger),
+		Handler:        n,
+		MaxHeaderBytes: n.cfg.MaxHeaderBytes,
+		ErrorLog:       newStdLogger(n.cfg.Logger),
 	}
+	dataLn := n.serverTimeouts(n.data, n.dataLn) // and counts what they cut
 	n.admin = &http.Server{
 		Handler:           n.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -217,12 +213,12 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
-	n.goServe(n.data, n.dataLn)
+	n.goServe(n.data, dataLn)
 	n.goServe(n.admin, n.adminLn)
 	n.goLoop(bg, "membership", n.members.Run)
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
-	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
+	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.inv.run(ctx); return nil })
 	n.startAutopilot(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
@@ -322,19 +318,6 @@ func (n *Node) crash() {
 func (n *Node) closeListeners() {
 	n.dataLn.Close()
 	n.adminLn.Close()
-}
-
-// hopValue is the hop header value of a cluster: a MAC of a fixed label
-// under the shared admin token, so only nodes can mark a request as
-// forwarded (a client that could would bypass routing and make every node
-// fetch from the origin). Without a token it is a constant.
-func hopValue(token string) string {
-	if token == "" {
-		return "1"
-	}
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("crowdpilot hop v1"))
-	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 func orDefault(v, d string) string {

@@ -74,7 +74,7 @@ func (p *partition) serve(c net.Conn) {
 // serves it from its own store whichever node owns it.
 func (tc *testCluster) getHop(nd *Node, path string) (int, string, http.Header, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+nd.DataAddr()+path, nil)
-	req.Header.Set(route.HopHeader, nd.hopValue)
+	req.Header.Set(route.HopHeader, nd.outboundHop(req))
 	resp, err := tc.client.Do(req)
 	if err != nil {
 		return 0, "", nil, err

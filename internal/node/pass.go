@@ -1,10 +1,14 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
+	"os"
 
+	"github.com/crowdpilot/crowdpilot/internal/fill"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
@@ -12,17 +16,20 @@ import (
 // objects above the size limit) straight to the origin.
 func (n *Node) newPassProxy() http.Handler {
 	return &httputil.ReverseProxy{
+		Transport: n.fill.Limited(n.newPassTransport()), // large GETs under the origin limit
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
-			pr.SetXForwarded()
-			pr.Out.Header.Del(route.HopHeader)
-			pr.Out.Header.Del(purgeRevHeader)
+			// The client's address (admitClient); no X-Forwarded-Host or
+			// -Proto: the origin sees one site under its own Host.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			route.StripInternal(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			// Purge tags are for caches, not clients.
 			resp.Header.Del("Surrogate-Key")
 			resp.Header.Del("Cache-Tag")
+			route.StripInternal(resp.Header)
 			resp.Header.Set("Cache-Status", "crowdpilot; fwd=request; detail=pass")
 			resp.Header.Set("X-Served-By", n.cfg.ID)
 			return nil
@@ -30,6 +37,19 @@ func (n *Node) newPassProxy() http.Handler {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			if cb, ok := r.Context().Value(clientBodyKey{}).(*clientBody); ok && cb.err != nil {
+				// The client's fault, not the origin's.
+				if errors.Is(cb.err, os.ErrDeadlineExceeded) {
+					http.Error(w, "request body not received in time", http.StatusRequestTimeout)
+				} else {
+					http.Error(w, "malformed request body", http.StatusBadRequest)
+				}
+				return
+			}
+			if errors.Is(err, fill.ErrShed) {
+				n.unavailable(w, "origin busy", "shed")
 				return
 			}
 			n.cfg.Logger.Debug("pass-through failed", "path", r.URL.Path, "err", err)
@@ -48,19 +68,24 @@ func (n *Node) passThrough(w http.ResponseWriter, r *http.Request) {
 // serveUnsafe passes a POST, PUT, PATCH or DELETE to the origin and, when
 // the origin accepted it, invalidates the target URL (RFC 9111 §4.4).
 func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
+	route.StripInternal(r.Header) // never forwarded: no hop to honour
+	if msg := n.admitClient(r); msg != "" {
+		return n.fail(w, http.StatusMisdirectedRequest, resBad, msg)
+	}
 	base, err := n.baseKey(r)
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
+	keyedTarget(r, base) // the origin writes to what is invalidated
 	if r.ContentLength > n.cfg.MaxBodyBytes {
 		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)
+	cb := &clientBody{ReadCloser: http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes)}
+	r.Body = cb
+	r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, cb))
 	sw := &statusWriter{ResponseWriter: w}
 	n.pass.ServeHTTP(sw, r)
-	if sw.code < 400 {
-		n.invalidate(base, r.URL.RequestURI())
-	}
+	n.invalidateResponse(r, base, sw.code, sw.Header())
 	return resPass
 }
 
@@ -85,3 +110,23 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// clientBodyKey finds a pass-through's clientBody from the proxy's error
+// handler, which sees the outbound request.
+type clientBodyKey struct{}
+
+// clientBody remembers the first error reading a client's request body, so
+// a body that is malformed (bad chunking), too slow or too large is
+// answered as the client's error, not as an origin failure.
+type clientBody struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}

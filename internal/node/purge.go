@@ -12,11 +12,6 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/purge"
 )
 
-// invalidateQueue bounds URLs waiting to be appended to the purge log after
-// an unsafe request; beyond it they are dropped and counted (the local copy
-// is dropped at once either way).
-const invalidateQueue = 1024
-
 // purgeApplier applies the invalidation log to the node's store.
 type purgeApplier struct{ n *Node }
 
@@ -119,32 +114,11 @@ func (n *Node) waitPurged(ctx context.Context, rev int64, d time.Duration) bool 
 
 // invalidate drops base here at once and appends it to the purge log so
 // every node (replicas included) drops it too. The append runs in the
-// background; the serving path never waits on etcd.
+// background, coalesced and rate-bounded (invalidator); the serving path
+// never waits on etcd.
 func (n *Node) invalidate(base, path string) {
 	n.store.PurgeKey(base, false)
-	select {
-	case n.invalidations <- path:
-	default:
-		n.m.shed("invalidate_queue")
-	}
-}
-
-// appendInvalidations feeds queued unsafe-request invalidations to the log.
-func (n *Node) appendInvalidations(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case p := <-n.invalidations:
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := n.purgeLog.Append(actx, purge.Request{Key: p})
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				n.m.shed("invalidate_append")
-				n.cfg.Logger.Warn("unsafe-method invalidation not logged", "path", p, "err", err)
-			}
-		}
-	}
+	n.inv.add(path)
 }
 
 // trustedFresh reports whether a fresh entry may be served as fresh: when

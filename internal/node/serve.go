@@ -60,15 +60,12 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
+	keyedTarget(r, base) // forward exactly what is keyed
 	hash := httpcache.KeyHash(base)
-	if hop, ok := r.Header[route.HopHeader]; ok && (len(hop) != 1 || hop[0] != n.hopValue) {
-		// Not from a peer: a client's copy of our internal headers.
-		delete(r.Header, route.HopHeader)
-		delete(r.Header, purgeRevHeader)
-	} else if !ok {
-		delete(r.Header, purgeRevHeader)
-	}
-	if r.Header.Get(route.HopHeader) == "" {
+	if !n.admitHop(r, base) {
+		if msg := n.admitClient(r); msg != "" {
+			return n.fail(w, http.StatusMisdirectedRequest, resBad, msg)
+		}
 		if n.ap.leader != nil {
 			n.ap.heat.Observe(hash, base) // counted once, where the request enters
 		}
@@ -179,7 +176,7 @@ func (n *Node) serveBusy(w http.ResponseWriter, r *http.Request, base string, no
 // serveLocal answers from this node's store, filling from the origin.
 func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64) string {
 	ctx := r.Context()
-	if r.Header.Get("Authorization") != "" {
+	if r.Header.Get("Authorization") != "" || n.cookieNotShared(r, base) {
 		// Never shared with other clients' waits; stored only if the
 		// response explicitly allows it (RFC 9111 §3.5).
 		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))

@@ -64,7 +64,7 @@ func TestStateGauges(t *testing.T) {
 	}{
 		{"crowdpilot_store_max_bytes", nil, 48 << 20},
 		{"crowdpilot_replicas_active", nil, 0},
-		{"crowdpilot_queue_capacity", map[string]string{"stage": "invalidations"}, invalidateQueue},
+		{"crowdpilot_queue_capacity", map[string]string{"stage": "invalidations"}, invalidatorMaxPending},
 		{"crowdpilot_queue_capacity", map[string]string{"stage": "copies"}, autopilot.DefaultMaxCopies},
 	} {
 		if v, ok := gauge(t, nd, c.name, c.labels); !ok || v != c.want {

@@ -17,9 +17,9 @@ func (tc *testCluster) admin(i int, path string) string {
 	return "http://" + tc.nodes[i].AdminAddr() + path
 }
 
-// do sends method to url with an optional bearer token and body, and returns
+// call sends method to url with an optional bearer token and body, and returns
 // the status and body.
-func (tc *testCluster) do(method, url, token, body string) (int, string) {
+func (tc *testCluster) call(method, url, token, body string) (int, string) {
 	tc.t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -62,7 +62,7 @@ func TestUIServedWithCSP(t *testing.T) {
 			t.Errorf("GET %s CSP = %q", p, got)
 		}
 	}
-	if s, _ := tc.do(http.MethodGet, tc.admin(0, "/ui/nothing.js"), "", ""); s != http.StatusNotFound {
+	if s, _ := tc.call(http.MethodGet, tc.admin(0, "/ui/nothing.js"), "", ""); s != http.StatusNotFound {
 		t.Errorf("GET /ui/nothing.js = %d, want 404", s)
 	}
 }
@@ -78,7 +78,7 @@ func TestStatsCountsRequests(t *testing.T) {
 	// after the client has its answer: wait for the counts.
 	eventually(t, 5*time.Second, func() string {
 		var one nodeStats
-		s, body := tc.do(http.MethodGet, tc.admin(0, "/api/v1/stats"), "", "")
+		s, body := tc.call(http.MethodGet, tc.admin(0, "/api/v1/stats"), "", "")
 		if s != 200 {
 			return fmt.Sprintf("stats = %d %s", s, body)
 		}
@@ -100,7 +100,7 @@ func TestStatsCountsRequests(t *testing.T) {
 			Self  string      `json:"self"`
 			Nodes []nodeStats `json:"nodes"`
 		}
-		s, body := tc.do(http.MethodGet, tc.admin(1, "/api/v1/stats?scope=cluster"), "", "")
+		s, body := tc.call(http.MethodGet, tc.admin(1, "/api/v1/stats?scope=cluster"), "", "")
 		if s != 200 {
 			return fmt.Sprintf("cluster stats = %d %s", s, body)
 		}
@@ -126,7 +126,7 @@ func TestStatsCountsRequests(t *testing.T) {
 		}
 		return ""
 	})
-	if s, _ := tc.do(http.MethodGet, tc.admin(0, "/api/v1/stats?scope=galaxy"), "", ""); s != http.StatusBadRequest {
+	if s, _ := tc.call(http.MethodGet, tc.admin(0, "/api/v1/stats?scope=galaxy"), "", ""); s != http.StatusBadRequest {
 		t.Errorf("scope=galaxy = %d, want 400", s)
 	}
 }
@@ -134,7 +134,7 @@ func TestStatsCountsRequests(t *testing.T) {
 func TestDrain(t *testing.T) {
 	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond}, nil)
 	state := func(i int, id string) string {
-		_, body := tc.do(http.MethodGet, tc.admin(i, "/api/v1/cluster"), "", "")
+		_, body := tc.call(http.MethodGet, tc.admin(i, "/api/v1/cluster"), "", "")
 		var c struct {
 			Members []memberView `json:"members"`
 		}
@@ -170,7 +170,7 @@ func TestDrain(t *testing.T) {
 		{"unknown node", "secret", `{"node": "n9"}`, http.StatusNotFound},
 	}
 	for _, b := range bad {
-		if s, body := tc.do(http.MethodPost, tc.admin(0, "/api/v1/drain"), b.token, b.body); s != b.want {
+		if s, body := tc.call(http.MethodPost, tc.admin(0, "/api/v1/drain"), b.token, b.body); s != b.want {
 			t.Errorf("%s: %d %s, want %d", b.name, s, body, b.want)
 		}
 	}
@@ -181,7 +181,7 @@ func TestDrain(t *testing.T) {
 	}
 
 	// n0 drains n2 through n2's own admin listener: every router drops it.
-	if s, body := tc.do(http.MethodPost, tc.admin(0, "/api/v1/drain"), "secret", `{"node": "n2"}`); s != 200 || !strings.Contains(body, `"draining"`) {
+	if s, body := tc.call(http.MethodPost, tc.admin(0, "/api/v1/drain"), "secret", `{"node": "n2"}`); s != 200 || !strings.Contains(body, `"draining"`) {
 		t.Fatalf("drain n2 via n0 = %d %s", s, body)
 	}
 	eventually(t, 10*time.Second, func() string {
@@ -201,7 +201,7 @@ func TestDrain(t *testing.T) {
 	}
 
 	// Undrain on n2 itself: routed to again.
-	if s, body := tc.do(http.MethodPost, tc.admin(2, "/api/v1/drain"), "secret", `{"draining": false}`); s != 200 {
+	if s, body := tc.call(http.MethodPost, tc.admin(2, "/api/v1/drain"), "secret", `{"draining": false}`); s != 200 {
 		t.Fatalf("undrain = %d %s", s, body)
 	}
 	eventually(t, 10*time.Second, func() string {

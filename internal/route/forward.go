@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,10 +20,10 @@ const HopHeader = "X-Crowdpilot-Hop"
 type ForwarderConfig struct {
 	// Self is this node's ID.
 	Self string
-	// HopValue is the hop header's value. Receivers trust a hop only when
-	// it carries the cluster's value (see node), so clients cannot forge
-	// one. Empty means Self.
-	HopValue string
+	// Hop computes the hop header's value for an outbound request (a proof
+	// bound to that request, see node), so clients cannot forge one and a
+	// captured value does not fit another request. Nil means Self.
+	Hop func(out *http.Request) string
 	// DialTimeout bounds connecting to a peer. Default 1s. A dead peer
 	// refuses at once; the timeout only matters for a blackholed one, and
 	// it must ride out scheduling delays on a saturated node, or a flash
@@ -52,8 +53,9 @@ type Forwarder struct {
 
 // NewForwarder returns a Forwarder with a keep-alive pool to the peers.
 func NewForwarder(cfg ForwarderConfig) *Forwarder {
-	if cfg.HopValue == "" {
-		cfg.HopValue = cfg.Self
+	if cfg.Hop == nil {
+		self := cfg.Self
+		cfg.Hop = func(*http.Request) string { return self }
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = time.Second
@@ -101,7 +103,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, r *http.
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vv := range resp.Header {
-		if isHopByHop(k) {
+		if isHopByHop(k) || IsInternalHeader(k) {
 			continue
 		}
 		h[k] = vv
@@ -176,7 +178,7 @@ func (f *Forwarder) outbound(ctx context.Context, r *http.Request, addr string) 
 			delete(out.Header, k)
 		}
 	}
-	out.Header.Set(HopHeader, f.cfg.HopValue)
+	out.Header.Set(HopHeader, f.cfg.Hop(out))
 	if r.Body == nil || r.Body == http.NoBody {
 		out.Body = nil
 	}
@@ -187,6 +189,26 @@ func appendStatus(prev []string, own string) []string {
 	out := make([]string, 0, len(prev)+1)
 	out = append(out, prev...)
 	return append(out, own)
+}
+
+// InternalPrefix starts the name of every header the nodes send each other
+// (the hop proof, the purge revision of a peer fill). None of them may
+// reach the origin or a client.
+const InternalPrefix = "X-Crowdpilot-"
+
+// IsInternalHeader reports whether the canonical header name k is one of
+// the cluster's own.
+func IsInternalHeader(k string) bool {
+	return len(k) >= len(InternalPrefix) && strings.EqualFold(k[:len(InternalPrefix)], InternalPrefix)
+}
+
+// StripInternal deletes the cluster's own headers from h.
+func StripInternal(h http.Header) {
+	for k := range h {
+		if IsInternalHeader(k) {
+			delete(h, k)
+		}
+	}
 }
 
 // isHopByHop reports the RFC 9110 §7.6.1 connection-specific fields.

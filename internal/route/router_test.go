@@ -167,7 +167,7 @@ func TestForwardFailsOverOnlyBeforeWriting(t *testing.T) {
 		w.Write([]byte("hello"))
 	}))
 	defer up.Close()
-	f := NewForwarder(ForwarderConfig{Self: "n0", HopValue: "secret-hop"})
+	f := NewForwarder(ForwarderConfig{Self: "n0", Hop: func(*http.Request) string { return "secret-hop" }})
 	defer f.Close()
 
 	req := httptest.NewRequest("GET", "http://example.com/a?b=1", nil)

@@ -1,0 +1,105 @@
+package node
+
+// Slow clients and the origin's connections (issue 10, finding 8): the
+// data server's timeouts, a count of every connection they cut, and the
+// bounded transport of the pass-through proxy.
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// serverTimeouts applies the configured timeouts to the data server
+// (negative: none) and wraps its listener so that every connection a
+// timeout cuts is counted in crowdpilot_client_timeouts_total.
+func (n *Node) serverTimeouts(srv *http.Server, ln net.Listener) net.Listener {
+	pos := func(d time.Duration) time.Duration { return max(d, 0) }
+	srv.ReadHeaderTimeout = pos(n.cfg.ReadHeaderTimeout)
+	srv.ReadTimeout = pos(n.cfg.ReadTimeout)
+	srv.WriteTimeout = pos(n.cfg.WriteTimeout)
+	srv.IdleTimeout = pos(n.cfg.IdleTimeout)
+	cut := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crowdpilot_client_timeouts_total",
+		Help: "Client connections cut by a data-server timeout, by phase: header (first request header too slow), body (request body too slow), write (client reading the response too slowly), idle (keep-alive unused, or a later request header too slow).",
+	}, []string{"phase"})
+	n.cfg.Registry.MustRegister(cut)
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		if tc, ok := c.(*timedConn); ok {
+			tc.state.Store(int32(s))
+		}
+	}
+	return &timedListener{Listener: ln, cut: cut}
+}
+
+// timedListener hands out timedConns.
+type timedListener struct {
+	net.Listener
+	cut *prometheus.CounterVec
+}
+
+func (l *timedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &timedConn{Conn: c, cut: l.cut}, nil
+}
+
+// timedConn counts the first deadline its reads or writes hit.
+type timedConn struct {
+	net.Conn
+	cut     *prometheus.CounterVec
+	state   atomic.Int32 // http.ConnState, from the server's ConnState hook
+	counted atomic.Bool
+}
+
+func (c *timedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The server marks a connection active only once it has read a
+		// whole request header.
+		phase := "body"
+		switch http.ConnState(c.state.Load()) {
+		case http.StateNew:
+			phase = "header"
+		case http.StateIdle:
+			phase = "idle"
+		}
+		c.count(phase)
+	}
+	return n, err
+}
+
+func (c *timedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.count("write")
+	}
+	return n, err
+}
+
+func (c *timedConn) count(phase string) {
+	if c.counted.CompareAndSwap(false, true) {
+		c.cut.WithLabelValues(phase).Inc()
+	}
+}
+
+// newPassTransport reaches the origin for pass-through requests: at most
+// --origin-max-concurrency connections (a request beyond it waits for one,
+// within its own timeouts), as the fill transport, so slow clients
+// streaming bodies cannot open origin connections without bound.
+func (n *Node) newPassTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: n.cfg.OriginTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxConnsPerHost:       int(n.cfg.OriginMaxConcurrency),
+		MaxIdleConnsPerHost:   int(n.cfg.OriginMaxConcurrency),
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: n.cfg.OriginTimeout,
+	}
+}
