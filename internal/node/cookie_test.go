@@ -60,7 +60,7 @@ func TestCookiePagesNotShared(t *testing.T) {
 
 	// Only analytics cookies: dropped, so the page is shared, and the
 	// origin never sees them.
-	const page = "/home?cc=none"
+	const page = "/home?cc=max-age%3D60" // explicit freshness: with the cookies gone, shareable
 	get(0, page, "_ga=GA1.2.3; consent=yes; _gat_x=1")
 	for i := range 3 {
 		get(i, page, "_ga=GA9")

@@ -172,18 +172,16 @@ func newEchoClusterWith(t testing.TB, n int, eo *echoOrigin, tweak func(*Config)
 	t.Cleanup(tc.client.CloseIdleConnections)
 	logs := newTestLogs(t)
 	for i := range n {
-		cfg := Config{
-			ID:            fmt.Sprintf("n%d", i),
-			Etcd:          []string{etcd.ClientURL()},
-			Listen:        "127.0.0.1:0",
-			Admin:         "127.0.0.1:0",
-			Origin:        "http://" + tc.oaddr,
-			MemberTTL:     3 * time.Second,
-			StoreBytes:    16 << 20,
-			AdminToken:    "secret",
-			Logger:        logs.logger(fmt.Sprintf("n%d", i)),
-			SharesProcess: true,
-		}
+		cfg := DefaultConfig()
+		cfg.ID = fmt.Sprintf("n%d", i)
+		cfg.Etcd = []string{etcd.ClientURL()}
+		cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Origin = "http://" + tc.oaddr
+		cfg.MemberTTL = 3 * time.Second
+		cfg.StoreBytes = 16 << 20
+		cfg.AdminToken = "secret"
+		cfg.Logger = logs.logger(fmt.Sprintf("n%d", i))
+		cfg.SharesProcess = true
 		if tweak != nil {
 			tweak(&cfg)
 		}

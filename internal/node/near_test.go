@@ -314,8 +314,14 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 	if forwards > 4 {
 		t.Errorf("the owner got %.0f forwards from 2 routers for one expired key, want about one per router", forwards)
 	}
-	if nearStale == 0 {
-		t.Error("no reply came from a router's near copy of the stale object")
+	// Each router holds the owner's stale copy under a brief lease (how
+	// many replies it answered depends on how the burst's arrivals fell
+	// around the one shared fetch).
+	_, routers, _ := tc.ownerOf(path, 0)
+	for _, nd := range routers {
+		if e, ok := nd.store.Get(tc.key(path), nil); !ok || e.Near.IsZero() || e.TTL(clock.Now()) > 0 {
+			t.Errorf("router %s holds no near copy of the stale object", nd.ID())
+		}
 	}
 	eventually(t, 5*time.Second, func() string {
 		if got := tc.origin.FetchesOf(path); got != 2 {
