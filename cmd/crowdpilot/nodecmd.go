@@ -63,7 +63,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
-	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (default: the origin's host and the node's own addresses)")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (empty: the origin's host and the node's own addresses)")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "data clients must send a request header within this (negative: no limit)")
 	fs.DurationVar(&f.readTimeout, "read-timeout", d.ReadTimeout, "data clients must send a request, body included, within this (negative: no limit)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
