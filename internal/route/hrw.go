@@ -14,6 +14,11 @@ type Peer struct {
 	ID   string
 	Addr string // data listener host:port
 	Zone string
+	// Labels are the node's operator labels; tenant isolation keeps a
+	// tenant on nodes carrying its labels. Shared, not to be modified.
+	Labels map[string]string
+	// Draining nodes are left out of every tenant's node set.
+	Draining bool
 }
 
 // seedOf is the per-peer half of the rendezvous score, computed once per
