@@ -38,6 +38,10 @@ type Config struct {
 	// fell under this fraction of the rate in its previous report (rising
 	// or holding shedding is heat; dying shedding is not). Default 0.9.
 	ShedFalling float64
+	// MinShare is the least share of a hot node's requests a tenant must
+	// have to be asked for: a tenant with less does not heat the node, and
+	// growing it would not cool it. Default 0.1.
+	MinShare float64
 
 	// Schedule lists the sizes a growing tenant steps through, ascending:
 	// from size K it grows to the first size above K, then on by the last
@@ -91,7 +95,7 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		CPUHot: 0.8, MemHot: 0.7, CPUCool: 0.5, MemCool: 0.6, ShrinkCPU: 0.6, ShedFalling: 0.9,
+		CPUHot: 0.8, MemHot: 0.7, CPUCool: 0.5, MemCool: 0.6, ShrinkCPU: 0.6, ShedFalling: 0.9, MinShare: 0.1,
 		Schedule:        slices.Clone(defaultSchedule),
 		NodeAskInterval: time.Second, AskTTL: 3 * time.Second,
 		GrowInterval: 3 * time.Second, Cooldown: 10 * time.Second,
@@ -118,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.ShedFalling >= 0 && c.ShedFalling <= 1) {
 		bad("capacity: shed falling %g: want 0..1", c.ShedFalling)
+	}
+	if !(c.MinShare >= 0 && c.MinShare < 1) {
+		bad("capacity: min share %g: want 0 <= share < 1", c.MinShare)
 	}
 	if len(c.Schedule) == 0 || c.Schedule[0] < 1 {
 		bad("capacity: schedule %v: want ascending sizes from at least 1", c.Schedule)

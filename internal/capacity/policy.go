@@ -15,7 +15,8 @@
 // of its tenants, chosen by power of two choices weighted by their share of
 // its requests (of two drawn, the larger share), at most once per
 // NodeAskInterval; tenants already at their ceiling (max, or every eligible
-// node) are not drawn. A tenant with a standing ask grows to the next size
+// node) and tenants with less than MinShare of its requests (growing them
+// would not cool it) are not drawn. A tenant with a standing ask grows to the next size
 // of the schedule, at most once per GrowInterval, never within Cooldown of
 // a shrink, never while backing off after failures, and only with tokens
 // from the cluster-wide budget (a short budget cuts the step). A tenant
@@ -423,9 +424,13 @@ func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[stri
 		}
 		var cands []Load
 		var full []string
+		total := 0.0
+		for _, l := range h.r.Tenants {
+			total += max(l.Share, 0)
+		}
 		for _, l := range h.r.Tenants {
 			t, ok := byName[l.Tenant]
-			if !ok || l.Share <= 0 || settled[l.Tenant] {
+			if !ok || l.Share <= 0 || l.Share < p.cfg.MinShare*total || settled[l.Tenant] {
 				continue
 			}
 			if t.Size >= t.ceiling() {
