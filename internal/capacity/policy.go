@@ -399,11 +399,18 @@ func (p *Policy) judge(reports []Report, now time.Time) map[string]*heat {
 // ask lets each hot node ask for one step for one of its tenants, and
 // withdraws the asks of nodes that are no longer hot.
 func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[string]bool, heats map[string]*heat, now time.Time) []Decision {
+	// An ask stands while its node reports hot, up to AskTTL; a node that
+	// stopped reporting cannot say it is still hot.
 	for _, ts := range p.tenants {
 		for node, at := range ts.asks {
-			if h, ok := heats[node]; (ok && !h.hot) || now.Sub(at) > p.cfg.AskTTL {
+			if h, ok := heats[node]; !ok || !h.hot || now.Sub(at) > p.cfg.AskTTL {
 				delete(ts.asks, node)
 			}
+		}
+	}
+	for k := range p.alarms {
+		if _, ok := heats[k.name]; k.kind == AlarmSaturated && !ok {
+			out = p.setAlarm(out, k, false, "")
 		}
 	}
 	ids := make([]string, 0, len(heats))

@@ -545,3 +545,30 @@ func TestCooldown(t *testing.T) {
 		t.Errorf("events %v, want %s", events, want)
 	}
 }
+
+// TestSilentNode: a hot node that stops reporting withdraws its ask and
+// its alarm; it does not grow a tenant on an old report.
+func TestSilentNode(t *testing.T) {
+	c := testConfig()
+	p := newPolicy(t, c)
+	a := tenant("a", 6)
+	a.Max = 6
+	ts := []Tenant{a, tenant("b", 3)}
+	// b0 asks for b at t0 (b grows), then asks again within b's interval.
+	apply(ts, p.Decide(ts, []Report{rep("b0", t0, 0.9, share("b", 1)), rep("a0", t0, 0.9, share("a", 1))}, t0))
+	now := t0.Add(time.Second)
+	p.Decide(ts, []Report{rep("b0", now, 0.9, share("b", 1)), rep("a0", now, 0.9, share("a", 1))}, now)
+	if len(p.tenants["b"].asks) != 1 {
+		t.Fatalf("b's asks %v, want b0 standing", p.tenants["b"].asks)
+	}
+	// Both nodes fall silent, within b0's ask TTL and after b's grow
+	// interval.
+	now = t0.Add(4 * time.Second)
+	ds := p.Decide(ts, nil, now)
+	if len(only(ds, Grow)) != 0 || len(p.tenants["b"].asks) != 0 {
+		t.Errorf("after silence: %+v, asks %v; want no growth and no standing ask", ds, p.tenants["b"].asks)
+	}
+	if d, ok := alarm(ds, AlarmSaturated); !ok || d.Active || d.Node != "a0" {
+		t.Errorf("after silence: %+v, want a0's saturated alarm cleared", ds)
+	}
+}
