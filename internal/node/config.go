@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/tenant"
 )
 
 // Config configures one node. Zero fields mean the defaults of
@@ -36,6 +37,11 @@ type Config struct {
 	// (Bearer); every node of a cluster needs the same one. Empty disables
 	// purges and requires DisableAutopilot.
 	AdminToken string
+
+	// Tenants declares the tenants (--tenants FILE); nil means none, and
+	// every key is owned among all nodes as before. Validated by
+	// tenant.Parse.
+	Tenants *tenant.Config
 
 	// StoreBytes bounds the in-memory store. Default 256 MiB.
 	StoreBytes int64

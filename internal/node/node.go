@@ -60,6 +60,8 @@ type Node struct {
 
 	ap autopilotParts
 
+	tenants tenantParts // declared tenants and their records (tenants.go)
+
 	meter     *heat.Meter   // per-key rates on the serving path: near copies, immediate reports
 	reportNow chan struct{} // a key turned hot: report before the tick (capacity 1: coalesces)
 	nearKeys  nearKeys      // keys of the near copies kept, for reports
@@ -138,6 +140,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
+	n.tenants.declared = cfg.Tenants
 	n.hopValue = hopValue(cfg.AdminToken)
 	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
 	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
@@ -225,6 +228,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
 	n.startAutopilot(bg)
+	n.startTenants(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
 }

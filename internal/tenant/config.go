@@ -47,33 +47,33 @@ func (s Source) String() string {
 type Tenant struct {
 	// Name identifies the tenant in keys, metrics and etcd: letters,
 	// digits, '.', '-' and '_', at most 64 bytes.
-	Name string `yaml:"-"`
+	Name string `yaml:"-" json:"name"`
 	// Hosts are the Host values that resolve to it (lower-cased, no port).
 	// "*.example.com" matches every subdomain of example.com, not the
 	// apex.
-	Hosts []string `yaml:"hosts"`
+	Hosts []string `yaml:"hosts" json:"hosts,omitempty"`
 	// IDs are the values of the configured header or cookie that resolve
 	// to it. A value no tenant declares resolves nothing, so a client
 	// cannot invent tenants.
-	IDs []string `yaml:"ids"`
+	IDs []string `yaml:"ids" json:"ids,omitempty"`
 	// Paths are path prefixes that resolve to it. A prefix matches the
 	// path itself and everything below it ("/news" matches "/news" and
 	// "/news/a", not "/newsroom"); the longest declared prefix wins.
-	Paths []string `yaml:"paths"`
+	Paths []string `yaml:"paths" json:"paths,omitempty"`
 	// Min is the least size of its node set. Absent means DefaultMin;
 	// it must be at least 1 (a tenant with no nodes could not be served).
-	Min *int `yaml:"min"`
+	Min *int `yaml:"min" json:"min,omitempty"`
 	// Max is the most nodes its set may grow to. Absent means no limit
 	// but the cluster; when given it must be at least Min.
-	Max *int `yaml:"max"`
+	Max *int `yaml:"max" json:"max,omitempty"`
 	// Labels isolate it: only nodes carrying every one of these labels
 	// may be in its set (a "whale" on dedicated hardware).
-	Labels map[string]string `yaml:"labels"`
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 	// Pin names nodes that are in its set whenever they are eligible;
 	// they count toward its size.
-	Pin []string `yaml:"pin"`
+	Pin []string `yaml:"pin" json:"pin,omitempty"`
 	// Exclude names nodes never in its set.
-	Exclude []string `yaml:"exclude"`
+	Exclude []string `yaml:"exclude" json:"exclude,omitempty"`
 }
 
 // MinSize is the tenant's min, DefaultMin when not given.

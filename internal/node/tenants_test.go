@@ -1,0 +1,166 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
+	"github.com/crowdpilot/crowdpilot/internal/demo"
+	"github.com/crowdpilot/crowdpilot/internal/tenant"
+)
+
+func intp(v int) *int { return &v }
+
+func TestEffectiveTenant(t *testing.T) {
+	decl := tenant.Tenant{Name: "a", Min: intp(2), Max: intp(6), Labels: map[string]string{"hw": "x"}, Pin: []string{"n1"}}
+	tests := []struct {
+		name string
+		rec  cluster.TenantRecord
+		want string
+	}{
+		{"no record: min", cluster.TenantRecord{}, "size 2 min 2 max 6 labels map[hw:x] pin [n1]"},
+		{"size", cluster.TenantRecord{Size: 4}, "size 4 min 2 max 6 labels map[hw:x] pin [n1]"},
+		{"size clamped to max", cluster.TenantRecord{Size: 9}, "size 6 min 2 max 6 labels map[hw:x] pin [n1]"},
+		{"min override lifts size", cluster.TenantRecord{Size: 2, Min: intp(3)}, "size 3 min 3 max 6 labels map[hw:x] pin [n1]"},
+		{"max override", cluster.TenantRecord{Size: 6, Max: intp(5)}, "size 5 min 2 max 5 labels map[hw:x] pin [n1]"},
+		{"isolation cleared", cluster.TenantRecord{Labels: &map[string]string{}, Pin: &[]string{}}, "size 2 min 2 max 6 labels map[] pin []"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := effective(decl, tt.rec)
+			got := fmt.Sprintf("size %d min %d max %d labels %v pin %v", e.Size, e.Min, *e.Max, e.Labels, e.Pin)
+			if got != tt.want {
+				t.Errorf("effective = %s, want %s", got, tt.want)
+			}
+		})
+	}
+	noMax := tenant.Tenant{Name: "b"}
+	if e := effective(noMax, cluster.TenantRecord{Size: 40}); e.Size != 40 || e.Max != nil || e.Min != tenant.DefaultMin {
+		t.Errorf("no max: %+v", e)
+	}
+}
+
+// TestTenantsAdmin: an operator's PUT reaches etcd, every node's router
+// gives the tenant that many nodes, bad input changes nothing, and the
+// token is required.
+func TestTenantsAdmin(t *testing.T) {
+	decl, err := tenant.Parse([]byte(`
+tenants:
+  a: {hosts: [a.example], min: 1, max: 3}
+  b: {hosts: [b.example]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCluster(t, 4, demo.Config{Latency: time.Millisecond}, func(c *Config) { c.Tenants = decl })
+	setSize := func(tenant string, want int) func() string {
+		return func() string {
+			for _, nd := range tc.nodes {
+				if got, _ := nd.router.TenantPeers(tenant); len(got) != want {
+					return fmt.Sprintf("%s routes %s to %v, want %d nodes", nd.ID(), tenant, got, want)
+				}
+			}
+			return ""
+		}
+	}
+	// Declared tenants start at their min; b's default min is 3.
+	eventually(t, 10*time.Second, setSize("a", 1))
+	eventually(t, 10*time.Second, setSize("b", 3))
+
+	put := func(token, body string) (int, string) {
+		return tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/a"), token, body)
+	}
+	if code, body := put("", `{"size": 2}`); code != http.StatusUnauthorized {
+		t.Fatalf("PUT without token = %d %s", code, body)
+	}
+	code, body := put("secret", `{"size": 3, "hold": true, "reason": "ticket sale"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"size": 3`) {
+		t.Fatalf("PUT size 3 = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, setSize("a", 3))
+
+	for _, bad := range []struct{ body, want string }{
+		{`{"size": 0}`, "at least 1"},
+		{`{"size": 4}`, "above max 3"},
+		{`{"max": 0}`, "below min"},
+		{`{"min": 0}`, "at least 1"},
+		{`{"sise": 2}`, "unknown field"},
+		{`{}`, "no field"},
+		{`not json`, "JSON object"},
+		{`{"pin": ["n1"], "exclude": ["n1"]}`, "both pinned and excluded"},
+		{`{"size": null}`, "hold needs a size"},
+	} {
+		code, body := put("secret", bad.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, bad.want) {
+			t.Errorf("PUT %s = %d %s, want 400 about %q", bad.body, code, body, bad.want)
+		}
+	}
+	if code, _ := tc.do(http.MethodPut, tc.admin(1, "/api/v1/tenants/zzz"), "secret", `{"size": 1}`); code != http.StatusNotFound {
+		t.Errorf("PUT of an undeclared tenant = %d, want 404", code)
+	}
+	// Nothing the bad requests sent was written.
+	rec, ok, err := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster).Get(t.Context(), "a")
+	if err != nil || !ok || rec.Size != 3 || !rec.Hold || rec.Reason != "ticket sale" || rec.Pin != nil || rec.Max != nil {
+		t.Fatalf("record after bad requests = %+v, %v, %v", rec, ok, err)
+	}
+
+	// Another node answers GET with the same set it routes by.
+	code, body = tc.do(http.MethodGet, tc.admin(2, "/api/v1/tenants/a"), "", "")
+	var v struct {
+		Size  int      `json:"size"`
+		Hold  bool     `json:"hold"`
+		Nodes []string `json:"nodes"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &v) != nil || v.Size != 3 || !v.Hold || len(v.Nodes) != 3 {
+		t.Fatalf("GET a = %d %s", code, body)
+	}
+	want, _ := tc.nodes[2].router.TenantPeers("a")
+	if !slices.Equal(v.Nodes, want) {
+		t.Errorf("GET nodes %v, router %v", v.Nodes, want)
+	}
+	code, body = tc.do(http.MethodGet, tc.admin(1, "/api/v1/tenants"), "", "")
+	if code != http.StatusOK || !strings.Contains(body, `"name": "a"`) || !strings.Contains(body, `"name": "b"`) {
+		t.Errorf("GET /api/v1/tenants = %d %s", code, body)
+	}
+	if code, _ := tc.do(http.MethodGet, tc.admin(1, "/api/v1/tenants/zzz"), "", ""); code != http.StatusNotFound {
+		t.Errorf("GET of an undeclared tenant = %d, want 404", code)
+	}
+
+	// Exclude a member of the set: the set moves off it on every node.
+	victim := want[0]
+	code, body = put("secret", fmt.Sprintf(`{"exclude": [%q]}`, victim))
+	if code != http.StatusOK {
+		t.Fatalf("PUT exclude = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, func() string {
+		for _, nd := range tc.nodes {
+			if got, _ := nd.router.TenantPeers("a"); slices.Contains(got, victim) || len(got) != 3 {
+				return fmt.Sprintf("%s routes a to %v, want 3 nodes without %s", nd.ID(), got, victim)
+			}
+		}
+		return ""
+	})
+	// null clears the override: back to the declaration.
+	if code, body := put("secret", `{"exclude": null, "hold": false, "size": null}`); code != http.StatusOK {
+		t.Fatalf("PUT clear = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, setSize("a", 1))
+}
+
+// TestNoTenantsNoTenantState: without --tenants the node neither watches
+// tenant records nor answers for tenants.
+func TestNoTenantsNoTenantState(t *testing.T) {
+	tc := newTestCluster(t, 1, demo.Config{Latency: time.Millisecond}, nil)
+	code, body := tc.do(http.MethodGet, tc.admin(0, "/api/v1/tenants"), "", "")
+	if code != http.StatusOK || !strings.Contains(body, `"tenants": []`) {
+		t.Errorf("GET /api/v1/tenants = %d %s", code, body)
+	}
+	if code, _ := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/a"), "secret", `{"size": 1}`); code != http.StatusNotFound {
+		t.Errorf("PUT without tenants = %d, want 404", code)
+	}
+}
