@@ -187,6 +187,7 @@ type nodeState struct {
 
 type tenantState struct {
 	lastGrow, lastShrink time.Time
+	undoGrow, undoShrink time.Time            // the timers before the last step, for Failed
 	coldSince            time.Time            // zero: not cold
 	asks                 map[string]time.Time // asking node -> when
 	failures             int
@@ -216,6 +217,8 @@ func New(cfg Config) (*Policy, error) {
 // it backs off that tenant (BackoffBase doubling up to BackoffMax).
 func (p *Policy) Failed(tenant string, now time.Time) {
 	ts := p.tenant(tenant)
+	// The step did not happen: its timers go back, the back-off paces it.
+	ts.lastGrow, ts.lastShrink = ts.undoGrow, ts.undoShrink
 	ts.failures++
 	d := p.cfg.BackoffMax
 	if ts.failures <= 30 {
@@ -551,6 +554,7 @@ func (p *Policy) grow(out []Decision, byName map[string]*Tenant, names []string,
 		p.tokens -= float64(target - t.Size)
 		out = append(out, Decision{Kind: Grow, Tenant: name, Node: nodes[0], From: t.Size, To: target, Reason: reason})
 		out = p.setAlarm(out, alarmKey{AlarmBlocked, name}, false, "")
+		ts.undoGrow, ts.undoShrink = ts.lastGrow, ts.lastShrink
 		ts.lastGrow = now
 		ts.coldSince = time.Time{}
 		clear(ts.asks)
@@ -614,6 +618,7 @@ func (p *Policy) shrink(out []Decision, byName map[string]*Tenant, names []strin
 		out = append(out, Decision{Kind: Shrink, Tenant: name, From: t.Size, To: target,
 			Reason: fmt.Sprintf("%s cold for %v (every node under %.0f%% cpu, %.0f%% memory, no shedding): schedule %d -> %d",
 				name, now.Sub(ts.coldSince).Round(time.Millisecond), 100*p.cfg.CPUCool, 100*p.cfg.MemCool, t.Size, target)})
+		ts.undoGrow, ts.undoShrink = ts.lastGrow, ts.lastShrink
 		ts.lastShrink = now
 	}
 	return out
