@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/tenant"
 )
 
@@ -42,6 +43,10 @@ type Config struct {
 	// every key is owned among all nodes as before. Validated by
 	// tenant.Parse.
 	Tenants *tenant.Config
+	// Capacity configures the capacity manager that sizes the tenants'
+	// node sets (run by the autopilot leader). Nil means
+	// capacity.DefaultConfig().
+	Capacity *capacity.Config
 
 	// StoreBytes bounds the in-memory store. Default 256 MiB.
 	StoreBytes int64
@@ -282,6 +287,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Autopilot.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("autopilot: %w", err))
+	}
+	if c.Capacity != nil {
+		if err := c.Capacity.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.MaxHeaderBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max header bytes %d must be at least 1024", c.MaxHeaderBytes))

@@ -227,8 +227,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
+	n.startTenants(bg) // before the election can call runCapacity
 	n.startAutopilot(bg)
-	n.startTenants(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
 }

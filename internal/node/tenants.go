@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 	"github.com/crowdpilot/crowdpilot/internal/tenant"
@@ -25,6 +26,8 @@ type tenantParts struct {
 	declared *tenant.Config // nil: no tenants
 	store    *cluster.TenantStore
 
+	manager *capacity.Manager // sizes the tenants while this node leads; nil without tenants or autopilot
+
 	mu      sync.Mutex                      // guards records
 	records map[string]cluster.TenantRecord // as last watched
 }
@@ -37,9 +40,87 @@ func (n *Node) startTenants(ctx context.Context) {
 		return
 	}
 	tp.store = cluster.NewTenantStore(n.etcd, n.cfg.Cluster)
+	if !n.cfg.DisableAutopilot {
+		pc := capacity.DefaultConfig()
+		if n.cfg.Capacity != nil {
+			pc = *n.cfg.Capacity
+		}
+		m, err := capacity.NewManager(capacity.ManagerConfig{
+			Policy: pc, Store: tp.store, Tenants: n.capacityTenants, Reports: n.capacityReports,
+			Tick: n.cfg.ReportInterval, MaxEvents: 512, Now: n.cfg.Now,
+			Logger: n.cfg.Logger, Registerer: n.cfg.Registry,
+		})
+		if err != nil {
+			// The config was validated with the node's; only a clash of
+			// metrics could get here.
+			n.cfg.Logger.Error("capacity manager not started", "err", err)
+		}
+		tp.manager = m
+	}
 	n.onTenantRecords(nil)
 	w := tp.store.Watcher(n.onTenantRecords, n.cfg.Logger)
 	n.goLoop(ctx, "tenant records", func(ctx context.Context) error { w.Run(ctx); return nil })
+}
+
+// runCapacity runs the capacity manager while this node leads (ctx is the
+// term); the channel closes when it has stopped.
+func (n *Node) runCapacity(ctx context.Context, fence cluster.Fence) <-chan struct{} {
+	done := make(chan struct{})
+	m := n.tenants.manager
+	if m == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx, fence.Cmp()); err != nil && !errors.Is(err, context.Canceled) {
+			n.cfg.Logger.Warn("capacity manager stopped", "err", err)
+		}
+	}()
+	return done
+}
+
+// capacityTenants is the declared tenants as the capacity policy sees them:
+// effective bounds and size, the nodes they may use and the set routed to.
+func (n *Node) capacityTenants() []capacity.Tenant {
+	tp := &n.tenants
+	tp.mu.Lock()
+	recs := tp.records
+	tp.mu.Unlock()
+	peers := n.router.Peers()
+	out := make([]capacity.Tenant, 0, len(tp.declared.Tenants))
+	for _, name := range slices.Sorted(maps.Keys(tp.declared.Tenants)) {
+		e := effective(tp.declared.Tenants[name], recs[name])
+		spec := route.TenantSpec{Name: name, Size: e.Size, Labels: e.Labels, Pin: e.Pin, Exclude: e.Exclude}
+		nodes, _ := n.router.TenantPeers(name)
+		t := capacity.Tenant{Name: name, Size: e.Size, Min: e.Min, Max: capacity.NoMax, Eligible: route.Eligible(spec, peers), Nodes: nodes}
+		if e.Max != nil {
+			t.Max = *e.Max
+		}
+		if e.Hold {
+			size := e.Size
+			t.Override.Size = &size
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// capacityReports is the nodes' load as the autopilot leader last heard it.
+// Heat reports do not carry tenant shares, memory or shed rates yet, so the
+// policy sees CPU only and cannot tell which tenant heats a node: it keeps
+// tenants within their bounds and gives cold tenants' nodes back, but grows
+// none until reports carry shares.
+func (n *Node) capacityReports() []capacity.Report {
+	if n.ap.leader == nil {
+		return nil
+	}
+	loads := n.ap.leader.Loads()
+	out := make([]capacity.Report, 0, len(loads))
+	for _, l := range loads {
+		out = append(out, capacity.Report{Node: l.Node, At: l.At, CPU: l.CPU, CPULimit: l.CPULimit})
+	}
+	return out
 }
 
 func (n *Node) onTenantRecords(recs map[string]cluster.TenantRecord) {
@@ -112,6 +193,21 @@ func (n *Node) mountTenants(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/tenants", n.handleTenants)
 	mux.HandleFunc("GET /api/v1/tenants/{name}", n.handleTenant)
 	mux.Handle("PUT /api/v1/tenants/{name}", n.authorized(http.HandlerFunc(n.handlePutTenant)))
+	mux.HandleFunc("GET /api/v1/capacity/events", n.handleCapacityEvents)
+}
+
+// handleCapacityEvents lists the capacity manager's recent decisions and
+// alarms, with reasons (answered by the leader, proxied by the others).
+func (n *Node) handleCapacityEvents(w http.ResponseWriter, r *http.Request) {
+	if m := n.tenants.manager; m != nil && n.ap.election.IsLeader() {
+		writeJSON(w, http.StatusOK, map[string]any{"leader": n.cfg.ID, "events": m.Events(200)})
+		return
+	}
+	if n.tenants.declared == nil || len(n.tenants.declared.Tenants) == 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"events": []capacity.Event{}})
+		return
+	}
+	n.proxyToLeader(w, r)
 }
 
 // tenantView is one tenant in /api/v1/tenants.

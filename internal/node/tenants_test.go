@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/demo"
 	"github.com/crowdpilot/crowdpilot/internal/tenant"
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func intp(v int) *int { return &v }
@@ -163,4 +165,58 @@ func TestNoTenantsNoTenantState(t *testing.T) {
 	if code, _ := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/a"), "secret", `{"size": 1}`); code != http.StatusNotFound {
 		t.Errorf("PUT without tenants = %d, want 404", code)
 	}
+}
+
+// TestCapacityManagerOnLeader: the autopilot leader runs the capacity
+// manager, which gives a cold tenant's nodes back down to its min (under
+// the fence, in etcd) and every router follows; its events reach any node.
+func TestCapacityManagerOnLeader(t *testing.T) {
+	decl, err := tenant.Parse([]byte("tenants: {a: {hosts: [a.example], min: 1}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := capacity.DefaultConfig()
+	pc.ShrinkHold, pc.ShrinkInterval, pc.Cooldown = 0, 0, 0
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond}, func(c *Config) {
+		c.Tenants, c.Capacity = decl, &pc
+	})
+	// An operator gives tenant a three nodes without holding the size.
+	if code, body := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/a"), "secret", `{"size": 3}`); code != http.StatusOK {
+		t.Fatalf("PUT = %d %s", code, body)
+	}
+	// Nodes report no CPU here (one process) and shed nothing: a is cold,
+	// and the leader steps it down to its min.
+	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster)
+	eventually(t, 20*time.Second, func() string {
+		rec, _, err := store.Get(t.Context(), "a")
+		if err != nil || rec.Size != 1 || rec.By != "capacity" {
+			return fmt.Sprintf("record %+v, %v; want size 1 by the capacity manager", rec, err)
+		}
+		for _, nd := range tc.nodes {
+			if got, _ := nd.router.TenantPeers("a"); len(got) != 1 {
+				return fmt.Sprintf("%s routes a to %v", nd.ID(), got)
+			}
+		}
+		return ""
+	})
+	for i := range tc.nodes {
+		code, body := tc.do(http.MethodGet, tc.admin(i, "/api/v1/capacity/events"), "", "")
+		if code != http.StatusOK || !strings.Contains(body, `"action": "shrink"`) || !strings.Contains(body, "cold") {
+			t.Errorf("node %d: GET /api/v1/capacity/events = %d %s", i, code, body)
+		}
+	}
+	// A held size stays.
+	if code, body := tc.do(http.MethodPut, tc.admin(1, "/api/v1/tenants/a"), "secret", `{"size": 2, "hold": true}`); code != http.StatusOK {
+		t.Fatalf("PUT hold = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if got, _ := tc.nodes[2].router.TenantPeers("a"); len(got) != 2 {
+			return fmt.Sprintf("n2 routes a to %v, want 2 nodes", got)
+		}
+		return ""
+	})
+	testwait.Holds(t, 2*time.Second, "the held size", func() bool {
+		rec, _, err := store.Get(t.Context(), "a")
+		return err == nil && rec.Size == 2 && rec.Hold
+	})
 }
