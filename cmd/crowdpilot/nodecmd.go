@@ -28,6 +28,7 @@ type nodeFlags struct {
 	near                                                                                  node.NearCopyConfig
 	logFormat, logLevel                                                                   string
 	tenants                                                                               tenantsFlag
+	labels                                                                                labelsFlag
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -78,6 +79,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.near.Share, "near-copy-share", d.NearCopy.Share, "part of --store-bytes near copies may use (0: no near copies)")
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
+	fs.Var(&f.labels, "labels", "this node's labels, name=value,... (tenants isolated on labels use only nodes carrying them)")
 	fs.Var(&f.tenants, "tenants", "YAML file declaring tenants: how requests map to them, min/max nodes, isolation (default: none)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -102,6 +104,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 		DisableAutopilot: !f.autopilotOn, Autopilot: f.ap, HeatWindow: f.heatWindow, ElectionTTL: f.electionTTL,
 		NearCopy: f.nearCopy(),
 		Tenants:  f.tenants.cfg,
+		Labels:   f.labels.m,
 		Logger:   logger,
 	}
 }

@@ -1,6 +1,13 @@
 package main
 
-import "github.com/crowdpilot/crowdpilot/internal/tenant"
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/crowdpilot/crowdpilot/internal/tenant"
+)
 
 // tenantsFlag is --tenants FILE: the file is read and validated when the
 // flag is set (on the command line, from the environment or the config
@@ -22,5 +29,38 @@ func (f *tenantsFlag) Set(path string) error {
 		return err
 	}
 	f.path, f.cfg = path, cfg
+	return nil
+}
+
+// labelsFlag is --labels k=v,k=v: the node's labels, for tenant isolation.
+type labelsFlag struct {
+	m map[string]string
+}
+
+func (f *labelsFlag) String() string {
+	keys := slices.Sorted(maps.Keys(f.m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + f.m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *labelsFlag) Set(s string) error {
+	m := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("label %q: want name=value", part)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	f.m = m
+	if len(m) == 0 {
+		f.m = nil
+	}
 	return nil
 }

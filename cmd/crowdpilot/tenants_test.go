@@ -31,3 +31,22 @@ func TestTenantsFlagRejectsBadFiles(t *testing.T) {
 		t.Errorf("Set(good) = %v, %+v", err, f)
 	}
 }
+
+func TestLabelsFlag(t *testing.T) {
+	var f labelsFlag
+	if err := f.Set(" hw=dedicated, rack=r1 ,"); err != nil || f.m["hw"] != "dedicated" || f.m["rack"] != "r1" || len(f.m) != 2 {
+		t.Fatalf("Set = %v, %v", err, f.m)
+	}
+	if got := f.String(); got != "hw=dedicated,rack=r1" {
+		t.Errorf("String = %q", got)
+	}
+	for _, bad := range []string{"hw", "=x", "a=1,b"} {
+		if err := f.Set(bad); err == nil {
+			t.Errorf("Set(%q): no error", bad)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runNode(t.Context(), []string{"--labels", "nope", "--etcd", "127.0.0.1:1"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "-labels") {
+		t.Errorf("--labels nope: exit %d, %q", code, stderr.String())
+	}
+}

@@ -289,7 +289,7 @@ func TestSimIsolation(t *testing.T) {
 	}, tenant("whale", 3), tenant("b", 3))
 	whale := map[string]string{"hw": "dedicated"}
 	for i := range 8 {
-		s.peers[i].Labels = whale
+		s.peers[i].Labels = route.FormatLabels(whale)
 	}
 	// place with the labels: isolation on the whale's spec.
 	iso := func() {
@@ -320,7 +320,7 @@ func TestSimIsolation(t *testing.T) {
 		t.Errorf("whale ends at %d nodes, want the 8 labelled ones", got)
 	}
 	for _, n := range s.tenants[0].Nodes {
-		if s.peers[slices.IndexFunc(s.peers, func(p route.Peer) bool { return p.ID == n })].Labels == nil {
+		if s.peers[slices.IndexFunc(s.peers, func(p route.Peer) bool { return p.ID == n })].Labels == "" {
 			t.Errorf("whale on unlabelled node %s", n)
 		}
 	}

@@ -43,6 +43,10 @@ type Config struct {
 	// every key is owned among all nodes as before. Validated by
 	// tenant.Parse.
 	Tenants *tenant.Config
+	// Labels are this node's labels (--labels hw=dedicated,rack=r1), in
+	// its member record: tenants isolated on labels use only nodes that
+	// carry them.
+	Labels map[string]string
 	// Capacity configures the capacity manager that sizes the tenants'
 	// node sets (run by the autopilot leader). Nil means
 	// capacity.DefaultConfig().

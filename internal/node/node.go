@@ -165,6 +165,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
 		Zone:  n.cfg.Zone,
 	}
+	self.Labels = route.FormatLabels(n.cfg.Labels)
 	n.self = self
 	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
 
@@ -264,10 +265,10 @@ func (n *Node) onMembers(ms []cluster.Member) {
 			continue
 		}
 		selfSeen = selfSeen || m.ID == n.cfg.ID
-		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone})
+		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Labels: m.Labels, Draining: m.Draining})
 	}
 	if !selfSeen {
-		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone})
+		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone, Labels: n.self.Labels})
 	}
 	n.router.SetPeers(peers)
 }

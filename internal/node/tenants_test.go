@@ -220,3 +220,48 @@ func TestCapacityManagerOnLeader(t *testing.T) {
 		return err == nil && rec.Size == 2 && rec.Hold
 	})
 }
+
+// TestTenantIsolationOnLabels: a tenant isolated on a label uses only the
+// nodes started with it (--labels), on every router, and an operator can
+// lift or change the isolation.
+func TestTenantIsolationOnLabels(t *testing.T) {
+	decl, err := tenant.Parse([]byte(`
+tenants:
+  whale: {hosts: [whale.example], min: 2, labels: {hw: dedicated}}
+  small: {hosts: [small.example], min: 2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCluster(t, 5, demo.Config{Latency: time.Millisecond}, func(c *Config) {
+		c.Tenants, c.DisableAutopilot = decl, true
+		if c.ID == "n3" || c.ID == "n4" {
+			c.Labels = map[string]string{"hw": "dedicated"}
+		}
+	})
+	routes := func(tenant string, want func([]string) bool) func() string {
+		return func() string {
+			for _, nd := range tc.nodes {
+				if got, _ := nd.router.TenantPeers(tenant); !want(got) {
+					return fmt.Sprintf("%s routes %s to %v", nd.ID(), tenant, got)
+				}
+			}
+			return ""
+		}
+	}
+	eventually(t, 10*time.Second, routes("whale", func(got []string) bool { return slices.Equal(got, []string{"n3", "n4"}) }))
+	// The operator moves the whale to other hardware: no node has it yet,
+	// so it falls back to every node (and says so).
+	if code, body := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/whale"), "secret", `{"labels": {"hw": "gpu"}}`); code != http.StatusOK {
+		t.Fatalf("PUT labels = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, routes("whale", func(got []string) bool { return len(got) == 5 }))
+	if _, body := tc.do(http.MethodGet, tc.admin(1, "/api/v1/tenants/whale"), "", ""); !strings.Contains(body, `"fallback": true`) {
+		t.Errorf("GET whale: %s, want fallback", body)
+	}
+	// Lifting the isolation: any two nodes.
+	if code, body := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/whale"), "secret", `{"labels": {}}`); code != http.StatusOK {
+		t.Fatalf("PUT labels {} = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, routes("whale", func(got []string) bool { return len(got) == 2 }))
+}

@@ -45,10 +45,12 @@ type table struct {
 	tenants  map[string]*tenantSet // tenant -> its node set; nil without tenants
 }
 
-// peer is a Peer plus the mutable health routing keeps about it.
+// peer is a Peer plus the mutable health routing keeps about it (and its
+// Labels parsed, read-only).
 type peer struct {
 	Peer
 	seed      uint64
+	labels    map[string]string
 	inflight  atomic.Int64 // forwards under way to this peer
 	downUntil atomic.Int64 // unix nanos before which the peer is skipped
 	fails     atomic.Int32 // consecutive failed forwards
@@ -83,10 +85,10 @@ func (r *Router) SetPeers(peers []Peer) {
 	keep := make(map[string]*peer, len(peers))
 	for _, p := range peers {
 		st, ok := r.state[p.ID]
-		if !ok || !samePeer(st.Peer, p) {
+		if !ok || st.Peer != p {
 			// A new address, zone, labels or drain state is a new peer:
-			// fresh health (these change rarely, by an operator).
-			st = &peer{Peer: p, seed: seedOf(p.ID)}
+			// fresh health (labels and drains change rarely).
+			st = newPeer(p)
 		}
 		keep[p.ID] = st
 		next.peers = append(next.peers, st)

@@ -35,16 +35,50 @@ type tenantSet struct {
 
 // eligible reports whether p may be in spec's set: live (it is listed),
 // not draining, not excluded, and carrying the isolation labels.
-func (spec *TenantSpec) eligible(p *Peer) bool {
+func (spec *TenantSpec) eligible(p *peer) bool {
 	if p.Draining || slices.Contains(spec.Exclude, p.ID) {
 		return false
 	}
 	for k, v := range spec.Labels {
-		if got, ok := p.Labels[k]; !ok || got != v {
+		if got, ok := p.labels[k]; !ok || got != v {
 			return false
 		}
 	}
 	return true
+}
+
+// newPeer is the routing state of a fresh peer record.
+func newPeer(p Peer) *peer {
+	return &peer{Peer: p, seed: seedOf(p.ID), labels: ParseLabels(p.Labels)}
+}
+
+// FormatLabels is the canonical form of labels: name=value pairs sorted by
+// name, comma-separated ("hw=dedicated,rack=r1"), "" for none.
+func FormatLabels(m map[string]string) string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(m)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(m[k])
+	}
+	return b.String()
+}
+
+// ParseLabels reads FormatLabels' form; malformed pairs are skipped.
+func ParseLabels(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	m := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(part, "="); ok && k != "" {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // selectSet is the top Size eligible peers by rendezvous score of
@@ -63,7 +97,7 @@ func selectSet(spec *TenantSpec, peers []*peer) (set []*peer, fallback bool) {
 	}
 	cands := make([]cand, 0, len(peers))
 	for _, p := range peers {
-		if spec.eligible(&p.Peer) {
+		if spec.eligible(p) {
 			cands = append(cands, cand{p, slices.Contains(spec.Pin, p.ID), score(p.seed, th)})
 		}
 	}
@@ -115,7 +149,7 @@ func buildTenantSets(specs []TenantSpec, peers []*peer) map[string]*tenantSet {
 func TenantSet(spec TenantSpec, peers []Peer) (ids []string, fallback bool) {
 	ps := make([]*peer, len(peers))
 	for i := range peers {
-		ps[i] = &peer{Peer: peers[i], seed: seedOf(peers[i].ID)}
+		ps[i] = newPeer(peers[i])
 	}
 	set, fb := selectSet(&spec, ps)
 	ids = make([]string, len(set))
@@ -130,7 +164,7 @@ func TenantSet(spec TenantSpec, peers []Peer) (ids []string, fallback bool) {
 func Eligible(spec TenantSpec, peers []Peer) int {
 	n := 0
 	for i := range peers {
-		if spec.eligible(&peers[i]) {
+		if spec.eligible(newPeer(peers[i])) {
 			n++
 		}
 	}
@@ -205,10 +239,4 @@ func (r *Router) PlanFor(tenant string, hash uint64, buf []Target) Plan {
 // grows by one, only the users the new member wins move, all to it.
 func (r *Router) Entry(tenant string, userHash uint64) (Peer, bool) {
 	return r.owner(r.tab.Load().members(tenant), userHash)
-}
-
-// samePeer compares every field of two peer records.
-func samePeer(a, b Peer) bool {
-	return a.ID == b.ID && a.Addr == b.Addr && a.Zone == b.Zone &&
-		a.Draining == b.Draining && maps.Equal(a.Labels, b.Labels)
 }

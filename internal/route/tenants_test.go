@@ -12,7 +12,7 @@ import (
 func labelled(n int, labels map[int]map[string]string, draining ...int) []Peer {
 	ps := peers(n)
 	for i, l := range labels {
-		ps[i].Labels = l
+		ps[i].Labels = FormatLabels(l)
 	}
 	for _, i := range draining {
 		ps[i].Draining = true
@@ -322,4 +322,19 @@ func planIDs(p Plan) string {
 		ids = append(ids, t.ID())
 	}
 	return fmt.Sprint(p.Local, ids)
+}
+
+func TestLabelsRoundTrip(t *testing.T) {
+	m := map[string]string{"rack": "r1", "hw": "dedicated"}
+	s := FormatLabels(m)
+	if s != "hw=dedicated,rack=r1" {
+		t.Errorf("FormatLabels = %q", s)
+	}
+	back := ParseLabels(s)
+	if len(back) != 2 || back["hw"] != "dedicated" || back["rack"] != "r1" {
+		t.Errorf("ParseLabels = %v", back)
+	}
+	if FormatLabels(nil) != "" || ParseLabels("") != nil {
+		t.Error("empty labels do not round-trip")
+	}
 }
