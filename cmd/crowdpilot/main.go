@@ -6,6 +6,7 @@
 //	crowdpilot load    open-loop flash-crowd load generator
 //	crowdpilot purge   purge by key, tag, prefix or everything
 //	crowdpilot status  members, leader, hot objects and their replicas
+//	crowdpilot tenant  list tenants, or show or change one
 package main
 
 import (
@@ -25,6 +26,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"load":   runLoad,
 	"purge":  runPurge,
 	"status": runStatus,
+	"tenant": runTenant,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
@@ -35,6 +37,7 @@ Usage:
   crowdpilot load   [flags]   send an open-loop flash crowd at a cluster
   crowdpilot purge  [flags]   purge by --key, --tag, --prefix or --all
   crowdpilot status [flags]   members, autopilot leader, hot objects and replicas (--admin host:port)
+  crowdpilot tenant [NAME] [flags]  list tenants, or show or change one (size, hold, min, max, isolation)
 
 Run "crowdpilot <command> --help" for the flags of a command.
 `
@@ -53,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge or status)\n", args[0])
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status or tenant)\n", args[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
