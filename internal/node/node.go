@@ -140,7 +140,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now})
-	n.tenants.declared = cfg.Tenants
+	n.tenants.init(cfg.Tenants)
 	n.hopValue = hopValue(cfg.AdminToken)
 	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout})
 	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, HopValue: n.hopValue, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
@@ -209,7 +209,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 
 	n.data = &http.Server{
-		Handler:           n,
+		Handler:           n.withTenants(n), // counts requests per tenant, if any (tenantload.go)
 		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -30,6 +30,17 @@ type tenantParts struct {
 
 	mu      sync.Mutex                      // guards records
 	records map[string]cluster.TenantRecord // as last watched
+
+	counts tenantCounts // data requests per tenant (tenantload.go)
+
+	loadMu sync.Mutex            // guards loads
+	loads  map[string]tenantLoad // leader: each node's latest tenant load, at most maxTenantLoads
+}
+
+// init sets the declared tenants (nil: none), before the node serves.
+func (tp *tenantParts) init(declared *tenant.Config) {
+	tp.declared = declared
+	tp.counts = newTenantCounts(declared)
 }
 
 // startTenants sets the declared tenants' sets at their min and follows
@@ -56,6 +67,7 @@ func (n *Node) startTenants(ctx context.Context) {
 			n.cfg.Logger.Error("capacity manager not started", "err", err)
 		}
 		tp.manager = m
+		n.goLoop(ctx, "tenant load reporter", n.reportTenantLoad)
 	}
 	n.onTenantRecords(nil)
 	w := tp.store.Watcher(n.onTenantRecords, n.cfg.Logger)
@@ -106,19 +118,28 @@ func (n *Node) capacityTenants() []capacity.Tenant {
 	return out
 }
 
-// capacityReports is the nodes' load as the autopilot leader last heard it.
-// Heat reports do not carry tenant shares, memory or shed rates yet, so the
-// policy sees CPU only and cannot tell which tenant heats a node: it keeps
-// tenants within their bounds and gives cold tenants' nodes back, but grows
-// none until reports carry shares.
+// capacityReports is the nodes' load as this leader last heard it: CPU
+// from the heat reports, tenant shares and shed rates from the tenant load
+// reports. Memory is not reported (the store fills by design), so it is
+// not judged.
 func (n *Node) capacityReports() []capacity.Report {
-	if n.ap.leader == nil {
-		return nil
+	byNode := map[string]*capacity.Report{}
+	for id, l := range n.tenantLoads(n.cfg.Now()) {
+		byNode[id] = &capacity.Report{Node: id, At: l.At, ShedRate: l.ShedRate, Tenants: l.Tenants}
 	}
-	loads := n.ap.leader.Loads()
-	out := make([]capacity.Report, 0, len(loads))
-	for _, l := range loads {
-		out = append(out, capacity.Report{Node: l.Node, At: l.At, CPU: l.CPU, CPULimit: l.CPULimit})
+	if n.ap.leader != nil {
+		for _, l := range n.ap.leader.Loads() {
+			r, ok := byNode[l.Node]
+			if !ok {
+				r = &capacity.Report{Node: l.Node, At: l.At}
+				byNode[l.Node] = r
+			}
+			r.CPU, r.CPULimit = l.CPU, l.CPULimit
+		}
+	}
+	out := make([]capacity.Report, 0, len(byNode))
+	for _, id := range slices.Sorted(maps.Keys(byNode)) {
+		out = append(out, *byNode[id])
 	}
 	return out
 }
@@ -194,6 +215,7 @@ func (n *Node) mountTenants(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/tenants/{name}", n.handleTenant)
 	mux.Handle("PUT /api/v1/tenants/{name}", n.authorized(http.HandlerFunc(n.handlePutTenant)))
 	mux.HandleFunc("GET /api/v1/capacity/events", n.handleCapacityEvents)
+	mux.Handle("POST "+pathTenantLoad, n.authorized(http.HandlerFunc(n.handleTenantLoad)))
 }
 
 // handleCapacityEvents lists the capacity manager's recent decisions and

@@ -1,11 +1,14 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,4 +267,88 @@ tenants:
 		t.Fatalf("PUT labels {} = %d %s", code, body)
 	}
 	eventually(t, 10*time.Second, routes("whale", func(got []string) bool { return len(got) == 2 }))
+}
+
+// TestCapacityGrowsHotTenant: a crowd on tenant a makes a's nodes shed;
+// their tenant load reports name a, the leader grows a's set on the
+// schedule, b's set does not move, and after the crowd a goes back to its
+// min.
+func TestCapacityGrowsHotTenant(t *testing.T) {
+	decl, err := tenant.Parse([]byte(`
+tenants:
+  a: {hosts: [a.example], min: 2}
+  b: {hosts: [b.example], min: 2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := capacity.DefaultConfig()
+	pc.GrowInterval, pc.NodeAskInterval, pc.Cooldown = 500*time.Millisecond, 200*time.Millisecond, 0
+	pc.ShrinkHold, pc.ShrinkInterval = 2*time.Second, 500*time.Millisecond
+	tc := newTestCluster(t, 5, demo.Config{Latency: 100 * time.Millisecond, Capacity: 64}, func(c *Config) {
+		c.Tenants, c.Capacity, c.MaxInflight = decl, &pc, 4
+	})
+	eventually(t, 10*time.Second, func() string {
+		for _, nd := range tc.nodes {
+			if a, _ := nd.router.TenantPeers("a"); len(a) != 2 {
+				return fmt.Sprintf("%s routes a to %v", nd.ID(), a)
+			}
+		}
+		return ""
+	})
+	setA, _ := tc.nodes[0].router.TenantPeers("a")
+	setB, _ := tc.nodes[0].router.TenantPeers("b")
+	entry := map[string]int{}
+	for i, nd := range tc.nodes {
+		entry[nd.ID()] = i
+	}
+	// The crowd: uncacheable paths (each a new key) for a, at a's two
+	// entry nodes, far more at once than their 4 in-flight slots.
+	crowd := testwait.Go(t, func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		for w := range 24 {
+			wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					url := tc.url(entry[setA[w%2]], fmt.Sprintf("/crowd/%d/%d?nocache", w, i))
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+					req.Host = "a.example"
+					if resp, err := tc.client.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return nil
+	})
+	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster)
+	eventually(t, 20*time.Second, func() string {
+		rec, _, err := store.Get(t.Context(), "a")
+		if err != nil || rec.Size < 3 || rec.By != "capacity" || !strings.Contains(rec.Reason, "shedding") {
+			return fmt.Sprintf("a's record %+v, %v; want grown by the capacity manager on shedding", rec, err)
+		}
+		return ""
+	})
+	crowd.Stop(t)
+	for _, nd := range tc.nodes {
+		if got, _ := nd.router.TenantPeers("b"); !slices.Equal(got, setB) {
+			t.Errorf("%s: b's set moved %v -> %v", nd.ID(), setB, got)
+		}
+	}
+	if rec, _, _ := store.Get(t.Context(), "b"); rec.Size != 0 {
+		t.Errorf("b's record %+v, want none", rec)
+	}
+	// After the crowd a is cold and goes back to its min.
+	eventually(t, 20*time.Second, func() string {
+		rec, _, err := store.Get(t.Context(), "a")
+		if err != nil || rec.Size != 2 {
+			return fmt.Sprintf("a's record %+v, %v; want back at 2", rec, err)
+		}
+		return ""
+	})
+	code, body := tc.do(http.MethodGet, tc.admin(3, "/api/v1/capacity/events"), "", "")
+	if code != http.StatusOK || !strings.Contains(body, `"action": "grow"`) || !strings.Contains(body, `"action": "shrink"`) {
+		t.Errorf("events = %d %s", code, body)
+	}
 }
