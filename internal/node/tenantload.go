@@ -56,6 +56,12 @@ func newTenantCounts(c *tenant.Config) tenantCounts {
 	return tc
 }
 
+// tenantOf is r's tenant ("" without declared tenants or when nothing
+// resolves and no default is set). The serving path's hook: plan with
+// n.router.PlanFor(n.tenantOf(r), hash, buf) to own keys within the
+// tenant's node set.
+func (n *Node) tenantOf(r *http.Request) string { return n.tenants.counts.resolver.Resolve(r) }
+
 // withTenants counts each data request for its tenant before next serves
 // it. Without declared tenants it is next itself.
 func (n *Node) withTenants(next http.Handler) http.Handler {
@@ -64,7 +70,7 @@ func (n *Node) withTenants(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if i, ok := tc.index[tc.resolver.Resolve(r)]; ok {
+		if i, ok := tc.index[n.tenantOf(r)]; ok {
 			tc.counts[i].Add(1)
 		}
 		next.ServeHTTP(w, r)
