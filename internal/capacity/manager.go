@@ -50,7 +50,7 @@ type Event struct {
 	Time   time.Time `json:"time"`
 	Tenant string    `json:"tenant,omitempty"`
 	Node   string    `json:"node,omitempty"`
-	Action string    `json:"action"` // grow, shrink, resize, alarm, alarm_cleared
+	Action string    `json:"action"` // grow, shrink, resize, alarm, alarm_cleared, operator
 	Alarm  AlarmKind `json:"alarm,omitempty"`
 	From   int       `json:"from,omitempty"`
 	To     int       `json:"to,omitempty"`
@@ -183,6 +183,10 @@ func (m *Manager) publishAlarms(active []ActiveAlarm) {
 		m.alarms.WithLabelValues(string(k)).Set(float64(count[k]))
 	}
 }
+
+// Record adds an event that did not come from the policy (an operator's
+// change), so the leader's list holds every action.
+func (m *Manager) Record(ev Event) { m.record(ev) }
 
 func (m *Manager) record(ev Event) {
 	m.mu.Lock()

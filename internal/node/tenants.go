@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/route"
@@ -26,7 +28,8 @@ type tenantParts struct {
 	declared *tenant.Config // nil: no tenants
 	store    *cluster.TenantStore
 
-	manager *capacity.Manager // sizes the tenants while this node leads; nil without tenants or autopilot
+	manager *capacity.Manager    // sizes the tenants while this node leads; nil without tenants or autopilot
+	sizes   *prometheus.GaugeVec // crowdpilot_tenant_nodes by tenant (the declared ones only)
 
 	mu      sync.Mutex                      // guards records
 	records map[string]cluster.TenantRecord // as last watched
@@ -51,6 +54,14 @@ func (n *Node) startTenants(ctx context.Context) {
 		return
 	}
 	tp.store = cluster.NewTenantStore(n.etcd, n.cfg.Cluster)
+	tp.sizes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crowdpilot_tenant_nodes",
+		Help: "Nodes in each declared tenant's set as this node routes it (its size, or fewer when fewer are eligible).",
+	}, []string{"tenant"})
+	if err := n.cfg.Registry.Register(tp.sizes); err != nil {
+		n.cfg.Logger.Error("tenant metrics not registered", "err", err)
+		tp.sizes = nil
+	}
 	if !n.cfg.DisableAutopilot {
 		pc := capacity.DefaultConfig()
 		if n.cfg.Capacity != nil {
@@ -147,10 +158,26 @@ func (n *Node) capacityReports() []capacity.Report {
 func (n *Node) onTenantRecords(recs map[string]cluster.TenantRecord) {
 	tp := &n.tenants
 	tp.mu.Lock()
+	old := tp.records
 	tp.records = recs
 	specs := tenantSpecs(tp.declared, recs)
 	tp.mu.Unlock()
 	n.router.SetTenants(specs)
+	if tp.sizes != nil {
+		for _, s := range specs {
+			ids, _ := n.router.TenantPeers(s.Name)
+			tp.sizes.WithLabelValues(s.Name).Set(float64(len(ids)))
+		}
+	}
+	// The leader lists operators' changes with its own decisions.
+	if m := tp.manager; m != nil && n.ap.election.IsLeader() {
+		for name, rec := range recs {
+			if prev, ok := old[name]; rec.By == "operator" && (!ok || !prev.Updated.Equal(rec.Updated)) {
+				m.Record(capacity.Event{Time: rec.Updated, Tenant: name, Action: "operator", To: rec.Size,
+					Reason: fmt.Sprintf("operator set size %d, hold %v: %s", rec.Size, rec.Hold, orDefault(rec.Reason, "no reason given"))})
+			}
+		}
+	}
 }
 
 // effectiveTenant is a declared tenant with its record's overrides applied.

@@ -183,6 +183,14 @@ func TestCapacityManagerOnLeader(t *testing.T) {
 	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond}, func(c *Config) {
 		c.Tenants, c.Capacity = decl, &pc
 	})
+	eventually(t, 10*time.Second, func() string {
+		for _, nd := range tc.nodes {
+			if nd.ap.election.IsLeader() {
+				return ""
+			}
+		}
+		return "no leader yet"
+	})
 	// An operator gives tenant a three nodes without holding the size.
 	if code, body := tc.do(http.MethodPut, tc.admin(0, "/api/v1/tenants/a"), "secret", `{"size": 3}`); code != http.StatusOK {
 		t.Fatalf("PUT = %d %s", code, body)
@@ -204,9 +212,14 @@ func TestCapacityManagerOnLeader(t *testing.T) {
 	})
 	for i := range tc.nodes {
 		code, body := tc.do(http.MethodGet, tc.admin(i, "/api/v1/capacity/events"), "", "")
-		if code != http.StatusOK || !strings.Contains(body, `"action": "shrink"`) || !strings.Contains(body, "cold") {
+		if code != http.StatusOK || !strings.Contains(body, `"action": "shrink"`) || !strings.Contains(body, "cold") ||
+			!strings.Contains(body, `"action": "operator"`) {
 			t.Errorf("node %d: GET /api/v1/capacity/events = %d %s", i, code, body)
 		}
+	}
+	code, body := tc.do(http.MethodGet, tc.admin(0, "/metrics"), "", "")
+	if code != http.StatusOK || !strings.Contains(body, `crowdpilot_tenant_nodes{tenant="a"} 1`) {
+		t.Errorf("metrics: no crowdpilot_tenant_nodes for a at 1")
 	}
 	// A held size stays.
 	if code, body := tc.do(http.MethodPut, tc.admin(1, "/api/v1/tenants/a"), "secret", `{"size": 2, "hold": true}`); code != http.StatusOK {
