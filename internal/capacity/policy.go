@@ -15,8 +15,9 @@
 // of its tenants, chosen by power of two choices weighted by their share of
 // its requests (of two drawn, the larger share), at most once per
 // NodeAskInterval; tenants already at their ceiling (max, or every eligible
-// node) and tenants with less than MinShare of its requests (growing them
-// would not cool it) are not drawn. A tenant with a standing ask grows to the next size
+// node), tenants with less than MinShare of its requests and tenants whose
+// set does not hold the node (growing them would not cool it) are not
+// drawn. A tenant with a standing ask grows to the next size
 // of the schedule, at most once per GrowInterval, never within Cooldown of
 // a shrink, never while backing off after failures, and only with tokens
 // from the cluster-wide budget (a short budget cuts the step). A tenant
@@ -439,8 +440,10 @@ func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[stri
 			total += max(l.Share, 0)
 		}
 		for _, l := range h.r.Tenants {
+			// Growing a tenant cools this node only if the node is in its
+			// set: the new member takes part of the node's keys.
 			t, ok := byName[l.Tenant]
-			if !ok || l.Share <= 0 || l.Share < p.cfg.MinShare*total || settled[l.Tenant] {
+			if !ok || l.Share <= 0 || l.Share < p.cfg.MinShare*total || settled[l.Tenant] || !slices.Contains(t.Nodes, id) {
 				continue
 			}
 			if t.Size >= t.ceiling() {
@@ -454,8 +457,11 @@ func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[stri
 		if len(cands) == 0 {
 			if len(full) > 0 || len(h.r.Tenants) > 0 {
 				slices.Sort(full)
-				out = p.setAlarm(out, key, true,
-					fmt.Sprintf("%s is hot (%s) with nothing left to shed: its tenants %v are at their ceiling", id, h.why, full))
+				why := fmt.Sprintf("its tenants %v are at their ceiling", full)
+				if len(full) == 0 {
+					why = "no tenant whose set holds it has a share of its requests"
+				}
+				out = p.setAlarm(out, key, true, fmt.Sprintf("%s is hot (%s) with nothing left to shed: %s", id, h.why, why))
 			}
 			continue
 		}

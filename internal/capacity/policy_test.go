@@ -151,6 +151,7 @@ func TestHotNode(t *testing.T) {
 		{name: "shedding falling", prevShed: 10, report: Report{Node: "a0", At: t0, ShedRate: 5, Tenants: []Load{share("a", 1)}}},
 		{name: "stale report", report: rep("a0", t0.Add(-4*time.Second), 0.95, share("a", 1))},
 		{name: "node outside the tenants", report: rep("x", t0, 0.95, share("other", 1))},
+		{name: "node outside the tenant's set", report: rep("x", t0, 0.95, share("a", 1))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -498,6 +499,9 @@ func TestChooseByShare(t *testing.T) {
 		c.Seed = seed
 		p := newPolicy(t, c)
 		ts := []Tenant{tenant("a", 3), tenant("b", 3), tenant("c", 3)}
+		for i := range ts {
+			ts[i].Nodes = append(ts[i].Nodes, "x") // x serves all three
+		}
 		ds := p.Decide(ts, []Report{rep("x", t0, 0.9, share("a", 60), share("b", 30), share("c", 10))}, t0)
 		for _, d := range only(ds, Grow) {
 			count[d.Tenant]++
