@@ -345,6 +345,12 @@ func (n *Node) handlePutTenant(w http.ResponseWriter, r *http.Request) {
 		if err := patch.apply(rec); err != nil {
 			return err
 		}
+		if patch.size == nil && rec.Size > 0 {
+			// New bounds carry the size along (a size given with them
+			// must fit them).
+			e := effective(decl, *rec)
+			rec.Size = e.Size
+		}
 		rec.By, rec.Updated = "operator", n.cfg.Now().UTC()
 		if patch.reason != nil {
 			rec.Reason = *patch.reason

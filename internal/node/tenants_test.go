@@ -150,8 +150,13 @@ tenants:
 		}
 		return ""
 	})
+	// Lowering the max below the size carries the size down.
+	if code, body := put("secret", `{"max": 2}`); code != http.StatusOK || !strings.Contains(body, `"size": 2`) {
+		t.Fatalf("PUT max 2 = %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, setSize("a", 2))
 	// null clears the override: back to the declaration.
-	if code, body := put("secret", `{"exclude": null, "hold": false, "size": null}`); code != http.StatusOK {
+	if code, body := put("secret", `{"exclude": null, "hold": false, "size": null, "max": null}`); code != http.StatusOK {
 		t.Fatalf("PUT clear = %d %s", code, body)
 	}
 	eventually(t, 10*time.Second, setSize("a", 1))
