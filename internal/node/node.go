@@ -222,13 +222,13 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
+	n.startTenants(bg) // before the admin API and the election use its parts
 	n.goServe(n.data, n.dataLn)
 	n.goServe(n.admin, n.adminLn)
 	n.goLoop(bg, "membership", n.members.Run)
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
-	n.startTenants(bg) // before the election can call runCapacity
 	n.startAutopilot(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
 	return nil
