@@ -151,7 +151,7 @@ func (m *Manager) Step(ctx context.Context, p *Policy, guards ...clientv3.Cmp) {
 			if !d.Active {
 				ev.Action = "alarm_cleared"
 			}
-			m.log.Warn("capacity alarm", "alarm", d.Alarm, "active", d.Active, "tenant", d.Tenant, "node", d.Node, "reason", d.Reason)
+			m.log.Warn("capacity alarm", "alarm", d.Alarm, "active", d.Active, "tenant", d.Tenant, "hot_node", d.Node, "reason", d.Reason)
 			m.record(ev)
 			continue
 		}
