@@ -7,6 +7,7 @@
 //	crowdpilot purge   purge by key, tag, prefix or everything
 //	crowdpilot status  members, leader, hot objects and their replicas
 //	crowdpilot version module version and VCS revision
+//	crowdpilot tenant  list tenants, or show or change one
 package main
 
 import (
@@ -27,6 +28,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"purge":   runPurge,
 	"status":  runStatus,
 	"version": runVersion,
+	"tenant":  runTenant,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
@@ -38,6 +40,7 @@ Usage:
   crowdpilot purge  [flags]   purge by --key, --tag, --prefix or --all
   crowdpilot status [flags]   members, autopilot leader, hot objects and replicas (--admin host:port)
   crowdpilot version          module version and VCS revision of this binary
+  crowdpilot tenant [NAME] [flags]  list tenants, or show or change one (size, hold, min, max, isolation)
 
 Run "crowdpilot <command> --help" for the flags of a command. Every flag can
 also be set as CROWDPILOT_<FLAG> in the environment (--store-bytes as
@@ -61,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status or version; see crowdpilot --help)\n", args[0])
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status, version or tenant; see crowdpilot --help)\n", args[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -32,6 +32,8 @@ type nodeFlags struct {
 	adminOpenKeys                                                                         bool
 	ignoreCookies                                                                         string
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
+	tenants                                                                               tenantsFlag
+	labels                                                                                labelsFlag
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -91,6 +93,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.near.Share, "near-copy-share", d.NearCopy.Share, "part of --store-bytes near copies may use (0: no near copies)")
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
+	fs.Var(&f.labels, "labels", "this node's labels, name=value,... (tenants isolated on labels use only nodes carrying them)")
+	fs.Var(&f.tenants, "tenants", "YAML file declaring tenants: how requests map to them, min/max nodes, isolation (default: none)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -126,6 +130,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
 	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
 	c.NearCopy = f.near
+	c.Tenants, c.Labels = f.tenants.cfg, f.labels.m
 	c.AllowedHosts, c.AdminOpenKeys, c.IgnoreCookies = hosts, f.adminOpenKeys, cookies
 	c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = f.readHeaderTimeout, f.readTimeout, f.writeTimeout, f.idleTimeout
 	c.Logger = logger

@@ -55,6 +55,11 @@ type Member struct {
 	Zone     string `json:"zone,omitempty"`
 	Draining bool   `json:"draining,omitempty"`
 	PurgeRev int64  `json:"purge_rev,omitempty"` // last purge-log revision applied
+
+	// Labels are the node's operator labels (--labels), as name=value
+	// pairs sorted by name and comma-separated; tenants isolated on
+	// labels use only nodes that carry them.
+	Labels string `json:"labels,omitempty"`
 }
 
 // MembershipConfig configures a Membership.

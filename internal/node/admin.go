@@ -37,6 +37,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.Handle("POST "+pathReplicate, n.authorized(http.HandlerFunc(n.handleReplicate)))
 	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))
 	n.mountUI(mux) // the dashboard (ui.go)
+	n.mountTenants(mux)
 	return jsonMuxErrors{mux}
 }
 

@@ -74,10 +74,12 @@ func (n *Node) newAutopilot() error {
 			n.cfg.Logger.Info("autopilot leader elected", "id", n.cfg.ID)
 			done := make(chan struct{})
 			go func() { defer close(done); n.compactPurgeLog(ctx) }()
+			capacityDone := n.runCapacity(ctx, fence) // tenants.go
 			if err := a.leader.Run(ctx, fence); err != nil && !errors.Is(err, context.Canceled) {
 				n.cfg.Logger.Warn("autopilot leader stopped", "err", err)
 			}
 			<-done
+			<-capacityDone
 		},
 	})
 	if err != nil {

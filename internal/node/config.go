@@ -11,8 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 	"github.com/crowdpilot/crowdpilot/internal/route"
+	"github.com/crowdpilot/crowdpilot/internal/tenant"
 )
 
 // Config configures one node. Start from DefaultConfig: a zero field means
@@ -43,6 +45,19 @@ type Config struct {
 	// (Bearer); every node of a cluster needs the same one. Empty disables
 	// purges and requires DisableAutopilot.
 	AdminToken string
+
+	// Tenants declares the tenants (--tenants FILE); nil means none, and
+	// every key is owned among all nodes as before. Validated by
+	// tenant.Parse.
+	Tenants *tenant.Config
+	// Labels are this node's labels (--labels hw=dedicated,rack=r1), in
+	// its member record: tenants isolated on labels use only nodes that
+	// carry them.
+	Labels map[string]string
+	// Capacity configures the capacity manager that sizes the tenants'
+	// node sets (run by the autopilot leader). Nil means
+	// capacity.DefaultConfig().
+	Capacity *capacity.Config
 
 	// StoreBytes bounds the in-memory store. Default 256 MiB.
 	StoreBytes int64
@@ -361,6 +376,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Autopilot.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("autopilot: %w", err))
+	}
+	if c.Capacity != nil {
+		if err := c.Capacity.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.MaxHeaderBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max header bytes %d must be at least 1024", c.MaxHeaderBytes))

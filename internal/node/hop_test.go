@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
@@ -148,13 +145,4 @@ func mangle(s string) string {
 		return s[:len(s)-1] + "1"
 	}
 	return s[:len(s)-1] + "0"
-}
-
-// counterValue reads a counter.
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
 }

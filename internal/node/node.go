@@ -57,6 +57,8 @@ type Node struct {
 
 	ap autopilotParts
 
+	tenants tenantParts // declared tenants and their records (tenants.go)
+
 	meter     *heat.Meter   // per-key rates on the serving path: near copies, immediate reports
 	reportNow chan struct{} // a key turned hot: report before the tick (capacity 1: coalesces)
 	nearKeys  nearKeys      // keys of the near copies kept, for reports
@@ -133,6 +135,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node fill: %w", err)
 	}
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now, PeerLimit: cfg.PeerLimit})
+	n.tenants.init(cfg.Tenants)
 	n.hop = newHopProver(cfg.AdminToken, nil, cfg.Registry)
 	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout})
 	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
@@ -157,6 +160,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
 		Zone:  n.cfg.Zone,
 	}
+	self.Labels = route.FormatLabels(n.cfg.Labels)
 	n.self = self
 	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
 
@@ -201,7 +205,7 @@ func (n *Node) Start(ctx context.Context) error {
 
 	n.registerStateGauges()
 	n.data = &http.Server{
-		Handler:        n,
+		Handler:        n.withTenants(n), // counts requests per tenant, if any (tenantload.go)
 		MaxHeaderBytes: n.cfg.MaxHeaderBytes,
 		ErrorLog:       newStdLogger(n.cfg.Logger),
 	}
@@ -213,6 +217,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
+	n.startTenants(bg) // before the admin API and the election use its parts
 	n.goServe(n.data, dataLn)
 	n.goServe(n.admin, n.adminLn)
 	n.goLoop(bg, "membership", n.members.Run)
@@ -255,10 +260,10 @@ func (n *Node) onMembers(ms []cluster.Member) {
 			continue
 		}
 		selfSeen = selfSeen || m.ID == n.cfg.ID
-		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone})
+		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Labels: m.Labels, Draining: m.Draining})
 	}
 	if !selfSeen {
-		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone})
+		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone, Labels: n.self.Labels})
 	}
 	n.router.SetPeers(peers)
 }

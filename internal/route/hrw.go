@@ -14,6 +14,12 @@ type Peer struct {
 	ID   string
 	Addr string // data listener host:port
 	Zone string
+	// Labels are the node's operator labels in their canonical form (see
+	// FormatLabels); tenant isolation keeps a tenant on nodes carrying its
+	// labels.
+	Labels string
+	// Draining nodes are left out of every tenant's node set.
+	Draining bool
 }
 
 // seedOf is the per-peer half of the rendezvous score, computed once per

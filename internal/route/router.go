@@ -54,20 +54,24 @@ type Router struct {
 	cfg Config
 	tab atomic.Pointer[table]
 
-	mu    sync.Mutex       // guards state; held only while building snapshots
-	state map[string]*peer // per-peer health, kept across membership changes
+	mu      sync.Mutex       // guards state and tenants; held only while building snapshots
+	state   map[string]*peer // per-peer health, kept across membership changes
+	tenants []TenantSpec     // as last given to SetTenants
 }
 
 // table is one immutable routing snapshot.
 type table struct {
-	peers    []*peer            // live peers, sorted by ID
-	replicas map[uint64][]*peer // key hash -> leased replica holders (owner excluded)
+	peers    []*peer               // live peers, sorted by ID
+	replicas map[uint64][]*peer    // key hash -> leased replica holders (owner excluded)
+	tenants  map[string]*tenantSet // tenant -> its node set; nil without tenants
 }
 
-// peer is a Peer plus the mutable health routing keeps about it.
+// peer is a Peer plus the mutable health routing keeps about it (and its
+// Labels parsed, read-only).
 type peer struct {
 	Peer
 	seed      uint64
+	labels    map[string]string
 	inflight  atomic.Int64 // forwards under way to this peer
 	downUntil atomic.Int64 // unix nanos before which the peer is skipped
 	fails     atomic.Int32 // consecutive failed forwards
@@ -119,8 +123,10 @@ func (r *Router) SetPeers(peers []Peer) {
 	for _, p := range peers {
 		st, ok := r.state[p.ID]
 		if !ok || st.Peer != p {
-			// A new address or zone is a new peer: fresh health.
-			st = &peer{Peer: p, seed: seedOf(p.ID), limit: r.newLimit()}
+			// A new address, zone, labels or drain state is a new peer:
+			// fresh health (labels and drains change rarely).
+			st = newPeer(p)
+			st.limit = r.newLimit()
 		}
 		keep[p.ID] = st
 		next.peers = append(next.peers, st)
@@ -128,6 +134,7 @@ func (r *Router) SetPeers(peers []Peer) {
 	slices.SortFunc(next.peers, func(a, b *peer) int { return strings.Compare(a.ID, b.ID) })
 	r.state = keep
 	next.replicas = r.resolveReplicas(old.rawReplicas(), keep)
+	next.tenants = buildTenantSets(r.tenants, next.peers)
 	r.tab.Store(next)
 }
 
@@ -137,7 +144,7 @@ func (r *Router) SetReplicas(sets map[uint64][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.tab.Load()
-	next := &table{peers: old.peers}
+	next := &table{peers: old.peers, tenants: old.tenants}
 	next.replicas = r.resolveReplicas(sets, r.state)
 	r.tab.Store(next)
 }
@@ -224,8 +231,13 @@ func (r *Router) Suspected(id string) bool {
 // not under suspicion (or among all peers if every one is suspected). ok is
 // false when no peers are known.
 func (r *Router) Owner(hash uint64) (Peer, bool) {
+	t := r.tab.Load()
+	return r.owner(t.peers, hash)
+}
+
+func (r *Router) owner(peers []*peer, hash uint64) (Peer, bool) {
 	var buf [1]*peer
-	got := r.tab.Load().rank(hash, buf[:0], r.cfg.Now().UnixNano())
+	got := rankAmong(peers, hash, buf[:0], r.cfg.Now().UnixNano())
 	if len(got) == 0 {
 		return Peer{}, false
 	}
@@ -236,13 +248,18 @@ func (r *Router) Owner(hash uint64) (Peer, bool) {
 // for hash, skipping suspected peers unless all are suspected. It does not
 // allocate when dst has room.
 func (t *table) rank(hash uint64, dst []*peer, now int64) []*peer {
+	return rankAmong(t.peers, hash, dst, now)
+}
+
+// rankAmong is rank over the given peers.
+func rankAmong(peers []*peer, hash uint64, dst []*peer, now int64) []*peer {
 	n := cap(dst)
 	scores := [8]uint64{}
 	if n > len(scores) {
 		n = len(scores)
 	}
 	for pass := 0; pass < 2 && len(dst) == 0; pass++ {
-		for _, p := range t.peers {
+		for _, p := range peers {
 			if pass == 0 && p.downUntil.Load() > now {
 				continue
 			}
@@ -296,9 +313,15 @@ type Plan struct {
 // targets so that the serving path does not allocate.
 func (r *Router) Plan(hash uint64, buf []Target) Plan {
 	t := r.tab.Load()
+	return r.plan(t, t.peers, hash, buf)
+}
+
+// plan is Plan with owners ranked among peers (all live peers, or one
+// tenant's node set).
+func (r *Router) plan(t *table, peers []*peer, hash uint64, buf []Target) Plan {
 	now := r.cfg.Now().UnixNano()
 	var rankBuf [3]*peer
-	ranked := t.rank(hash, rankBuf[:0], now)
+	ranked := rankAmong(peers, hash, rankBuf[:0], now)
 	if len(ranked) == 0 {
 		return Plan{Local: true}
 	}
