@@ -65,6 +65,7 @@ type Node struct {
 	nearKeys  nearKeys      // keys of the near copies kept, for reports
 
 	inflight atomic.Int64
+	ho       *handoff // warm handoff and drain (handoff.go)
 
 	dataLn, adminLn net.Listener
 	data, admin     *http.Server
@@ -89,6 +90,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
+	n.ho = newHandoff(cfg.Registry)
 
 	var err error
 	if n.meter, err = newMeter(cfg); err != nil {
@@ -220,7 +222,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.cancel = cancel
 	n.goServe(n.data, n.dataLn)
 	n.goServe(n.admin, n.adminLn)
-	n.goLoop(bg, "membership", n.members.Run)
+	n.goLoop(bg, "membership", n.join) // once the purge follower has a position
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.appendInvalidations(ctx); return nil })
@@ -280,11 +282,13 @@ func (n *Node) ID() string { return n.cfg.ID }
 // Ready reports whether the node has joined membership.
 func (n *Node) Ready() bool { return n.members != nil && n.members.Ready() }
 
-// Shutdown leaves the cluster first (so routers stop sending), then lets
-// in-flight requests finish within the grace period, then stops.
+// Shutdown drains first (routers stop sending; peers take over its keys
+// from it, see drain), then leaves the cluster, then lets in-flight
+// requests finish within the grace period, then stops.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
+		n.drain(ctx)
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if derr := n.members.Deregister(dctx); derr != nil {
 			n.cfg.Logger.Warn("deregister failed; the lease will expire", "err", derr)

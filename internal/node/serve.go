@@ -69,6 +69,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		delete(r.Header, purgeRevHeader)
 	}
 	if r.Header.Get(route.HopHeader) == "" {
+		delete(r.Header, peekHeader) // a client's copy of an internal header
 		if n.ap.leader != nil {
 			n.ap.heat.Observe(hash, base) // counted once, where the request enters
 		}
@@ -93,11 +94,17 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		}
 		// Every member failed (or this node is in R(k)): serve here,
 		// still collapsed locally.
-	} else if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
-		// A replica filling from us has applied purges up to rev: never
-		// hand it a copy we have not purged yet.
-		if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
-			return n.unavailable(w, "purge log behind", "purge-lag")
+	} else {
+		n.ho.hops.Add(1) // a draining node waits for these to stop
+		if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
+			// A replica filling from us has applied purges up to rev: never
+			// hand it a copy we have not purged yet.
+			if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
+				return n.unavailable(w, "purge log behind", "purge-lag")
+			}
+		}
+		if _, peek := r.Header[peekHeader]; peek {
+			return n.servePeek(w, r, base) // a new owner asking; never fetches
 		}
 	}
 	return n.serveLocal(w, r, base, hash)
@@ -153,8 +160,11 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	}
 	e, ok := n.store.Get(base, r.Header)
 	if !ok {
-		res, err := n.fill.Fetch(ctx, r, base, nil, n.upstreamFor(hash))
+		res, err := n.fill.Fetch(ctx, r, base, nil, n.missUpstream(hash))
 		return n.answer(w, r, base, nil, res, err)
+	}
+	if !e.Near.IsZero() {
+		n.adoptNear(base, r.Header, e) // we are in R(k) now: keep it past its lease
 	}
 	now := n.cfg.Now()
 	st := e.State(now, n.cfg.Prefresh)
