@@ -25,6 +25,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"load":   runLoad,
 	"purge":  runPurge,
 	"status": runStatus,
+	"drain":  runDrain,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
