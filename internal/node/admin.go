@@ -23,6 +23,10 @@ func (n *Node) adminHandler() http.Handler {
 			http.Error(w, "not ready: membership not joined", http.StatusServiceUnavailable)
 			return
 		}
+		if n.drainState().Draining {
+			http.Error(w, "not ready: draining", http.StatusServiceUnavailable) // load balancers: send elsewhere
+			return
+		}
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))

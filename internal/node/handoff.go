@@ -47,9 +47,16 @@ const (
 	// drainQuiet is how long no peer request may reach a draining node
 	// before it leaves: its peers have taken over what they needed.
 	drainQuiet = 250 * time.Millisecond
+	// recentPurges is how many of the store's last purges a miss checks
+	// for its own key before it peeks (see missUpstream).
+	recentPurges = 64
 	// drainUpdateTimeout bounds marking the own member record draining.
 	drainUpdateTimeout = 2 * time.Second
 )
+
+// resUncounted is the result of a request crowdpilot_requests_total does
+// not count: a peer's peek (counted in crowdpilot_handoff_peeks_served_total).
+const resUncounted = ""
 
 // errNotHeld is a peek's answer when the peer holds no fresh copy.
 var errNotHeld = errors.New("peer holds no fresh copy")
@@ -84,12 +91,17 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 
 // missUpstream is where this node fills a key it does not hold at all: as
 // the owner, the previous owners first (warm handoff), then the origin;
-// otherwise as upstreamFor says.
-func (n *Node) missUpstream(hash uint64) fill.Upstream {
+// otherwise as upstreamFor says. A key this node dropped itself among its
+// last recentPurges purges goes to the origin: peers may not have dropped
+// it yet (an unsafe request's invalidation reaches them through the log).
+func (n *Node) missUpstream(base string, hash uint64) fill.Upstream {
 	if up := n.upstreamFor(hash); up != nil {
 		return up
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		if n.store.PurgedRecently(base, recentPurges) {
+			return n.fill.Origin(out)
+		}
 		return n.handoffFill(ctx, hash, out)
 	}
 }
@@ -200,14 +212,14 @@ func (n *Node) servePeek(w http.ResponseWriter, r *http.Request, base string) st
 		n.ho.served.WithLabelValues("held").Inc()
 		w.Header().Set(peekHeader, "hit")
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
-		return resHit
+		return resUncounted
 	}
 	n.ho.served.WithLabelValues("not_held").Inc()
 	h := w.Header()
 	h.Set(peekHeader, "miss")
 	h["X-Served-By"] = n.servedBy
 	http.Error(w, "not held", http.StatusGatewayTimeout)
-	return resMiss
+	return resUncounted
 }
 
 // waitReady waits, at most d, until the node has joined the membership.

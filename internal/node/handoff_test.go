@@ -266,6 +266,10 @@ func TestDrainThroughAPI(t *testing.T) {
 	if !st.Draining || st.InFlight != 0 {
 		t.Errorf("drain status %+v, want draining with nothing in flight", st)
 	}
+	// Load balancers are told to send clients elsewhere.
+	if s, body := tc.do(http.MethodGet, "http://"+drained.AdminAddr()+"/readyz", "", ""); s != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz of a draining node = %d %q, want 503", s, body)
+	}
 }
 
 // TestJoinAfterPurge: a node joining after a purge registers only once its

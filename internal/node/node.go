@@ -288,13 +288,14 @@ func (n *Node) Ready() bool { return n.members != nil && n.members.Ready() }
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
+		deadline := time.Now().Add(n.cfg.ShutdownGrace) // the drain takes part of it
 		n.drain(ctx)
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if derr := n.members.Deregister(dctx); derr != nil {
 			n.cfg.Logger.Warn("deregister failed; the lease will expire", "err", derr)
 		}
 		cancel()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
+		gctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		err = errors.Join(n.data.Shutdown(gctx), n.admin.Shutdown(gctx))
 		n.stop()

@@ -34,7 +34,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// still gives its slot back.
 	defer func() {
 		n.inflight.Add(-1)
-		n.m.observe(result, n.cfg.Now().Sub(start))
+		if result != resUncounted {
+			n.m.observe(result, n.cfg.Now().Sub(start))
+		}
 	}()
 	if n.inflight.Add(1) > n.cfg.MaxInflight {
 		// Past the bound a request gets a fast 503, not a slot in a queue.
@@ -160,7 +162,7 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	}
 	e, ok := n.store.Get(base, r.Header)
 	if !ok {
-		res, err := n.fill.Fetch(ctx, r, base, nil, n.missUpstream(hash))
+		res, err := n.fill.Fetch(ctx, r, base, nil, n.missUpstream(base, hash))
 		return n.answer(w, r, base, nil, res, err)
 	}
 	if !e.Near.IsZero() {
