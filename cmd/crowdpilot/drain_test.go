@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeDrainAdmin answers POST /api/v1/drain as a node does and GET
@@ -95,5 +98,79 @@ func TestRunDrainCLI(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDrainAgainstUp drains a node of a real local cluster (up: embedded
+// etcd, 3 nodes, the demo origin) through another node's admin API.
+func TestDrainAgainstUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runUp(ctx, []string{
+			"--nodes", "3", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+			"--etcd-listen", "127.0.0.1:0", "--etcd-peer", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0",
+			"--demo-latency", "1ms", "--data-dir", t.TempDir(), "--log-level", "warn",
+		}, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("up did not stop")
+		}
+	}()
+	nodeLine := regexp.MustCompile(`node n0\s+data \S+\s+admin (http://\S+)`)
+	tokenLine := regexp.MustCompile(`admin token: (\S+)`)
+	var admin, token string
+	var cluster struct {
+		Members []struct{ ID, State string } `json:"members"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := nodeLine.FindStringSubmatch(stdout.String()); m != nil && admin == "" {
+			admin = m[1]
+		}
+		if m := tokenLine.FindStringSubmatch(stdout.String()); m != nil {
+			token = m[1]
+		}
+		if admin != "" && token != "" && getJSON(t.Context(), http.DefaultClient, admin+"/api/v1/cluster", &cluster) == nil && len(cluster.Members) == 3 {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("up exited %d early: %s %s", code, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("up never showed 3 members: %s", stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var out, errOut bytes.Buffer
+	code := runDrain(t.Context(), []string{"--admin", admin, "--token", token, "--node", "n2", "--quiet", "200ms", "--wait", "20s"}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "n2 drained in") {
+		t.Fatalf("drain exited %d: stdout %q stderr %q", code, out.String(), errOut.String())
+	}
+	t.Log(strings.TrimSpace(out.String()))
+	for {
+		if err := getJSON(t.Context(), http.DefaultClient, admin+"/api/v1/cluster", &cluster); err != nil {
+			t.Fatal(err)
+		}
+		draining := 0
+		for _, m := range cluster.Members {
+			if m.ID == "n2" && m.State == "draining" {
+				draining++
+			}
+		}
+		if draining == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 not draining in %+v", cluster.Members)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -46,7 +46,7 @@ const (
 	readyWait = 2 * time.Second
 	// drainQuiet is how long no peer request may reach a draining node
 	// before it leaves: its peers have taken over what they needed.
-	drainQuiet = 250 * time.Millisecond
+	drainQuiet = 500 * time.Millisecond
 	// recentPurges is how many of the store's last purges a miss checks
 	// for its own key before it peeks (see missUpstream).
 	recentPurges = 64
