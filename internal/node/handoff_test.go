@@ -17,6 +17,7 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/demo"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 	"github.com/crowdpilot/crowdpilot/internal/purge"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // handoffObjects is how many fresh objects the handoff tests warm.
@@ -329,4 +330,55 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestPeekIsStoreOnly: a peer's peek is answered from the store and never
+// fetches; a client's copy of the peek header changes nothing; the header
+// never reaches clients.
+func TestPeekIsStoreOnly(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: 300 * time.Second},
+		func(c *Config) { c.NearCopy.Disabled = true })
+	nd := tc.nodes[0]
+	peek := func(path string, hop string) (int, http.Header) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+nd.DataAddr()+path, nil)
+		req.Header.Set(peekHeader, "1")
+		if hop != "" {
+			req.Header.Set(route.HopHeader, hop)
+			req.Header.Set(purgeRevHeader, "0")
+		}
+		resp, err := tc.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	for _, tt := range []struct {
+		name, path, hop string
+		warm            bool
+		status          int
+		fetches         int64 // origin fetches of path the request may cost
+		peek            string
+	}{
+		{name: "peer, not held", path: "/peek/cold", hop: nd.hopValue, status: http.StatusGatewayTimeout, peek: "miss"},
+		{name: "peer, held", path: "/peek/warm", hop: nd.hopValue, warm: true, status: http.StatusOK, peek: "hit"},
+		{name: "client's header", path: "/peek/client", status: http.StatusOK, fetches: 1},
+		{name: "forged hop", path: "/peek/forged", hop: "forged", status: http.StatusOK, fetches: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.warm {
+				if s, _, _, err := tc.getHop(nd, tt.path); err != nil || s != 200 {
+					t.Fatalf("warm: %d %v", s, err)
+				}
+			}
+			before := tc.origin.FetchesOf(tt.path)
+			s, h := peek(tt.path, tt.hop)
+			if s != tt.status || h.Get(peekHeader) != tt.peek {
+				t.Errorf("status %d, %s %q; want %d, %q", s, peekHeader, h.Get(peekHeader), tt.status, tt.peek)
+			}
+			if got := tc.origin.FetchesOf(tt.path) - before; got != tt.fetches {
+				t.Errorf("origin fetches %d, want %d", got, tt.fetches)
+			}
+		})
+	}
 }
