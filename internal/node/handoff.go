@@ -33,9 +33,10 @@ import (
 const peekHeader = "X-Crowdpilot-Peek"
 
 const (
-	// peekTimeout bounds the wait for one peer's answer to a peek; a peer
-	// that is slower costs the origin a fetch instead of the client time.
-	peekTimeout = time.Second
+	// peekBudget bounds the wait for the peers' answers to the peeks of one
+	// miss, all together: slower peers cost the origin a fetch instead of
+	// the client time. It rides out a busy machine's scheduling delays.
+	peekBudget = 2 * time.Second
 	// peekCandidates is how many next rendezvous candidates a miss peeks.
 	peekCandidates = 2
 	// peekDraining is how many draining former owners a miss peeks.
@@ -107,8 +108,8 @@ func (n *Node) missUpstream(base string, hash uint64) fill.Upstream {
 }
 
 // handoffFill runs inside the key's fill flight (one per key per miss): it
-// peeks the draining former owners and the next rendezvous candidates, each
-// within peekTimeout, and only then asks the origin.
+// peeks the draining former owners and the next rendezvous candidates, all
+// within peekBudget, and only then asks the origin.
 func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) (*http.Response, error) {
 	if !n.Ready() {
 		n.waitReady(ctx, readyWait)
@@ -118,8 +119,13 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 		}
 	}
 	var buf [peekDraining + peekCandidates + 1]route.Peer
+	deadline := time.Now().Add(peekBudget)
 	for _, p := range n.previousOwners(hash, buf[:0]) {
-		resp, err := n.peek(ctx, p, out)
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		resp, err := n.peek(ctx, p, out, wait)
 		if err == nil {
 			n.ho.peeks.WithLabelValues("held").Inc()
 			return resp, nil
@@ -159,22 +165,23 @@ func (n *Node) previousOwners(hash uint64, dst []route.Peer) []route.Peer {
 	return dst
 }
 
-// peek asks p for its own fresh copy of out's object. The peer must first
-// have applied every purge this node has (the purge revision header), so a
-// peek never hands back a copy a purge removed.
-func (n *Node) peek(ctx context.Context, p route.Peer, out *http.Request) (*http.Response, error) {
+// peek asks p for its own fresh copy of out's object, waiting at most wait
+// for its answer's headers. The peer must first have applied every purge
+// this node has (the purge revision header), so a peek never hands back a
+// copy a purge removed.
+func (n *Node) peek(ctx context.Context, p route.Peer, out *http.Request, wait time.Duration) (*http.Response, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	req := out.Clone(ctx)
 	req.Header.Set(peekHeader, "1")
 	req.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
-	timer := time.AfterFunc(peekTimeout, cancel)
+	timer := time.AfterFunc(wait, cancel)
 	resp, err := n.fills.Fetch(ctx, req, p.Addr)
 	if !timer.Stop() {
 		if err == nil {
 			resp.Body.Close()
 		}
 		cancel()
-		return nil, fmt.Errorf("peek %s: no answer within %v", p.ID, peekTimeout)
+		return nil, fmt.Errorf("peek %s: no answer within %v", p.ID, wait)
 	}
 	if err != nil {
 		cancel()
