@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,11 @@ const (
 	// recentPurges is how many of the store's last purges a miss checks
 	// for its own key before it peeks (see missUpstream).
 	recentPurges = 64
+	// handOverMax bounds the objects a drain hands to their new owners
+	// (the rest are taken by peeks as they are asked for, or fetched).
+	handOverMax = 4096
+	// handOverWorkers bounds the hand-overs in flight at once.
+	handOverWorkers = 4
 	// drainUpdateTimeout bounds marking the own member record draining.
 	drainUpdateTimeout = 2 * time.Second
 )
@@ -69,6 +75,7 @@ type handoff struct {
 	peeks    *prometheus.CounterVec
 	served   *prometheus.CounterVec
 	drains   *prometheus.CounterVec
+	handed   *prometheus.CounterVec
 }
 
 func newHandoff(reg prometheus.Registerer) *handoff {
@@ -86,7 +93,11 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 			Help: "Drains at shutdown by how they ended: quiet (no peer request for a while), bound (the drain part of the grace ended), skipped (alone, not joined, or no grace), failed (the member record could not be marked).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(h.peeks, h.served, h.drains)
+	h.handed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crowdpilot_handoff_handed_over_total",
+		Help: "Fresh objects a draining node asked their new owners to take from it, by result (ok, error, over_limit: beyond the bound of one drain).",
+	}, []string{"result"})
+	reg.MustRegister(h.peeks, h.served, h.drains, h.handed)
 	return h
 }
 
@@ -301,7 +312,10 @@ func (n *Node) drain(ctx context.Context) {
 		return
 	}
 	n.ho.draining.Store(true)
-	limit := time.NewTimer(bound)
+	hctx, cancel := context.WithTimeout(ctx, bound)
+	n.handOver(hctx)
+	cancel()
+	limit := time.NewTimer(bound - time.Since(start))
 	defer limit.Stop()
 	quiet := time.NewTicker(drainQuiet)
 	defer quiet.Stop()
@@ -380,4 +394,79 @@ func (n *Node) adoptNear(base string, h http.Header, e *httpcache.Entry) {
 	c := *e
 	c.Near = time.Time{}
 	n.store.PutUnlessPurged(&c, since)
+}
+
+// handOver asks the new owner of every fresh object this node owned to
+// take it now (bounded by handOverMax, handOverWorkers at a time, within
+// ctx): a HEAD on a hop, which the new owner serves by filling the object
+// from this node (a peek, or a fill while it still routes to this node).
+// Objects nobody asks for during the drain are then not lost with it.
+func (n *Node) handOver(ctx context.Context) {
+	now := n.cfg.Now()
+	var keys []string
+	n.store.Range(func(e *httpcache.Entry) bool {
+		if e.Key != e.BaseKey || !e.Near.IsZero() || e.State(now, n.cfg.Prefresh) > httpcache.Prefresh {
+			return true // variants, near copies and stale objects stay behind
+		}
+		var buf [1]route.Peer
+		if c := n.router.Candidates(httpcache.KeyHash(e.BaseKey), buf[:0]); len(c) == 0 || c[0].ID != n.cfg.ID {
+			return true // not ours: its owner still has it
+		}
+		if len(keys) == handOverMax {
+			n.ho.handed.WithLabelValues("over_limit").Inc()
+			return true
+		}
+		keys = append(keys, e.BaseKey)
+		return true
+	})
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(handOverWorkers, len(keys)) {
+		wg.Go(func() {
+			for key := range work {
+				if err := n.handOverKey(ctx, key); err != nil {
+					n.ho.handed.WithLabelValues("error").Inc()
+					n.cfg.Logger.Debug("drain: hand-over failed", "key", key, "err", err)
+					continue
+				}
+				n.ho.handed.WithLabelValues("ok").Inc()
+			}
+		})
+	}
+send:
+	for _, key := range keys {
+		select {
+		case work <- key:
+		case <-ctx.Done():
+			break send
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// handOverKey has the new owner of key fill it.
+func (n *Node) handOverKey(ctx context.Context, key string) error {
+	var buf [2]route.Peer
+	c := n.router.Candidates(httpcache.KeyHash(key), buf[:0])
+	if len(c) < 2 {
+		return fmt.Errorf("hand over %q: no other node", key)
+	}
+	to := c[1]
+	req, err := n.requestForKey(ctx, key)
+	if err != nil {
+		return fmt.Errorf("hand over: %w", err)
+	}
+	req.Method = http.MethodHead
+	req.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
+	resp, err := n.fills.Fetch(ctx, req, to.Addr)
+	if err != nil {
+		return fmt.Errorf("hand over %q to %s: %w", key, to.ID, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("hand over %q to %s: status %d", key, to.ID, resp.StatusCode)
+	}
+	return nil
 }

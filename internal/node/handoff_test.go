@@ -382,3 +382,35 @@ func TestPeekIsStoreOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownHandsOverIdleKeys: a node shut down with no traffic at all
+// hands its fresh objects to their new owners before it leaves, so the
+// first requests after it has gone cost the origin nothing either.
+func TestShutdownHandsOverIdleKeys(t *testing.T) {
+	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: 300 * time.Second},
+		func(c *Config) { c.NearCopy.Disabled = true })
+	tc.warm()
+	gone := tc.nodes[2]
+	owned := 0
+	for i := range handoffObjects {
+		if _, hash := objectHash(t, gone, i); func() bool { o, _ := gone.router.Owner(hash); return o.ID == gone.ID() }() {
+			owned++
+		}
+	}
+	if err := gone.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if got := counterValue(gone.ho.handed.WithLabelValues("ok")); int(got) != owned {
+		t.Errorf("handed over %v objects, want the %d it owned (errors %v)", got, owned, counterValue(gone.ho.handed.WithLabelValues("error")))
+	}
+	tc.waitMembers(2, tc.nodes[0], tc.nodes[1])
+	for i := range handoffObjects {
+		path := fmt.Sprintf("/obj/%d", i)
+		if s, _, _, err := tc.get(tc.url(i%2, path)); err != nil || s != 200 {
+			t.Fatalf("%s after the shutdown: %d %v", path, s, err)
+		}
+	}
+	if got := tc.origin.Fetches() - handoffObjects; got != 0 {
+		t.Fatalf("the first requests after an idle shutdown cost %d origin fetches, want 0 (%d handed over)", got, owned)
+	}
+}
