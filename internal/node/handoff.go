@@ -76,7 +76,13 @@ type handoff struct {
 	served   *prometheus.CounterVec
 	drains   *prometheus.CounterVec
 	handed   *prometheus.CounterVec
+
+	mu  sync.Mutex   // guards run
+	run *handOverRun // the hand-over an API drain started; nil when none runs
 }
+
+// handOverRun is one background hand-over.
+type handOverRun struct{ cancel context.CancelFunc }
 
 func newHandoff(reg prometheus.Registerer) *handoff {
 	h := &handoff{
@@ -297,6 +303,7 @@ func (n *Node) join(ctx context.Context) error {
 // peers' peeks and fills until none has come for drainQuiet, or half the
 // shutdown grace has passed. The caller then leaves and stops.
 func (n *Node) drain(ctx context.Context) {
+	n.onDrainSet(false) // an API drain's hand-over: this drain runs its own
 	bound := n.cfg.ShutdownGrace / 2
 	if bound <= 0 || !n.Ready() || len(n.members.Members()) < 2 {
 		n.ho.drains.WithLabelValues("skipped").Inc()
@@ -469,4 +476,37 @@ func (n *Node) handOverKey(ctx context.Context, key string) error {
 		return fmt.Errorf("hand over %q to %s: status %d", key, to.ID, resp.StatusCode)
 	}
 	return nil
+}
+
+// onDrainSet follows a drain set through the admin API: a drained node
+// hands its objects over in the background (one hand-over at a time, owned
+// by the node and bounded by the shutdown grace), an undrained one stops.
+// Shutdown's drain stops it and runs its own.
+func (n *Node) onDrainSet(draining bool) {
+	n.ho.mu.Lock()
+	defer n.ho.mu.Unlock()
+	if !draining {
+		if n.ho.run != nil {
+			n.ho.run.cancel()
+			n.ho.run = nil
+		}
+		return
+	}
+	if n.ho.run != nil {
+		return // one is running
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownGrace)
+	run := &handOverRun{cancel: cancel}
+	n.ho.run = run
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer cancel()
+		n.handOver(ctx)
+		n.ho.mu.Lock()
+		if n.ho.run == run {
+			n.ho.run = nil
+		}
+		n.ho.mu.Unlock()
+	}()
 }

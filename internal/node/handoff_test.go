@@ -242,6 +242,13 @@ func TestDrainThroughAPI(t *testing.T) {
 	l := tc.load([]int{0, 1})
 	l.more(t, 300)
 
+	drained := tc.nodes[2]
+	owned := 0
+	for i := range handoffObjects {
+		if _, hash := objectHash(t, drained, i); func() bool { o, _ := drained.router.Owner(hash); return o.ID == drained.ID() }() {
+			owned++
+		}
+	}
 	body, _ := json.Marshal(drainRequest{Node: "n2"})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+tc.nodes[0].AdminAddr()+"/api/v1/drain", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer secret")
@@ -252,7 +259,13 @@ func TestDrainThroughAPI(t *testing.T) {
 	resp.Body.Close()
 	tc.waitMembers(2, tc.nodes[0], tc.nodes[1])
 	l.more(t, 20*handoffObjects)
-	drained := tc.nodes[2]
+	// It handed every object it owned to the new owner.
+	eventually(t, 10*time.Second, func() string {
+		if got := counterValue(drained.ho.handed.WithLabelValues("ok")); int(got) != owned {
+			return fmt.Sprintf("handed over %v objects, want the %d it owned", got, owned)
+		}
+		return ""
+	})
 	hops := drained.ho.hops.Load()
 	l.more(t, 10*handoffObjects)
 	l.end(t)

@@ -214,6 +214,7 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 	}
 	// ErrNotRegistered: kept, published at the next registration.
 	n.cfg.Logger.Info("drain set", "id", n.cfg.ID, "draining", draining)
+	n.onDrainSet(draining) // hand its objects to their new owners (handoff.go)
 	state := "up"
 	if draining {
 		state = "draining"
