@@ -35,9 +35,13 @@ const peekHeader = "X-Crowdpilot-Peek"
 
 const (
 	// peekBudget bounds the wait for the peers' answers to the peeks of one
-	// miss, all together: slower peers cost the origin a fetch instead of
-	// the client time. It rides out a busy machine's scheduling delays.
-	peekBudget = 2 * time.Second
+	// miss, all together (and at most a third of the origin timeout, which
+	// bounds the whole fill): slower peers cost the origin a fetch instead
+	// of the client time.
+	peekBudget = time.Second
+	// peekPurgeWait bounds how long a peer waits to reach the purge
+	// revision a peek carries; a peer further behind answers "not held".
+	peekPurgeWait = 100 * time.Millisecond
 	// peekCandidates is how many next rendezvous candidates a miss peeks.
 	peekCandidates = 2
 	// peekDraining is how many draining former owners a miss peeks.
@@ -92,7 +96,7 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 		}, []string{"result"}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_handoff_peeks_served_total",
-			Help: "Peeks from new owners this node answered from its store, by result (held, not_held).",
+			Help: "Peeks from new owners this node answered from its store, by result (held, not_held, behind: not at the peer's purge revision).",
 		}, []string{"result"}),
 		drains: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_shutdown_drains_total",
@@ -136,7 +140,7 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 		}
 	}
 	var buf [peekDraining + peekCandidates + 1]route.Peer
-	deadline := time.Now().Add(peekBudget)
+	deadline := time.Now().Add(min(peekBudget, n.cfg.OriginTimeout/3))
 	for _, p := range n.previousOwners(hash, buf[:0]) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
@@ -229,16 +233,22 @@ func (b *cancelOnClose) Close() error {
 
 // servePeek answers a peer's peek from the store only: a copy that is fresh
 // here (and trusted fresh, see trustedFresh), or 504 without fetching
-// anything (only-if-cached, RFC 9111 §5.2.1.7).
+// anything (only-if-cached, RFC 9111 §5.2.1.7). A node that has not applied
+// the purges the peer has (within peekPurgeWait) holds nothing it may hand
+// over.
 func (n *Node) servePeek(w http.ResponseWriter, r *http.Request, base string) string {
 	now := n.cfg.Now()
-	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.Prefresh && n.trustedFresh(e.ResponseTime, now) {
-		n.ho.served.WithLabelValues("held").Inc()
-		w.Header().Set(peekHeader, "hit")
-		n.writeEntry(w, r, e, now, hitStatus(e, now))
-		return resUncounted
+	result := "behind"
+	if rev := parseRev(r.Header.Get(purgeRevHeader)); rev <= 0 || n.waitPurged(r.Context(), rev, peekPurgeWait) {
+		result = "not_held"
+		if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.Prefresh && n.trustedFresh(e.ResponseTime, now) {
+			n.ho.served.WithLabelValues("held").Inc()
+			w.Header().Set(peekHeader, "hit")
+			n.writeEntry(w, r, e, now, hitStatus(e, now))
+			return resUncounted
+		}
 	}
-	n.ho.served.WithLabelValues("not_held").Inc()
+	n.ho.served.WithLabelValues(result).Inc()
 	h := w.Header()
 	h.Set(peekHeader, "miss")
 	h["X-Served-By"] = n.servedBy

@@ -98,15 +98,15 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		// still collapsed locally.
 	} else {
 		n.ho.hops.Add(1) // a draining node waits for these to stop
+		if _, peek := r.Header[peekHeader]; peek {
+			return n.servePeek(w, r, base) // a new owner asking; never fetches
+		}
 		if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
 			// A replica filling from us has applied purges up to rev: never
 			// hand it a copy we have not purged yet.
 			if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
 				return n.unavailable(w, "purge log behind", "purge-lag")
 			}
-		}
-		if _, peek := r.Header[peekHeader]; peek {
-			return n.servePeek(w, r, base) // a new owner asking; never fetches
 		}
 	}
 	return n.serveLocal(w, r, base, hash)
