@@ -29,6 +29,7 @@ var subcommands = map[string]func(ctx context.Context, args []string, stdout, st
 	"status":  runStatus,
 	"version": runVersion,
 	"tenant":  runTenant,
+	"drain":   runDrain,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.

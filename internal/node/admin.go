@@ -24,6 +24,10 @@ func (n *Node) adminHandler() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready: membership not joined"})
 			return
 		}
+		if n.drainState().Draining {
+			http.Error(w, "not ready: draining", http.StatusServiceUnavailable) // load balancers: send elsewhere
+			return
+		}
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{Registry: n.cfg.Registry}))

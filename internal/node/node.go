@@ -65,6 +65,7 @@ type Node struct {
 
 	inflight atomic.Int64
 	policy   httpcache.RequestPolicy // how clients' request directives count
+	ho       *handoff                // warm handoff and drain (handoff.go)
 
 	dataLn, adminLn net.Listener
 	data, admin     *http.Server
@@ -90,6 +91,7 @@ func New(cfg Config) (*Node, error) {
 	n.appliedSignal.Store(newSignal())
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 	n.inv = newInvalidator(cfg.InvalidateInterval, n.appendInvalidation, n.m.shed, cfg.Logger)
+	n.ho = newHandoff(cfg.Registry)
 
 	var err error
 	if n.meter, err = newMeter(cfg); err != nil {
@@ -220,7 +222,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.startTenants(bg) // before the admin API and the election use its parts
 	n.goServe(n.data, dataLn)
 	n.goServe(n.admin, n.adminLn)
-	n.goLoop(bg, "membership", n.members.Run)
+	n.goLoop(bg, "membership", n.join) // once the purge follower has a position
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.inv.run(ctx); return nil })
@@ -280,17 +282,20 @@ func (n *Node) ID() string { return n.cfg.ID }
 // Ready reports whether the node has joined membership.
 func (n *Node) Ready() bool { return n.members != nil && n.members.Ready() }
 
-// Shutdown leaves the cluster first (so routers stop sending), then lets
-// in-flight requests finish within the grace period, then stops.
+// Shutdown drains first (routers stop sending; peers take over its keys
+// from it, see drain), then leaves the cluster, then lets in-flight
+// requests finish within the grace period, then stops.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
+		deadline := time.Now().Add(n.cfg.ShutdownGrace) // the drain takes part of it
+		n.drain(ctx)
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if derr := n.members.Deregister(dctx); derr != nil {
 			n.cfg.Logger.Warn("deregister failed; the lease will expire", "err", derr)
 		}
 		cancel()
-		gctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
+		gctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		err = errors.Join(n.data.Shutdown(gctx), n.admin.Shutdown(gctx))
 		n.stop()

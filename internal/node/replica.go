@@ -86,6 +86,10 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": "object is not cacheable"})
 		return
 	}
+	if !res.Entry.Near.IsZero() {
+		// The copy held was a near copy: a replica keeps it past its lease.
+		n.adoptNear(req.Key, target.Header, res.Entry)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"key": req.Key, "bytes": len(res.Entry.Body)})
 }
 

@@ -34,7 +34,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// still gives its slot back.
 	defer func() {
 		n.inflight.Add(-1)
-		n.m.observe(result, n.cfg.Now().Sub(start))
+		if result != resUncounted {
+			n.m.observe(result, n.cfg.Now().Sub(start))
+		}
 	}()
 	if n.inflight.Add(1) > n.cfg.MaxInflight {
 		// Past the bound a request gets a fast 503, not a slot in a queue.
@@ -99,11 +101,17 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		}
 		// Every member failed (or this node is in R(k)): serve here,
 		// still collapsed locally.
-	} else if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
-		// A replica filling from us has applied purges up to rev: never
-		// hand it a copy we have not purged yet.
-		if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
-			return n.unavailable(w, "purge log behind", "purge-lag")
+	} else {
+		n.ho.hops.Add(1) // a draining node waits for these to stop
+		if _, peek := r.Header[peekHeader]; peek {
+			return n.servePeek(w, r, base) // a new owner asking; never fetches
+		}
+		if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
+			// A replica filling from us has applied purges up to rev: never
+			// hand it a copy we have not purged yet.
+			if !n.waitPurged(r.Context(), parseRev(rev), 2*time.Second) {
+				return n.unavailable(w, "purge log behind", "purge-lag")
+			}
 		}
 	}
 	return n.serveLocal(w, r, base, hash)
@@ -187,6 +195,9 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	if !ok {
 		e = nil
 	}
+	if e != nil && !e.Near.IsZero() {
+		n.adoptNear(base, r.Header, e) // we are in R(k) now: keep it past its lease
+	}
 	now := n.cfg.Now()
 	act := httpcache.Decide(req, e, now, n.policy)
 	if act <= httpcache.ServeRefresh && !n.trustedFresh(e.ResponseTime, now) {
@@ -214,8 +225,13 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		return n.answer(w, r, base, e, res, err)
 	}
 	// Miss, or stale beyond revalidation: fetch (conditionally), or fall
-	// back to this copy if the origin fails within stale-if-error.
-	res, err := n.fill.Fetch(ctx, r, base, e, n.upstreamFor(hash))
+	// back to this copy if the origin fails within stale-if-error. A miss
+	// first asks the key's previous owners (warm handoff, handoff.go).
+	up := n.upstreamFor(hash)
+	if e == nil {
+		up = n.missUpstream(base, hash)
+	}
+	res, err := n.fill.Fetch(ctx, r, base, e, up)
 	return n.answer(w, r, base, e, res, err)
 }
 

@@ -32,6 +32,7 @@ func (n *Node) mountUI(mux *http.ServeMux) {
 	mux.Handle("GET /ui/", http.StripPrefix("/ui", web.Handler()))
 	mux.HandleFunc("GET /api/v1/stats", n.handleStats)
 	mux.Handle("POST /api/v1/drain", n.authorized(http.HandlerFunc(n.handleDrain)))
+	mux.HandleFunc("GET /api/v1/drain", n.handleDrainStatus) // handoff.go
 }
 
 // nodeStats is one node's cumulative counters, read from its own registry.
@@ -213,6 +214,7 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 	}
 	// ErrNotRegistered: kept, published at the next registration.
 	n.cfg.Logger.Info("drain set", "id", n.cfg.ID, "draining", draining)
+	n.onDrainSet(draining) // hand its objects to their new owners (handoff.go)
 	state := "up"
 	if draining {
 		state = "draining"
