@@ -64,6 +64,11 @@ Testbed:
   --demo-capacity N     demo origin concurrency before it queues, sheds past 4x (default 8)
   --demo-max-age S      demo origin Cache-Control max-age, whole seconds (default 5): the TTL
                         the hot object's origin fetches are counted against
+  --priority P          CPU weight of the testbed's cgroups against the rest of the machine,
+                        as a multiple of the default (default 16; 1 leaves the defaults): the
+                        harness (generator, etcd, origin) gets P x the default weight, each
+                        contender cgroup P x default x its cores, so other work on a shared
+                        machine cannot starve the generator or hold a node below its quota
   --binary PATH         use this crowdpilot binary instead of building one
   --results FILE        markdown file for the section (default bench/RESULTS.md;
                         bench/out/RESULTS.quick.md with --quick)
@@ -92,7 +97,7 @@ log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 RATE=100 MULT=50 BEFORE=10 HOLD=30 AFTER=30 QUICK=0
 HOT=/live/match-1 KEYS=10000 ZIPF=1.1 SEED=1 TIMEOUT=5s MAXIN=10000 OBJECTIVE=100ms
 NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx,nginx-1core
-DEMO_LATENCY=50ms DEMO_CAPACITY=8 DEMO_MAXAGE=5 BINARY="" RESULTS="" CHARTS=""
+DEMO_LATENCY=50ms DEMO_CAPACITY=8 DEMO_MAXAGE=5 PRIORITY=16 BINARY="" RESULTS="" CHARTS=""
 AP_TARGET=1000 AP_MAX=8 AP_TTL=10s AP_COOLDOWN=5s AP_HOLD=10s
 SET_BEFORE="" SET_HOLD="" SET_AFTER=""
 
@@ -115,7 +120,7 @@ while [[ $# -gt 0 ]]; do
 	-h | --help) usage; exit 0 ;;
 	--quick) QUICK=1; shift; continue ;;
 	--rate | --mult | --before | --hold | --after | --hot | --keys | --zipf | --seed | --timeout | \
-		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | --demo-max-age | \
+		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | --demo-max-age | --priority | \
 		--binary | --results | --charts | --replica-target-rps | --max-replicas | --replica-ttl | \
 		--scale-cooldown | --scale-in-hold)
 		need "$@"; v=$2; shift 2 ;;
@@ -140,6 +145,7 @@ while [[ $# -gt 0 ]]; do
 	--demo-latency) DEMO_LATENCY=$v ;;
 	--demo-capacity) DEMO_CAPACITY=$v ;;
 	--demo-max-age) DEMO_MAXAGE=$(secs "$f" "$v") || exit 2 ;;
+	--priority) PRIORITY=$v ;;
 	--binary) BINARY=$v ;;
 	--results) RESULTS=$v ;;
 	--charts) CHARTS=$v ;;
@@ -175,6 +181,7 @@ IFS=, read -r -a WANT <<<"$CONTENDERS"
 for c in "${WANT[@]}"; do
 	case $c in crowdpilot-autopilot | crowdpilot-off | nginx | nginx-1core) ;; *) die "--contenders: unknown contender $c" ;; esac
 done
+[[ $PRIORITY =~ ^[0-9]+$ ]] && ((PRIORITY >= 1 && PRIORITY <= 64)) || die "--priority $PRIORITY: want 1..64"
 ((DEMO_MAXAGE >= 1)) || die "--demo-max-age $DEMO_MAXAGE: want at least 1s"
 [[ $DEMO_CAPACITY =~ ^[0-9]+$ ]] && ((DEMO_CAPACITY >= 1)) || die "--demo-capacity $DEMO_CAPACITY: want a count >= 1"
 CROWD="${MULT}x@${BEFORE}s+${HOLD}s"
@@ -226,6 +233,19 @@ if [[ -d $CGROOT ]]; then
 	done
 fi
 
+# weigh DIR CORES: the cgroup's CPU weight, --priority x the default x CORES
+# (at least the default), so that contenders weigh by the CPU they are given.
+weigh() {
+	local d=$1 w
+	((PRIORITY > 1)) || return 0
+	if [[ $CGV == 2 ]]; then
+		w=$(awk -v p="$PRIORITY" -v c="$2" 'BEGIN { w = int(100 * p * c + 0.5); if (w < 100) w = 100; if (w > 10000) w = 10000; print w }')
+		echo "$w" >"$d/cpu.weight"
+	else
+		w=$(awk -v p="$PRIORITY" -v c="$2" 'BEGIN { w = int(1024 * p * c + 0.5); if (w < 1024) w = 1024; print w }')
+		echo "$w" >"$d/cpu.shares"
+	fi
+}
 mkcg() { # mkcg DIR [QUOTA_US]: a cgroup with the CPU quota (default one node's); prints nothing
 	local d=$1 q=${2:-$QUOTA_US}
 	mkdir -p "$d" || return 1
@@ -234,6 +254,7 @@ mkcg() { # mkcg DIR [QUOTA_US]: a cgroup with the CPU quota (default one node's)
 	else
 		echo "$PERIOD_US" >"$d/cpu.cfs_period_us" && echo "$q" >"$d/cpu.cfs_quota_us" || return 1
 	fi
+	weigh "$d" "$(awk -v q="$q" -v p="$PERIOD_US" 'BEGIN { print q / p }')" || return 1
 }
 if [[ $CGV == 2 ]]; then
 	# v2 hands the cpu controller down level by level; a non-root cgroup
@@ -246,6 +267,9 @@ if [[ $CGV == 2 ]]; then
 		die "cannot enable the cpu controller in $CGROOT"
 fi
 mkcg "$CGROOT/probe" && rmdir "$CGROOT/probe" || die "cannot create a cgroup with a CPU quota under $CGROOT"
+# The weights below split $CGROOT's share; $CGROOT itself weighs as much as
+# the harness and the contender together against the rest of the machine.
+weigh "$CGROOT" "$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { print 1 + n * c }')" || die "cannot set the CPU weight of $CGROOT"
 
 # ---------------------------------------------------------------- state and cleanup
 
@@ -370,11 +394,16 @@ has_flag() { grep -qE -- "^[[:space:]]+--?$1([[:space:]]|$)" <<<"$NODE_HELP"; }
 mapfile -t P < <("$TB" ports 3) && ((${#P[@]} == 3)) || fail "cannot find free ports"
 ETCD=http://127.0.0.1:${P[0]}
 ORIGIN=http://127.0.0.1:${P[2]}
-start "" "$RUN/origin.log" "$TB" origin --listen "127.0.0.1:${P[2]}" --latency "$DEMO_LATENCY" \
+# The harness (origin, etcd, load generator): no quota, --priority x the
+# default weight.
+HCG=$CGROOT/harness
+CGROUPS+=("$HCG")
+mkdir -p "$HCG" && weigh "$HCG" 1 || fail "cannot create the harness cgroup $HCG"
+start "$HCG" "$RUN/origin.log" "$TB" origin --listen "127.0.0.1:${P[2]}" --latency "$DEMO_LATENCY" \
 	--capacity "$DEMO_CAPACITY" --max-age "${DEMO_MAXAGE}s" --hot "$HOT"
 ORIGIN_PID=$STARTED
 wait_http "$ORIGIN/_stats" 30 "$ORIGIN_PID" || fail "demo origin did not answer in 30 s: $(tail -c 600 "$RUN/origin.log")"
-start "" "$RUN/up.log" "$BIN" up --nodes 0 --log-format json --log-level warn \
+start "$HCG" "$RUN/up.log" "$BIN" up --nodes 0 --log-format json --log-level warn \
 	--etcd-listen "127.0.0.1:${P[0]}" --etcd-peer "127.0.0.1:${P[1]}" --origin "$ORIGIN"
 UP_PID=$STARTED
 is_healthy() { grep -q '"health":"true"'; }
@@ -407,7 +436,8 @@ run_load() {
 	# Its live progress line goes to the terminal, if there is one.
 	local errf=/dev/stderr
 	[[ -t 2 ]] || errf=$d/load.err
-	timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
+	bash -c 'echo $$ >"$1/cgroup.procs" || exit 97; shift; exec "$@"' _ "$HCG" \
+		timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
 	local lp=$!
 	PIDS+=("$lp")
 	wait "$lp"
@@ -674,8 +704,9 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 		"$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" "$(rel "$RUN")"
 	printf 'machine\t%s CPUs (`nproc`), %s, Linux %s, %s\n' "$(nproc)" "${CPU_MODEL:-unknown CPU}" "$(uname -r)" "$(go version 2>/dev/null | awk '{print $3}')"
 	printf 'load average (1, 5, 15 min)\t%s at start, %s at end; the machine is shared with other work, so treat small differences as noise\n' "$LOAD_START" "$LOAD_END"
-	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us), nginx-1core in one cgroup of %s core(s) (quota %s us): %s core(s) per contender; etcd, the demo origin and the load generator run outside the caps\n' \
-		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU" "$QUOTA1_US" "$TOTAL_CPU"
+	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us), nginx-1core in one cgroup of %s core(s) (quota %s us): %s core(s) per contender; etcd, the demo origin and the load generator run outside the caps, in one cgroup without a quota; CPU weight (`--priority %s`) %s\n' \
+		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU" "$QUOTA1_US" "$TOTAL_CPU" "$PRIORITY" \
+		"$( ((PRIORITY > 1)) && echo "$PRIORITY x the default for the harness, $PRIORITY x the default x its cores for each contender cgroup, against other work on the machine" || echo "the default")"
 	printf 'scenario\t%s req/s baseline over a Zipf(%s) catalogue of %s keys; a %sx step on `%s` from %s s for %s s; then baseline for %s s (%s s in all); open loop, %s timeout, round robin over the %s targets\n' \
 		"$RATE" "$ZIPF" "$KEYS" "$MULT" "$HOT" "$BEFORE" "$HOLD" "$AFTER" "$TOTAL" "$TIMEOUT" "$NODES"
 	printf 'origin\tdemo origin, %s per response, %s at a time, queue of 4x that, then 503; responses are `max-age=%s` (the TTL below)\n' "$DEMO_LATENCY" "$DEMO_CAPACITY" "$DEMO_MAXAGE"
