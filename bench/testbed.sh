@@ -416,6 +416,19 @@ TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
 
 # ---------------------------------------------------------------- one contender
 
+# cgcpu: CPU seconds (user + system) used so far by the processes in the
+# current contender's cgroups, from /proc/PID/stat (all threads).
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cgcpu() {
+	local cg p t=0 v
+	for cg in "${C_CGS[@]}"; do
+		while read -r p; do
+			v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) && t=$((t + ${v:-0}))
+		done <"$cg/cgroup.procs"
+	done
+	awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
+}
+
 # run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
 # snapshots. The contender's processes are up and ready.
 run_load() {
@@ -429,6 +442,8 @@ run_load() {
 	local before after rc la0 la1 t0
 	before=$(origin_stats)
 	la0=$(cut -d' ' -f1-3 /proc/loadavg)
+	local cpu0 cpu1
+	cpu0=$(cgcpu)
 	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT (load average $la0)"
 	t0=$(date +%s%3N)
 	# In the background and waited for, so that a trapped signal (Ctrl-C,
@@ -443,7 +458,9 @@ run_load() {
 	wait "$lp"
 	rc=$?
 	la1=$(cut -d' ' -f1-3 /proc/loadavg)
-	printf '{"start_ms":%s,"loadavg_before":"%s","loadavg_after":"%s"}\n' "$t0" "$la0" "$la1" >"$d/clock.json"
+	cpu1=$(cgcpu)
+	printf '{"start_ms":%s,"loadavg_before":"%s","loadavg_after":"%s","cpu_s_before":%s,"cpu_s_after":%s}\n' \
+		"$t0" "$la0" "$la1" "$cpu0" "$cpu1" >"$d/clock.json"
 	cat "$d/load.txt" >&2
 	local a i=0
 	mkdir -p "$d/metrics" "$d/cpustat"

@@ -32,6 +32,10 @@ type crowdFigures struct {
 	notSent     int64 // the generator's own, whole run
 	notSentCrow int64 // ... planned in the crowd
 	behind      bool
+	cpuS        float64 // CPU seconds the contender used during the load
+	cpuPerReqUs float64 // ... per answered request, µs
+	cpuOK       bool
+	p99BySecond map[int]float64 // crowd second (from crowd start) -> p99 ms
 }
 
 // figures derives c's crowd figures; ok is false without a load report.
@@ -51,10 +55,12 @@ func (c *contender) figures(ttl time.Duration) (f crowdFigures, ok bool) {
 	}
 	f.servedAll = r.Total.Success
 	f.worstAt = -1
+	f.p99BySecond = map[int]float64{}
 	for _, s := range r.Series {
 		if s.T < c.crowdFrom || s.T >= c.crowdTo || s.Latency.Count == 0 {
 			continue
 		}
+		f.p99BySecond[s.T-c.crowdFrom] = s.Latency.P99Ms
 		if s.T == c.crowdFrom {
 			f.firstP99 = s.Latency.P99Ms
 		}
@@ -79,6 +85,13 @@ func (c *contender) figures(ttl time.Duration) (f crowdFigures, ok bool) {
 	if crowd > 0 {
 		f.perTTL = float64(f.hotCrowd) * float64(ttl) / float64(crowd)
 		f.maxOneFetch = int(math.Floor(float64(crowd)/(prefreshShare*float64(ttl)))) + 1
+	}
+	if ck := c.clock; ck != nil && ck.CPUBefore != nil && ck.CPUAfter != nil {
+		f.cpuOK = true
+		f.cpuS = *ck.CPUAfter - *ck.CPUBefore
+		if r.Total.Answered > 0 {
+			f.cpuPerReqUs = f.cpuS * 1e6 / float64(r.Total.Answered)
+		}
 	}
 	g := r.Generator
 	f.lagP99, f.lagMax, f.notSent, f.behind = g.P99LagMs, g.MaxLagMs, g.NotSent, g.Behind
@@ -106,10 +119,31 @@ func verdict(f crowdFigures, nginx map[string]crowdFigures) []string {
 			miss = append(miss, fmt.Sprintf("worst crowd second p99 %s ms > %s's %s ms", fmtMs(f.worstP99), name, fmtMs(n.worstP99)))
 		}
 	}
+	for _, name := range sortedKeys(nginx) {
+		if worse, of := worseSeconds(f, nginx[name]); worse > 0 {
+			miss = append(miss, fmt.Sprintf("p99 above %s's in the same second in %d of %d crowd seconds", name, worse, of))
+		}
+	}
 	if f.hotOK && f.hotCrowd > f.maxOneFetch {
 		miss = append(miss, fmt.Sprintf("%d hot-object origin fetches in the crowd > %d (one fetcher's)", f.hotCrowd, f.maxOneFetch))
 	}
 	return miss
+}
+
+// worseSeconds counts the crowd seconds in which f's p99 was above n's in
+// the same second, of the seconds both have.
+func worseSeconds(f, n crowdFigures) (worse, of int) {
+	for t, p := range f.p99BySecond {
+		np, ok := n.p99BySecond[t]
+		if !ok {
+			continue
+		}
+		of++
+		if p > np {
+			worse++
+		}
+	}
+	return worse, of
 }
 
 func sortedKeys(m map[string]crowdFigures) []string {
@@ -140,8 +174,8 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 	}
 	ttl := o.ttl.String()
 	w("Every second of the crowd (the first included), the hot object's origin fetches (TTL %s) and the generator's own failures:\n\n", ttl)
-	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | load average before → after |\n")
-	w("|---|---|---|---|---|---|---|---|---|\n")
+	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | contender CPU s in the load (µs per answer) | load average before → after |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
 		f, ok := figs[c.meta.Name]
 		if !ok {
@@ -159,13 +193,17 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 		if f.behind {
 			gen += " (behind)"
 		}
+		cpu := "?"
+		if f.cpuOK {
+			cpu = fmt.Sprintf("%.1f (%.0f)", f.cpuS, f.cpuPerReqUs)
+		}
 		la := "?"
 		if c.clock != nil {
 			la = c.clock.LoadavgBefore + " → " + c.clock.LoadavgAfter
 		}
-		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s |\n", c.meta.Name,
+		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s | %s |\n", c.meta.Name,
 			pct(f.served), pct(f.servedAll), fmtMs(f.baseP99), fmtMs(f.firstP99), fmtMs(f.worstP99), f.worstAt,
-			ratio, hot, gen, la)
+			ratio, hot, gen, cpu, la)
 	}
 	w("\n")
 	for _, c := range cs {
@@ -179,5 +217,5 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 			w("- **%s misses the bar**: %s.\n", c.meta.Name, strings.Join(miss, "; "))
 		}
 	}
-	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second; hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare)
+	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare)
 }

@@ -84,6 +84,10 @@ type clock struct {
 	StartMs       int64  `json:"start_ms"` // unix ms just before the load generator started
 	LoadavgBefore string `json:"loadavg_before"`
 	LoadavgAfter  string `json:"loadavg_after"`
+	// CPU seconds used by the contender's processes (all its cgroups) just
+	// before and after the load; nil from a script without them.
+	CPUBefore *float64 `json:"cpu_s_before"`
+	CPUAfter  *float64 `json:"cpu_s_after"`
 }
 
 type reportOpts struct {
