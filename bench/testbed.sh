@@ -2,15 +2,23 @@
 # bench/testbed.sh: the flash-crowd testbed (issue 4).
 #
 # On one Linux machine, as root, it runs the same open-loop flash crowd
-# against three contenders, one after the other, with the same CPU:
+# against four contenders, one after the other, with the same CPU:
 #
 #   crowdpilot-autopilot  N `crowdpilot node` processes, autopilot on
 #   crowdpilot-off        N `crowdpilot node` processes, autopilot off
 #   nginx                 N nginx instances (1 worker each) with proxy_cache
 #
 # Every node (or nginx instance) is a separate process in a cgroup of its
-# own with a CPU quota (--cpu cores each). One embedded etcd and the slow
-# demo origin (`crowdpilot up --nodes 0`) and the load generator
+# own with a CPU quota (--cpu cores each), except nginx-1core:
+#
+#   nginx-1core           one nginx with N worker processes (one shared
+#                         proxy_cache) in ONE cgroup of N x --cpu cores
+#
+# The client round-robins over N targets for every contender (for
+# nginx-1core, N times the one listener), so the request pattern is the
+# same. One embedded etcd and the slow
+# demo origin (`testbed origin`, internal/demo noting when it served the
+# hot object; `crowdpilot up --nodes 0` runs etcd) and the load generator
 # (`crowdpilot load`) run outside the caps; the origin is limited by its own
 # concurrency limit (--demo-capacity). Everything listens on 127.0.0.1 on
 # ports probed free at start.
@@ -49,10 +57,18 @@ Scenario (durations in whole seconds, "10" or "10s"):
 Testbed:
   --nodes N             nodes (nginx instances) per contender (default 4)
   --cpu C               CPU quota of each node's cgroup, in cores (default 0.25)
-  --contenders LIST     comma-separated, from crowdpilot-autopilot,crowdpilot-off,nginx
-                        (default all three, in that order)
+  --contenders LIST     comma-separated, from crowdpilot-autopilot,crowdpilot-off,nginx,nginx-1core
+                        (default all four, in that order; nginx-1core is one nginx with
+                        --nodes workers in one cgroup of --nodes x --cpu cores)
   --demo-latency D      demo origin response time (default 50ms)
   --demo-capacity N     demo origin concurrency before it queues, sheds past 4x (default 8)
+  --demo-max-age S      demo origin Cache-Control max-age, whole seconds (default 5): the TTL
+                        the hot object's origin fetches are counted against
+  --priority P          CPU weight of the testbed's cgroups against the rest of the machine,
+                        as a multiple of the default (default 16; 1 leaves the defaults): the
+                        harness (generator, etcd, origin) gets P x the default weight, each
+                        contender cgroup P x default x its cores, so other work on a shared
+                        machine cannot starve the generator or hold a node below its quota
   --binary PATH         use this crowdpilot binary instead of building one
   --results FILE        markdown file for the section (default bench/RESULTS.md;
                         bench/out/RESULTS.quick.md with --quick)
@@ -80,8 +96,8 @@ log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 RATE=100 MULT=50 BEFORE=10 HOLD=30 AFTER=30 QUICK=0
 HOT=/live/match-1 KEYS=10000 ZIPF=1.1 SEED=1 TIMEOUT=5s MAXIN=10000 OBJECTIVE=100ms
-NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx
-DEMO_LATENCY=50ms DEMO_CAPACITY=8 BINARY="" RESULTS="" CHARTS=""
+NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx,nginx-1core
+DEMO_LATENCY=50ms DEMO_CAPACITY=8 DEMO_MAXAGE=5 PRIORITY=16 BINARY="" RESULTS="" CHARTS=""
 AP_TARGET=1000 AP_MAX=8 AP_TTL=10s AP_COOLDOWN=5s AP_HOLD=10s
 SET_BEFORE="" SET_HOLD="" SET_AFTER=""
 
@@ -104,7 +120,7 @@ while [[ $# -gt 0 ]]; do
 	-h | --help) usage; exit 0 ;;
 	--quick) QUICK=1; shift; continue ;;
 	--rate | --mult | --before | --hold | --after | --hot | --keys | --zipf | --seed | --timeout | \
-		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | \
+		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | --demo-max-age | --priority | \
 		--binary | --results | --charts | --replica-target-rps | --max-replicas | --replica-ttl | \
 		--scale-cooldown | --scale-in-hold)
 		need "$@"; v=$2; shift 2 ;;
@@ -128,6 +144,8 @@ while [[ $# -gt 0 ]]; do
 	--contenders) CONTENDERS=$v ;;
 	--demo-latency) DEMO_LATENCY=$v ;;
 	--demo-capacity) DEMO_CAPACITY=$v ;;
+	--demo-max-age) DEMO_MAXAGE=$(secs "$f" "$v") || exit 2 ;;
+	--priority) PRIORITY=$v ;;
 	--binary) BINARY=$v ;;
 	--results) RESULTS=$v ;;
 	--charts) CHARTS=$v ;;
@@ -161,9 +179,14 @@ QUOTA_US=$(awk -v c="$CPU" -v p="$PERIOD_US" 'BEGIN { printf "%d", c * p + 0.5 }
 IFS=, read -r -a WANT <<<"$CONTENDERS"
 ((${#WANT[@]} > 0)) || die "--contenders is empty"
 for c in "${WANT[@]}"; do
-	case $c in crowdpilot-autopilot | crowdpilot-off | nginx) ;; *) die "--contenders: unknown contender $c" ;; esac
+	case $c in crowdpilot-autopilot | crowdpilot-off | nginx | nginx-1core) ;; *) die "--contenders: unknown contender $c" ;; esac
 done
+[[ $PRIORITY =~ ^[0-9]+$ ]] && ((PRIORITY >= 1 && PRIORITY <= 64)) || die "--priority $PRIORITY: want 1..64"
+((DEMO_MAXAGE >= 1)) || die "--demo-max-age $DEMO_MAXAGE: want at least 1s"
+[[ $DEMO_CAPACITY =~ ^[0-9]+$ ]] && ((DEMO_CAPACITY >= 1)) || die "--demo-capacity $DEMO_CAPACITY: want a count >= 1"
 CROWD="${MULT}x@${BEFORE}s+${HOLD}s"
+# nginx-1core's one cgroup: N x --cpu cores.
+QUOTA1_US=$(awk -v c="$CPU" -v n="$NODES" -v p="$PERIOD_US" 'BEGIN { printf "%d", n * c * p + 0.5 }')
 
 # ---------------------------------------------------------------- preconditions
 
@@ -210,14 +233,28 @@ if [[ -d $CGROOT ]]; then
 	done
 fi
 
-mkcg() { # mkcg DIR: a cgroup with the CPU quota; prints nothing
-	local d=$1
+# weigh DIR CORES: the cgroup's CPU weight, --priority x the default x CORES
+# (at least the default), so that contenders weigh by the CPU they are given.
+weigh() {
+	local d=$1 w
+	((PRIORITY > 1)) || return 0
+	if [[ $CGV == 2 ]]; then
+		w=$(awk -v p="$PRIORITY" -v c="$2" 'BEGIN { w = int(100 * p * c + 0.5); if (w < 100) w = 100; if (w > 10000) w = 10000; print w }')
+		echo "$w" >"$d/cpu.weight"
+	else
+		w=$(awk -v p="$PRIORITY" -v c="$2" 'BEGIN { w = int(1024 * p * c + 0.5); if (w < 1024) w = 1024; print w }')
+		echo "$w" >"$d/cpu.shares"
+	fi
+}
+mkcg() { # mkcg DIR [QUOTA_US]: a cgroup with the CPU quota (default one node's); prints nothing
+	local d=$1 q=${2:-$QUOTA_US}
 	mkdir -p "$d" || return 1
 	if [[ $CGV == 2 ]]; then
-		echo "$QUOTA_US $PERIOD_US" >"$d/cpu.max" || return 1
+		echo "$q $PERIOD_US" >"$d/cpu.max" || return 1
 	else
-		echo "$PERIOD_US" >"$d/cpu.cfs_period_us" && echo "$QUOTA_US" >"$d/cpu.cfs_quota_us" || return 1
+		echo "$PERIOD_US" >"$d/cpu.cfs_period_us" && echo "$q" >"$d/cpu.cfs_quota_us" || return 1
 	fi
+	weigh "$d" "$(awk -v q="$q" -v p="$PERIOD_US" 'BEGIN { print q / p }')" || return 1
 }
 if [[ $CGV == 2 ]]; then
 	# v2 hands the cpu controller down level by level; a non-root cgroup
@@ -230,6 +267,9 @@ if [[ $CGV == 2 ]]; then
 		die "cannot enable the cpu controller in $CGROOT"
 fi
 mkcg "$CGROOT/probe" && rmdir "$CGROOT/probe" || die "cannot create a cgroup with a CPU quota under $CGROOT"
+# The weights below split $CGROOT's share; $CGROOT itself weighs as much as
+# the harness and the contender together against the rest of the machine.
+weigh "$CGROOT" "$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { print 1 + n * c }')" || die "cannot set the CPU weight of $CGROOT"
 
 # ---------------------------------------------------------------- state and cleanup
 
@@ -324,7 +364,7 @@ origin_stats() { curl -fsS --max-time 3 "$ORIGIN/_stats" 2>/dev/null | tr -d '\n
 # ---------------------------------------------------------------- build
 
 log "cgroup v$CGV at $CGBASE; $NODES nodes x $CPU core ($QUOTA_US/$PERIOD_US us) per contender"
-if [[ " ${WANT[*]} " == *" nginx "* ]] && ! command -v nginx >/dev/null; then
+if [[ " ${WANT[*]} " == *" nginx"* ]] && ! command -v nginx >/dev/null; then
 	log "installing nginx from the distribution's packages"
 	export DEBIAN_FRONTEND=noninteractive
 	{ apt-get install -y nginx || { apt-get update && apt-get install -y nginx; }; } >"$RUN/apt.log" 2>&1 ||
@@ -346,26 +386,48 @@ TB=$OUT/testbed
 	fail "go build ./bench/testbed failed: $(head -c 600 "$RUN/build.log")"
 
 NODE_HELP=$("$BIN" node --help 2>&1)
-has_flag() { grep -qE -- "^[[:space:]]+-$1([[:space:]]|$)" <<<"$NODE_HELP"; }
+# Flags print as -name (Go's flag package) or --name (crowdpilot's help).
+has_flag() { grep -qE -- "^[[:space:]]+--?$1([[:space:]]|$)" <<<"$NODE_HELP"; }
 
 # ---------------------------------------------------------------- etcd and origin
 
 mapfile -t P < <("$TB" ports 3) && ((${#P[@]} == 3)) || fail "cannot find free ports"
 ETCD=http://127.0.0.1:${P[0]}
 ORIGIN=http://127.0.0.1:${P[2]}
-start "" "$RUN/up.log" "$BIN" up --nodes 0 --log-format json --log-level warn \
-	--etcd-listen "127.0.0.1:${P[0]}" --etcd-peer "127.0.0.1:${P[1]}" \
-	--demo-listen "127.0.0.1:${P[2]}" --demo-latency "$DEMO_LATENCY" --demo-capacity "$DEMO_CAPACITY"
+# The harness (origin, etcd, load generator): no quota, --priority x the
+# default weight.
+HCG=$CGROOT/harness
+CGROUPS+=("$HCG")
+mkdir -p "$HCG" && weigh "$HCG" 1 || fail "cannot create the harness cgroup $HCG"
+start "$HCG" "$RUN/origin.log" "$TB" origin --listen "127.0.0.1:${P[2]}" --latency "$DEMO_LATENCY" \
+	--capacity "$DEMO_CAPACITY" --max-age "${DEMO_MAXAGE}s" --hot "$HOT"
+ORIGIN_PID=$STARTED
+wait_http "$ORIGIN/_stats" 30 "$ORIGIN_PID" || fail "demo origin did not answer in 30 s: $(tail -c 600 "$RUN/origin.log")"
+start "$HCG" "$RUN/up.log" "$BIN" up --nodes 0 --log-format json --log-level warn \
+	--etcd-listen "127.0.0.1:${P[0]}" --etcd-peer "127.0.0.1:${P[1]}" --origin "$ORIGIN"
 UP_PID=$STARTED
 is_healthy() { grep -q '"health":"true"'; }
 wait_http "$ETCD/health" 30 "$UP_PID" is_healthy || fail "etcd did not become healthy in 30 s: $(tail -c 600 "$RUN/up.log")"
-wait_http "$ORIGIN/_stats" 30 "$UP_PID" || fail "demo origin did not answer in 30 s: $(tail -c 600 "$RUN/up.log")"
 log "etcd $ETCD, demo origin $ORIGIN ($DEMO_LATENCY, capacity $DEMO_CAPACITY)"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
 : >"$RUN/contenders.txt"
 
 # ---------------------------------------------------------------- one contender
+
+# cgcpu: CPU seconds (user + system) used so far by the processes in the
+# current contender's cgroups, from /proc/PID/stat (all threads).
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cgcpu() {
+	local cg p t=0 v
+	for cg in "${C_CGS[@]}"; do
+		while read -r p; do
+			v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) && t=$((t + ${v:-0}))
+		done <"$cg/cgroup.procs"
+	done
+	awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
+}
 
 # run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
 # snapshots. The contender's processes are up and ready.
@@ -377,19 +439,28 @@ run_load() {
 		--out-json "$d/load.json" --out-png "$png")
 	[[ -n $admins ]] && cmd+=(--admin "$admins")
 	printf '%q ' "${cmd[@]}" >"$d/load-cmd.txt"
-	local before after rc
+	local before after rc la0 la1 t0
 	before=$(origin_stats)
-	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT"
+	la0=$(cut -d' ' -f1-3 /proc/loadavg)
+	local cpu0 cpu1
+	cpu0=$(cgcpu)
+	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT (load average $la0)"
+	t0=$(date +%s%3N)
 	# In the background and waited for, so that a trapped signal (Ctrl-C,
 	# TERM) interrupts the wait at once and the trap stops everything.
 	# Its live progress line goes to the terminal, if there is one.
 	local errf=/dev/stderr
 	[[ -t 2 ]] || errf=$d/load.err
-	timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
+	bash -c 'echo $$ >"$1/cgroup.procs" || exit 97; shift; exec "$@"' _ "$HCG" \
+		timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
 	local lp=$!
 	PIDS+=("$lp")
 	wait "$lp"
 	rc=$?
+	la1=$(cut -d' ' -f1-3 /proc/loadavg)
+	cpu1=$(cgcpu)
+	printf '{"start_ms":%s,"loadavg_before":"%s","loadavg_after":"%s","cpu_s_before":%s,"cpu_s_after":%s}\n' \
+		"$t0" "$la0" "$la1" "$cpu0" "$cpu1" >"$d/clock.json"
 	cat "$d/load.txt" >&2
 	local a i=0
 	mkdir -p "$d/metrics" "$d/cpustat"
@@ -405,10 +476,11 @@ run_load() {
 		curl -fsS --max-time 3 "http://${a[0]}/api/v1/hot" >"$d/hot.json" 2>/dev/null || rm -f "$d/hot.json"
 	fi
 	for ((i = 0; i < n; i++)); do
-		cat "$CGROOT/$name-n$i/cpu.stat" >"$d/cpustat/n$i.txt" 2>/dev/null
+		cat "$CGROOT/$name-n$i/cpu.stat" >"$d/cpustat/n$i.txt" 2>/dev/null || rm -f "$d/cpustat/n$i.txt"
 	done
 	stop_contender
 	after=$(origin_stats)
+	curl -fsS --max-time 3 "$ORIGIN/_testbed/hot" >"$d/hot-fetches.json" 2>/dev/null || rm -f "$d/hot-fetches.json"
 	local status=ok
 	if ((rc != 0)) || [[ ! -s $d/load.json ]]; then
 		status=failed
@@ -433,11 +505,11 @@ stop_contender() {
 	C_PIDS=()
 	C_CGS=()
 }
-new_cg() { # new_cg NAME: makes the cgroup and sets NEWCG to its path
+new_cg() { # new_cg NAME [QUOTA_US]: makes the cgroup and sets NEWCG to its path
 	NEWCG=$CGROOT/$1
 	CGROUPS+=("$NEWCG")
 	C_CGS+=("$NEWCG")
-	mkcg "$NEWCG"
+	mkcg "$NEWCG" "${2:-}"
 }
 
 # contender_failed NAME LABEL NODES WHY
@@ -497,16 +569,20 @@ run_crowdpilot() {
 	run_load "$name" "$label" "$NODES" "$targets" "$admins" ""
 }
 
-nginx_conf() { # nginx_conf DIR PORT NAME
-	local dir=$1 port=$2 name=$3 user group
+nginx_conf() { # nginx_conf DIR PORT NAME [WORKERS]
+	local dir=$1 port=$2 name=$3 workers=${4:-1} reuse="" user group
+	# Several workers: one listening socket each (SO_REUSEPORT), so the
+	# kernel spreads connections over them instead of one worker taking
+	# most of the accepts.
+	((workers > 1)) && reuse=" reuseport"
 	user=nobody
 	group=$(id -gn nobody 2>/dev/null || echo nogroup)
 	cat <<EOF
-# Generated by bench/testbed.sh: one nginx, one worker, a memory-backed
-# proxy_cache in front of the demo origin.
+# Generated by bench/testbed.sh: one nginx, $workers worker(s) sharing one
+# memory-backed proxy_cache in front of the demo origin.
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes $workers;
 user $user $group;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -537,7 +613,7 @@ http {
         default "";
     }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096$reuse;
         location = /_testbed/ready { return 200 "ready\n"; }
         location / {
             proxy_pass http://origin;
@@ -584,8 +660,37 @@ run_nginx() {
 	done
 	log "$name: $NODES instances ready"
 	run_load "$name" "$label" "$NODES" "$targets" "" ""
-	for ((i = 0; i < NODES; i++)); do cp "$SHM/nginx-n$i/error.log" "$d/nginx-n$i.error.log" 2>/dev/null; done
-	rm -rf "$SHM"
+	for ((i = 0; i < NODES; i++)); do
+		cp "$SHM/nginx-n$i/error.log" "$d/nginx-n$i.error.log" 2>/dev/null
+		rm -rf "$SHM/nginx-n$i"
+	done
+}
+
+# run_nginx1core: one nginx with NODES workers in one cgroup of NODES x
+# CPU cores; the client round-robins over NODES copies of its one listener.
+run_nginx1core() {
+	local name=nginx-1core d=$RUN/nginx-1core dir=$SHM/nginx-1core label
+	label="nginx proxy_cache, $NODES workers in one cgroup"
+	local -a p
+	mapfile -t p < <("$TB" ports 1)
+	((${#p[@]} == 1)) || { contender_failed "$name" "$label" 1 "cannot find a free port"; return; }
+	mkdir -p "$dir/cache" "$dir/tmp" && chown -R nobody "$dir/cache" "$dir/tmp" ||
+		{ contender_failed "$name" "$label" 1 "cannot create $dir"; return; }
+	nginx_conf "$dir" "${p[0]}" "nginx-1core" "$NODES" >"$d/nginx.conf"
+	nginx -t -q -c "$d/nginx.conf" -p "$dir" -e "$dir/error.log" >"$d/nginx.test" 2>&1 ||
+		{ contender_failed "$name" "$label" 1 "nginx -t: $(tail -c 400 "$d/nginx.test")"; return; }
+	local cg
+	new_cg "$name-n0" "$QUOTA1_US" && cg=$NEWCG || { contender_failed "$name" "$label" 1 "cannot create cgroup $name-n0"; return; }
+	start "$cg" "$d/nginx.log" nginx -c "$d/nginx.conf" -p "$dir" -e "$dir/error.log"
+	C_PIDS+=("$STARTED")
+	wait_http "http://127.0.0.1:${p[0]}/_testbed/ready" 30 "$STARTED" ||
+		{ contender_failed "$name" "$label" 1 "nginx not ready in 30 s: $(tail -c 400 "$dir/error.log" 2>/dev/null)"; return; }
+	local targets="" i
+	for ((i = 0; i < NODES; i++)); do targets+=${targets:+,}http://127.0.0.1:${p[0]}; done
+	log "$name: one nginx, $NODES workers, $TOTAL_CPU core(s) in one cgroup, ready"
+	run_load "$name" "$label" 1 "$targets" "" ""
+	cp "$dir/error.log" "$d/nginx.error.log" 2>/dev/null
+	rm -rf "$dir"
 }
 
 # ---------------------------------------------------------------- run
@@ -597,6 +702,7 @@ for c in "${WANT[@]}"; do
 	crowdpilot-autopilot) run_crowdpilot "$c" on ;;
 	crowdpilot-off) run_crowdpilot "$c" off ;;
 	nginx) run_nginx ;;
+	nginx-1core) run_nginx1core ;;
 	esac
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -610,17 +716,17 @@ rel() { echo "${1#"$REPO"/}"; }
 	echo
 } >"$RUN/command.txt"
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
 {
 	printf 'run\t%s, crowdpilot %s, raw files in `%s/`\n' "$RUN_ID" \
 		"$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" "$(rel "$RUN")"
 	printf 'machine\t%s CPUs (`nproc`), %s, Linux %s, %s\n' "$(nproc)" "${CPU_MODEL:-unknown CPU}" "$(uname -r)" "$(go version 2>/dev/null | awk '{print $3}')"
 	printf 'load average (1, 5, 15 min)\t%s at start, %s at end; the machine is shared with other work, so treat small differences as noise\n' "$LOAD_START" "$LOAD_END"
-	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us): %s core(s) per contender; etcd, the demo origin and the load generator run outside the caps\n' \
-		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU"
+	printf 'caps\tcgroup v%s, each node (or nginx instance) in its own cgroup with %s core (quota %s us per %s us), nginx-1core in one cgroup of %s core(s) (quota %s us): %s core(s) per contender; etcd, the demo origin and the load generator run outside the caps, in one cgroup without a quota; CPU weight (`--priority %s`) %s\n' \
+		"$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US" "$TOTAL_CPU" "$QUOTA1_US" "$TOTAL_CPU" "$PRIORITY" \
+		"$( ((PRIORITY > 1)) && echo "$PRIORITY x the default for the harness, $PRIORITY x the default x its cores for each contender cgroup, against other work on the machine" || echo "the default")"
 	printf 'scenario\t%s req/s baseline over a Zipf(%s) catalogue of %s keys; a %sx step on `%s` from %s s for %s s; then baseline for %s s (%s s in all); open loop, %s timeout, round robin over the %s targets\n' \
 		"$RATE" "$ZIPF" "$KEYS" "$MULT" "$HOT" "$BEFORE" "$HOLD" "$AFTER" "$TOTAL" "$TIMEOUT" "$NODES"
-	printf 'origin\tdemo origin, %s per response, %s at a time, queue of 4x that, then 503; responses are `max-age=5`\n' "$DEMO_LATENCY" "$DEMO_CAPACITY"
+	printf 'origin\tdemo origin, %s per response, %s at a time, queue of 4x that, then 503; responses are `max-age=%s` (the TTL below)\n' "$DEMO_LATENCY" "$DEMO_CAPACITY" "$DEMO_MAXAGE"
 	printf 'autopilot\t'
 	if has_flag autopilot; then
 		printf -- '`--replica-target-rps %s --max-replicas %s --replica-ttl %s --scale-cooldown %s --scale-in-hold %s` (those the node accepts)\n' \
@@ -628,19 +734,20 @@ TOTAL_CPU=$(awk -v c="$CPU" -v n="$NODES" 'BEGIN { printf "%g", c * n }')
 	else
 		printf 'not in this build yet: the crowdpilot-autopilot row is pending, and crowdpilot-off runs the nodes as they are (no autopilot exists)\n'
 	fi
-	printf 'nginx\t%s, `worker_processes 1` per instance, `proxy_cache` in `/dev/shm`, `proxy_cache_lock on`, `proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504`, `proxy_cache_background_update on`, `proxy_cache_revalidate on`, upstream keepalive\n' \
-		"$(nginx -v 2>&1 | sed 's|nginx version: ||')"
+	printf 'nginx\t%s, `worker_processes 1` per instance (nginx-1core: one instance, `worker_processes %s`, `listen ... reuseport`, one shared cache), `proxy_cache` in `/dev/shm`, `proxy_cache_lock on`, `proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504`, `proxy_cache_background_update on`, `proxy_cache_revalidate on`, upstream keepalive\n' \
+		"$(nginx -v 2>&1 | sed 's|nginx version: ||')" "$NODES"
 } >"$RUN/facts.txt"
 cat >"$RUN/notes.md" <<'EOF'
 Known limits of this comparison:
 
 - The nginx instances do not share a cache: each fetches every object it is asked for on its own, so with N instances the origin sees up to N fetches per object per TTL (and the catalogue's long tail is fetched N times). That is what N independent nginx caches behind a round-robin balancer do; crowdpilot's nodes share one cache by owning keys.
+- nginx-1core is one nginx whose workers share one cache (a shared-memory zone), in one cgroup of the same total CPU: the origin sees one fetch per object per TTL from it, and its workers take whatever CPU share the load needs (no per-instance cap). Its N targets are the one listener repeated, so the client's request pattern is the same as for the others.
 - nginx's `proxy_cache_lock` makes a request that waits for another's fill re-check the lock on a 500 ms timer (fixed in nginx's `ngx_http_file_cache.c`), so requests that arrive while an object is first fetched wait about 500 ms; nginx latencies near 500 ms come from there. Once an object is cached, `proxy_cache_use_stale updating` and `proxy_cache_background_update` keep refreshes off the request path.
 - Contenders run one after the other on the same machine, not at the same time, against the same origin process; caches start cold for each. Only the per-node CPU is capped: the load generator, etcd and the origin compete with the nodes (and with anything else on the machine) for the remaining cores, which the generator lag column and the load average above show.
 - Per-second figures have one-second resolution; the replica count is what the generator scraped at the end of each second.
 EOF
 
 log "writing $(rel "$RESULTS")"
-"$TB" report --run-dir "$RUN" --results "$RESULTS" --objective "$OBJECTIVE" ||
+"$TB" report --run-dir "$RUN" --results "$RESULTS" --objective "$OBJECTIVE" --ttl "${DEMO_MAXAGE}s" ||
 	fail "report failed; raw files in $(rel "$RUN")"
 log "done: $(rel "$RESULTS"), charts in $(rel "$CHARTS")/flashcrowd-*.png"

@@ -1,11 +1,14 @@
 // Command testbed is the Go half of bench/testbed.sh. The script starts the
-// processes and their cgroups; this program only picks free loopback ports
-// and turns what a run left in its directory (the load generator's JSON,
-// /metrics and cpu.stat snapshots, the origin's /_stats) into the
-// "Testbed: flash crowd" section of bench/RESULTS.md. It measures nothing
-// itself: every latency and count comes from `crowdpilot load --out-json`.
+// processes and their cgroups; this program picks free loopback ports, runs
+// the demo origin (noting when it served the hot object), and turns what a
+// run left in its directory (the load generator's JSON, /metrics and
+// cpu.stat snapshots, the origin's /_stats and hot-object fetch times) into
+// the "Testbed: flash crowd" section of bench/RESULTS.md. It measures no
+// latency itself: every latency and count comes from `crowdpilot load
+// --out-json`.
 //
 //	testbed ports N
+//	testbed origin --listen HOST:PORT [--latency 50ms --capacity 8 --max-age 5s --hot PATH]
 //	testbed report --run-dir DIR --results FILE [--objective 100ms] ...
 package main
 
@@ -18,16 +21,18 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testbed ports N | testbed report --run-dir DIR --results FILE [flags]")
+		fmt.Fprintln(os.Stderr, "usage: testbed ports N | testbed origin [flags] | testbed report --run-dir DIR --results FILE [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "ports":
 		os.Exit(runPorts(os.Args[2:]))
+	case "origin":
+		os.Exit(runOrigin(os.Args[2:]))
 	case "report":
 		os.Exit(runReport(os.Args[2:]))
 	default:
-		fmt.Fprintf(os.Stderr, "testbed: unknown command %q (want ports or report)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "testbed: unknown command %q (want ports, origin or report)\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -70,16 +70,31 @@ type contender struct {
 	scaleOut   string
 	scaleIn    string
 
+	clock *clock    // when the load started, the load average around it
+	hot   *hotStats // the origin's hot-object fetch times, up to this contender's end
+
 	results   map[string]float64 // crowdpilot_requests_total by result, all nodes
 	throttled float64            // seconds the nodes' cgroups were throttled
 	periods   float64
 	thrPeriod float64
 }
 
+// clock is the script's clock.json for one contender.
+type clock struct {
+	StartMs       int64  `json:"start_ms"` // unix ms just before the load generator started
+	LoadavgBefore string `json:"loadavg_before"`
+	LoadavgAfter  string `json:"loadavg_after"`
+	// CPU seconds used by the contender's processes (all its cgroups) just
+	// before and after the load; nil from a script without them.
+	CPUBefore *float64 `json:"cpu_s_before"`
+	CPUAfter  *float64 `json:"cpu_s_after"`
+}
+
 type reportOpts struct {
 	runDir, results string
 	objective       time.Duration
 	minSuccess      float64
+	ttl             time.Duration // the origin's max-age
 }
 
 func runReport(args []string) int {
@@ -89,7 +104,12 @@ func runReport(args []string) int {
 	fs.StringVar(&o.results, "results", "", "markdown file whose testbed section to write (required)")
 	fs.DurationVar(&o.objective, "objective", 100*time.Millisecond, "p99 objective per second")
 	fs.Float64Var(&o.minSuccess, "min-success", 0.99, "least success rate of a second that meets the objective")
+	fs.DurationVar(&o.ttl, "ttl", 5*time.Second, "the origin's max-age, against which hot-object fetches are counted")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.ttl <= 0 {
+		fmt.Fprintf(os.Stderr, "testbed report: --ttl %v: want > 0\n", o.ttl)
 		return 2
 	}
 	if o.runDir == "" || o.results == "" || fs.NArg() > 0 {
@@ -133,6 +153,14 @@ func buildSection(o reportOpts) (string, error) {
 				c.derive(o)
 			}
 		}
+		var ck clock
+		if readJSON(filepath.Join(c.dir, "clock.json"), &ck) == nil {
+			c.clock = &ck
+		}
+		var hs hotStats
+		if readJSON(filepath.Join(c.dir, "hot-fetches.json"), &hs) == nil {
+			c.hot = &hs
+		}
 		c.readMetrics()
 		c.readCPUStat()
 		cs = append(cs, c)
@@ -170,6 +198,8 @@ func buildSection(o reportOpts) (string, error) {
 	if len(behind) > 0 {
 		w("**Caution:** in this run the load generator fell behind its schedule for %s (see *generator lag*): outside the caps, it did not get the CPU it needed, because the contender drowned (thousands of requests in flight) or because other work loaded the machine. Those rows' latencies include that lag. The per-node CPU throttling below tells the two apart: a contender that was not throttled was slowed by the machine, not by its own caps.\n\n", strings.Join(behind, " and "))
 	}
+
+	writeCrowdTable(w, cs, o)
 
 	w("Definitions (all per contender, from its own run):\n\n")
 	w("- *before / during / after* are the load generator's phases: requests belong to the phase in which they were **planned** (open loop), and latency runs from the planned send time, so a stalled server cannot hide behind fewer requests. Every scheduled request counts; a request shed at the generator's in-flight cap, a timeout, a transport error or any status ≥ 400 is a failure. Success = OK (status < 400) / scheduled.\n")

@@ -75,3 +75,56 @@ func TestDerive(t *testing.T) {
 		t.Errorf("recovered although the last second failed half its requests")
 	}
 }
+
+func TestCrowdFiguresAndVerdict(t *testing.T) {
+	// 10 s: crowd over [2, 6); the first crowd second is the worst.
+	p99 := []float64{20, 20, 90, 30, 25, 25, 20, 20, 20, 20}
+	var series []load.Second
+	for i := range p99 {
+		s := load.Second{T: i}
+		s.Scheduled, s.Sent, s.OK = 100, 100, 100
+		s.Latency = load.Latency{Count: 100, P99Ms: p99[i]}
+		series = append(series, s)
+	}
+	cpu0, cpu1 := 1.5, 5.5
+	before := load.Phase{Name: "before", ToS: 2, Latency: load.Latency{Count: 200, P99Ms: 20}}
+	during := load.Phase{Name: "during", FromS: 2, ToS: 6, Success: 1}
+	c := &contender{
+		meta: meta{Name: "crowdpilot-off"},
+		rep: &load.Report{Phases: []load.Phase{before, during, {Name: "after", FromS: 6, ToS: 10}}, Series: series,
+			Total: load.Phase{Counts: load.Counts{Answered: 1000}}},
+		clock: &clock{StartMs: 1000, CPUBefore: &cpu0, CPUAfter: &cpu1},
+		// Hot fetches: one before the crowd, three in it, one after.
+		hot: &hotStats{TimesMs: []int64{500, 1100, 3000, 4000, 6999, 7000}},
+	}
+	c.derive(reportOpts{objective: 100 * time.Millisecond, minSuccess: 0.99})
+	f, ok := c.figures(2 * time.Second)
+	if !ok {
+		t.Fatal("no figures")
+	}
+	if f.firstP99 != 90 || f.worstP99 != 90 || f.worstAt != 0 || f.baseP99 != 20 {
+		t.Errorf("first %v worst %v at +%d base %v; want 90, 90 at +0, 20", f.firstP99, f.worstP99, f.worstAt, f.baseP99)
+	}
+	if f.hotCrowd != 3 || f.hotRun != 5 || f.perTTL != 1.5 || f.maxOneFetch != 3 {
+		t.Errorf("hot crowd %d run %d per TTL %v one fetcher %d; want 3, 5, 1.5, 3", f.hotCrowd, f.hotRun, f.perTTL, f.maxOneFetch)
+	}
+	miss := verdict(f, map[string]crowdFigures{"nginx": {worstP99: 100}})
+	if len(miss) != 1 || !strings.Contains(miss[0], "2× baseline") {
+		t.Errorf("verdict %q; want only the 2× baseline miss", miss)
+	}
+	f.worstP99 = 40
+	if miss := verdict(f, map[string]crowdFigures{"nginx": {worstP99: 30}}); len(miss) != 1 || !strings.Contains(miss[0], "nginx's") {
+		t.Errorf("verdict %q; want only the nginx miss", miss)
+	}
+	n := crowdFigures{worstP99: 100, p99BySecond: map[int]float64{0: 100, 1: 20, 2: 40, 3: 10}}
+	if worse, of := worseSeconds(f, n); worse != 2 || of != 4 {
+		t.Errorf("worse in %d of %d seconds; want 2 of 4 (seconds 1 and 3)", worse, of)
+	}
+	if f.cpuS != 4 || f.cpuPerReqUs != 4e6/1000 {
+		t.Errorf("cpu %v s, %v µs per answer; want 4 s, 4000 µs", f.cpuS, f.cpuPerReqUs)
+	}
+	f.hotCrowd, f.served = 4, 0.99
+	if miss := verdict(f, map[string]crowdFigures{"nginx": {worstP99: 50}}); len(miss) != 2 {
+		t.Errorf("verdict %q; want the served and the fetches misses", miss)
+	}
+}
