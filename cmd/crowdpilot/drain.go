@@ -46,7 +46,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("crowdpilot drain", flag.ContinueOnError)
 	admin := fs.String("admin", "127.0.0.1:9080", "admin address (host:port or URL) of any node")
 	token := fs.String("token", "", "admin bearer token")
-	node := fs.String("node", "", "ID of the node to drain (default: the node at --admin)")
+	node := fs.String("node", "", "ID of the node to drain (empty: the node at --admin)")
 	wait := fs.Duration("wait", 30*time.Second, "wait up to this long for the node to serve nothing (0: mark it and return)")
 	quiet := fs.Duration("quiet", time.Second, "how long no forward may reach the node for it to count as drained")
 	undo := fs.Bool("undo", false, "undrain: routers send the node keys again")

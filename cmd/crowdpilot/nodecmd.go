@@ -94,7 +94,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
 	fs.Var(&f.labels, "labels", "this node's labels, name=value,... (tenants isolated on labels use only nodes carrying them)")
-	fs.Var(&f.tenants, "tenants", "YAML file declaring tenants: how requests map to them, min/max nodes, isolation (default: none)")
+	fs.Var(&f.tenants, "tenants", "YAML file declaring tenants: how requests map to them, min/max nodes, isolation (empty: no tenants)")
 	fs.StringVar(&f.logFormat, "log-format", "auto", "auto (text on a terminal, else JSON), json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }

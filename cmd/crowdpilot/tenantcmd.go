@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,9 +17,7 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/tenant"
 )
 
-const tenantUsage = `Usage: crowdpilot tenant [NAME] [flags]
-
-Without NAME, lists the declared tenants: size, bounds, hold, node set.
+const tenantAbout = `Without NAME, lists the declared tenants: size, bounds, hold, node set.
 With NAME and no setting, prints the tenant as JSON. With settings, changes
 the tenant through PUT /api/v1/tenants/NAME (needs the admin token):
 
@@ -40,11 +37,10 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	fs := flag.NewFlagSet("tenant", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := flag.NewFlagSet("crowdpilot tenant", flag.ContinueOnError)
 	var (
-		admin      = fs.String("admin", "http://127.0.0.1:9080", "admin URL (or host:port) of any node [$CROWDPILOT_ADMIN]")
-		adminToken = fs.String("admin-token", "", "admin bearer token [$CROWDPILOT_ADMIN_TOKEN]")
+		admin      = fs.String("admin", "http://127.0.0.1:9080", "admin URL (or host:port) of any node")
+		adminToken = fs.String("admin-token", "", "admin bearer token")
 		size       = fs.Int("size", 0, "set the node set size (capacity by hand)")
 		hold       = fs.Bool("hold", false, "keep the size: the capacity manager neither grows nor shrinks it")
 		noHold     = fs.Bool("no-hold", false, "let the capacity manager size it again")
@@ -56,13 +52,7 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		reset      = fs.String("reset", "", "overrides to clear, back to the file: size,min,max,labels,pin,exclude")
 		reason     = fs.String("reason", "", "why, kept with the record")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, tenantUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return 0
-		}
+	if err := parseFlags(fs, args, stdout, "crowdpilot tenant [NAME] [flags]", strings.TrimSpace(tenantAbout)); err != nil {
 		return badInput(stderr, "tenant", err)
 	}
 	if fs.NArg() > 0 {
@@ -75,13 +65,7 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if v, ok := os.LookupEnv("CROWDPILOT_ADMIN"); ok && !given["admin"] {
-		*admin = v
-	}
 	tok := *adminToken
-	if v, ok := os.LookupEnv("CROWDPILOT_ADMIN_TOKEN"); ok && !given["admin-token"] {
-		tok = v
-	}
 	base := strings.TrimSpace(*admin)
 	if base == "" {
 		return badInput(stderr, "tenant", errors.New("--admin is empty"))
