@@ -23,18 +23,16 @@ const handoffObjects = 60
 // addNode starts one more node like the harness's, with the given ID.
 func (tc *testCluster) addNode(id string, tweak func(*Config)) *Node {
 	tc.t.Helper()
-	cfg := Config{
-		ID:            id,
-		Etcd:          []string{tc.etcd.ClientURL()},
-		Listen:        "127.0.0.1:0",
-		Admin:         "127.0.0.1:0",
-		Origin:        "http://" + tc.oaddr,
-		MemberTTL:     3 * time.Second,
-		StoreBytes:    64 << 20,
-		AdminToken:    "secret",
-		Logger:        newTestLogs(tc.t).logger(id),
-		SharesProcess: true,
-	}
+	cfg := DefaultConfig()
+	cfg.ID = id
+	cfg.Etcd = []string{tc.etcd.ClientURL()}
+	cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Origin = "http://" + tc.oaddr
+	cfg.MemberTTL = 3 * time.Second
+	cfg.StoreBytes = 64 << 20
+	cfg.AdminToken = "secret"
+	cfg.Logger = newTestLogs(tc.t).logger(id)
+	cfg.SharesProcess = true
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -71,7 +71,8 @@ func (n *Node) admitClient(r *http.Request) string {
 // hostAllowed reports whether this node serves requests for host. With
 // --allowed-hosts the list decides. Without it, the origin's host and this
 // node's own addresses are served (what `up` and a load balancer dialling
-// the node by address send), and "localhost" on the node's port. Every
+// the node by address send), "localhost" on the node's port, and the hosts
+// of the declared tenants. Every
 // allowed host is one site, keyed under the origin's host, and the origin
 // is always asked with its own Host and no X-Forwarded-Host: the client's
 // Host cannot change what is stored.
@@ -87,6 +88,20 @@ func (n *Node) hostAllowed(host string) bool {
 	}
 	if h == canonicalHost(n.origin.Host) {
 		return true
+	}
+	if n.cfg.Tenants != nil {
+		// A host that names a declared tenant is a site this cluster serves.
+		hn := h
+		if name, _, err := net.SplitHostPort(h); err == nil {
+			hn = name
+		}
+		for _, t := range n.cfg.Tenants.Tenants {
+			for _, th := range t.Hosts {
+				if canonicalHost(th) == h || strings.ToLower(th) == hn {
+					return true
+				}
+			}
+		}
 	}
 	for _, a := range []string{n.cfg.Listen, n.cfg.AdvertiseAddr, n.DataAddr()} {
 		if a == "" {
