@@ -113,8 +113,12 @@ func (n *Node) requestForKey(ctx context.Context, key string) (*http.Request, er
 // the key (nil), otherwise the owner — a replica never asks the origin, so
 // the origin still sees one fetch per object per TTL. If the owner cannot
 // be reached the node fetches from the origin itself.
-func (n *Node) upstreamFor(hash uint64) fill.Upstream {
-	owner, ok := n.router.Owner(hash)
+func (n *Node) upstreamFor(hash uint64) fill.Upstream { return n.upstreamIn("", hash) }
+
+// upstreamIn is upstreamFor for a key of tenant, owned within the tenant's
+// node set ("": every node).
+func (n *Node) upstreamIn(tenant string, hash uint64) fill.Upstream {
+	owner, ok := n.router.OwnerFor(tenant, hash)
 	if !ok || owner.ID == n.cfg.ID {
 		return nil
 	}

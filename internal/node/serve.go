@@ -64,6 +64,10 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 	}
 	keyedTarget(r, base) // forward exactly what is keyed
 	hash := httpcache.KeyHash(base)
+	tenant := "" // every node, as without tenants
+	if n.cfg.Tenants != nil {
+		tenant = n.tenantOf(r)
+	}
 	if !n.admitHop(r, base) {
 		if msg := n.admitClient(r); msg != "" {
 			return n.fail(w, http.StatusMisdirectedRequest, resBad, msg)
@@ -76,7 +80,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 			n.reportSoon()
 		}
 		var buf [4]route.Target
-		plan := n.router.Plan(hash, buf[:0])
+		plan := n.router.PlanFor(tenant, hash, buf[:0]) // the tenant's node set; "" is every node
 		if !plan.Local && viaOK(r) {
 			if res, ok := n.serveVia(w, r, base, hash, plan, hot && !n.cfg.NearCopy.off(), now); ok {
 				return res
@@ -114,7 +118,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 			}
 		}
 	}
-	return n.serveLocal(w, r, base, hash)
+	return n.serveLocal(w, r, base, hash, tenant)
 }
 
 // baseKey is the cache key of r. Its host is the origin's: every node
@@ -182,12 +186,12 @@ func (n *Node) serveBusy(w http.ResponseWriter, r *http.Request, base string, no
 }
 
 // serveLocal answers from this node's store, filling from the origin.
-func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64) string {
+func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, hash uint64, tenant string) string {
 	ctx := r.Context()
 	if r.Header.Get("Authorization") != "" || n.cookieNotShared(r, base) {
 		// Never shared with other clients' waits; stored only if the
 		// response explicitly allows it (RFC 9111 §3.5).
-		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
+		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamIn(tenant, hash))
 		return n.answer(w, r, base, nil, res, err)
 	}
 	req := httpcache.RequestDirectives(r.Header)
@@ -208,11 +212,11 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeRefresh:
-		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamIn(tenant, hash))
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeStale:
-		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamFor(hash))
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamIn(tenant, hash))
 		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 		return resStale
 	case httpcache.GatewayTimeout:
@@ -221,15 +225,15 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	if req.NoStore {
 		// Nothing of this request's may be stored: it neither leads nor
 		// joins the shared fetch (RFC 9111 §5.2.1.5).
-		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamFor(hash))
+		res, err := n.fill.FetchOnce(ctx, r, base, n.upstreamIn(tenant, hash))
 		return n.answer(w, r, base, e, res, err)
 	}
 	// Miss, or stale beyond revalidation: fetch (conditionally), or fall
 	// back to this copy if the origin fails within stale-if-error. A miss
 	// first asks the key's previous owners (warm handoff, handoff.go).
-	up := n.upstreamFor(hash)
-	if e == nil {
-		up = n.missUpstream(base, hash)
+	up := n.upstreamIn(tenant, hash)
+	if e == nil && tenant == "" {
+		up = n.missUpstream(base, hash) // previous owners by the cluster-wide ranking
 	}
 	res, err := n.fill.Fetch(ctx, r, base, e, up)
 	return n.answer(w, r, base, e, res, err)

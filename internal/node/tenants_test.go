@@ -370,3 +370,52 @@ tenants:
 		t.Errorf("events = %d %s", code, body)
 	}
 }
+
+// TestTenantKeysOwnedWithinTheirSet: with two tenants of 3 nodes each on a
+// 6-node cluster, every object of a tenant is owned, filled and served
+// within the tenant's own set, whichever node the request enters at, and
+// still costs the origin one fetch.
+func TestTenantKeysOwnedWithinTheirSet(t *testing.T) {
+	decl, err := tenant.Parse([]byte(`
+tenants:
+  a: {paths: [/a/], min: 3}
+  b: {paths: [/b/], min: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCluster(t, 6, demo.Config{Latency: time.Millisecond, MaxAge: time.Minute}, func(c *Config) {
+		c.Tenants = decl
+		c.DisableAutopilot = true  // no leased replicas
+		c.NearCopy.Disabled = true // no near copies: every answer comes from the owner's store
+	})
+	sets := map[string][]string{}
+	eventually(t, 10*time.Second, func() string {
+		for _, name := range []string{"a", "b"} {
+			for _, nd := range tc.nodes {
+				if s, _ := nd.router.TenantPeers(name); len(s) != 3 {
+					return fmt.Sprintf("%s routes %s to %v", nd.ID(), name, s)
+				}
+			}
+			sets[name], _ = tc.nodes[0].router.TenantPeers(name)
+		}
+		return ""
+	})
+	for _, name := range []string{"a", "b"} {
+		for obj := range 20 {
+			path := fmt.Sprintf("/%s/obj-%d", name, obj)
+			for i := range tc.nodes {
+				s, _, h, err := tc.get(tc.url(i, path))
+				if err != nil || s != 200 {
+					t.Fatalf("%s via n%d: %d %v", path, i, s, err)
+				}
+				if by := h.Get("X-Served-By"); !slices.Contains(sets[name], by) {
+					t.Errorf("%s via n%d served by %s, outside tenant %s's set %v", path, i, by, name, sets[name])
+				}
+			}
+			if got := tc.origin.FetchesOf(path); got != 1 {
+				t.Errorf("%s: %d origin fetches over 6 entry nodes, want 1", path, got)
+			}
+		}
+	}
+}
