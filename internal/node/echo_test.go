@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,9 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 )
 
@@ -152,51 +149,7 @@ func newEchoCluster(t testing.TB, n int, tweak func(*Config)) (*testCluster, *ec
 // newEchoClusterWith is newEchoCluster with the given origin.
 func newEchoClusterWith(t testing.TB, n int, eo *echoOrigin, tweak func(*Config)) (*testCluster, *echoOrigin) {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	tc := &testCluster{t: t, etcd: etcd, dir: dir}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc.oaddr = ln.Addr().String()
-	tc.srv = &http.Server{Handler: eo, ConnState: eo.connState}
-	go tc.srv.Serve(ln)
-	t.Cleanup(func() { tc.srv.Close() })
-	tc.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
-	t.Cleanup(tc.client.CloseIdleConnections)
-	logs := newTestLogs(t)
-	for i := range n {
-		cfg := DefaultConfig()
-		cfg.ID = fmt.Sprintf("n%d", i)
-		cfg.Etcd = []string{etcd.ClientURL()}
-		cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Origin = "http://" + tc.oaddr
-		cfg.MemberTTL = 3 * time.Second
-		cfg.StoreBytes = 16 << 20
-		cfg.AdminToken = "secret"
-		cfg.Logger = logs.logger(fmt.Sprintf("n%d", i))
-		cfg.SharesProcess = true
-		if tweak != nil {
-			tweak(&cfg)
-		}
-		nd, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nd.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		tc.nodes = append(tc.nodes, nd)
-		t.Cleanup(func() { nd.Shutdown(context.Background()) })
-	}
-	tc.waitMembers(n, tc.nodes...)
-	return tc, eo
+	return newTestClusterOrigin(t, n, eo, tweak), eo
 }
 
 // do sends req and returns status, body and headers.

@@ -54,6 +54,11 @@ func newTestClusterOrigin(t testing.TB, n int, origin http.Handler, tweak func(*
 	}
 	tc.oaddr = ln.Addr().String()
 	tc.srv = &http.Server{Handler: origin}
+	if cs, ok := origin.(interface {
+		connState(net.Conn, http.ConnState)
+	}); ok {
+		tc.srv.ConnState = cs.connState // an origin that watches its connections
+	}
 	go tc.srv.Serve(ln)
 	t.Cleanup(func() { tc.srv.Close() })
 
