@@ -28,7 +28,9 @@ func TestCookiePagesNotShared(t *testing.T) {
 		return body
 	}
 
-	const personal = "/account/x.css?cc=none"
+	// Explicit freshness but not public: storable by a shared cache only
+	// for requests without credentials or cookies.
+	const personal = "/account/x.css?cc=max-age%3D60"
 	if b := get(0, personal, "session=alice"); !strings.Contains(b, "session=alice") {
 		t.Fatalf("alice's page does not show her cookie: %s", b)
 	}
