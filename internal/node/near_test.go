@@ -314,13 +314,24 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 	if forwards > 4 {
 		t.Errorf("the owner got %.0f forwards from 2 routers for one expired key, want about one per router", forwards)
 	}
-	// Each router holds the owner's stale copy under a brief lease (how
-	// many replies it answered depends on how the burst's arrivals fell
-	// around the one shared fetch).
+	// Each router now holds the owner's stale copy under a brief lease.
+	// Whether the burst's one shared fetch kept it depends on how many of
+	// the burst the router had counted when the answer came back (on a
+	// busy machine, sometimes fewer than make the key hot); the key is
+	// hot now, so the next fetch keeps it, and later requests are answered
+	// from it.
 	_, routers, _ := tc.ownerOf(path, 0)
 	for _, nd := range routers {
-		if e, ok := nd.store.Get(tc.key(path), nil); !ok || e.Near.IsZero() || e.TTL(clock.Now()) > 0 {
-			t.Errorf("router %s holds no near copy of the stale object", nd.ID())
+		var cs string
+		for range 3 {
+			_, _, h, err := tc.get("http://" + nd.DataAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs = cacheStatus(h)
+		}
+		if e, ok := nd.store.Get(tc.key(path), nil); !ok || e.Near.IsZero() || e.TTL(clock.Now()) > 0 || !strings.Contains(cs, "detail=near-stale") {
+			t.Errorf("router %s holds no near copy of the stale object (last reply: %q)", nd.ID(), cs)
 		}
 	}
 	eventually(t, 5*time.Second, func() string {
