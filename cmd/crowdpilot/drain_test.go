@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // fakeDrainAdmin answers POST /api/v1/drain as a node does and GET
@@ -128,52 +130,39 @@ func TestDrainAgainstUp(t *testing.T) {
 	var cluster struct {
 		Members []struct{ ID, State string } `json:"members"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.Eventually(t, 30*time.Second, "up to show 3 members", func() bool {
 		if m := nodeLine.FindStringSubmatch(stdout.String()); m != nil && admin == "" {
 			admin = m[1]
 		}
 		if m := tokenLine.FindStringSubmatch(stdout.String()); m != nil {
 			token = m[1]
 		}
-		if admin != "" && token != "" && func() error {
-			_, err := getJSON(t.Context(), http.DefaultClient, admin+"/api/v1/cluster", &cluster)
-			return err
-		}() == nil && len(cluster.Members) == 3 {
-			break
-		}
 		select {
 		case code := <-done:
 			t.Fatalf("up exited %d early: %s %s", code, stdout.String(), stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("up never showed 3 members: %s", stdout.String())
+		if admin == "" || token == "" {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_, err := getJSON(t.Context(), http.DefaultClient, admin+"/api/v1/cluster", &cluster)
+		return err == nil && len(cluster.Members) == 3
+	})
 	var out, errOut bytes.Buffer
 	code := runDrain(t.Context(), []string{"--admin", admin, "--token", token, "--node", "n2", "--quiet", "200ms", "--wait", "20s"}, &out, &errOut)
 	if code != 0 || !strings.Contains(out.String(), "n2 drained in") {
 		t.Fatalf("drain exited %d: stdout %q stderr %q", code, out.String(), errOut.String())
 	}
 	t.Log(strings.TrimSpace(out.String()))
-	for {
+	testwait.Eventually(t, 30*time.Second, "n2 to show as draining", func() bool {
 		if _, err := getJSON(t.Context(), http.DefaultClient, admin+"/api/v1/cluster", &cluster); err != nil {
 			t.Fatal(err)
 		}
-		draining := 0
 		for _, m := range cluster.Members {
 			if m.ID == "n2" && m.State == "draining" {
-				draining++
+				return true
 			}
 		}
-		if draining == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n2 not draining in %+v", cluster.Members)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 }
