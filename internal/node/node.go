@@ -64,6 +64,7 @@ type Node struct {
 	nearKeys  nearKeys      // keys of the near copies kept, for reports
 
 	inflight atomic.Int64
+	hosts    hostSet                 // Hosts served (sanitize.go); set in Start, read-only after
 	policy   httpcache.RequestPolicy // how clients' request directives count
 	ho       *handoff                // warm handoff and drain (handoff.go)
 
@@ -156,6 +157,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.dataLn.Close()
 		return fmt.Errorf("admin listener %s: %w", n.cfg.Admin, err)
 	}
+	n.hosts = n.newHostSet() // before anything is served; read-only after
 	self := cluster.Member{
 		ID:    n.cfg.ID,
 		Addr:  orDefault(n.cfg.AdvertiseAddr, n.dataLn.Addr().String()),

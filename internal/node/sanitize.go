@@ -68,38 +68,34 @@ func (n *Node) admitClient(r *http.Request) string {
 	return ""
 }
 
-// hostAllowed reports whether this node serves requests for host. With
-// --allowed-hosts the list decides. Without it, the origin's host and this
-// node's own addresses are served (what `up` and a load balancer dialling
-// the node by address send), "localhost" on the node's port, and the hosts
-// of the declared tenants. Every
-// allowed host is one site, keyed under the origin's host, and the origin
-// is always asked with its own Host and no X-Forwarded-Host: the client's
-// Host cannot change what is stored.
-func (n *Node) hostAllowed(host string) bool {
-	h := canonicalHost(host)
+// hostSet is what hostAllowed compares against, computed once the data
+// listener is bound (newHostSet), so the serving path only looks a host up.
+type hostSet struct {
+	exact map[string]bool // canonical host[:port] values served
+	names map[string]bool // host names served on any port (declared tenants)
+}
+
+// newHostSet is the set of Hosts this node serves. With --allowed-hosts the
+// list decides. Without it, the origin's host and this node's own addresses
+// are served (what `up` and a load balancer dialling the node by address
+// send), "localhost" on the node's port, and the hosts of the declared
+// tenants. Every allowed host is one site, keyed under the origin's host,
+// and the origin is always asked with its own Host and no X-Forwarded-Host:
+// the client's Host cannot change what is stored.
+func (n *Node) newHostSet() hostSet {
+	hs := hostSet{exact: map[string]bool{}, names: map[string]bool{}}
 	if len(n.cfg.AllowedHosts) > 0 {
 		for _, a := range n.cfg.AllowedHosts {
-			if canonicalHost(a) == h {
-				return true
-			}
+			hs.exact[canonicalHost(a)] = true
 		}
-		return false
+		return hs
 	}
-	if h == canonicalHost(n.origin.Host) {
-		return true
-	}
+	hs.exact[canonicalHost(n.origin.Host)] = true
 	if n.cfg.Tenants != nil {
-		// A host that names a declared tenant is a site this cluster serves.
-		hn := h
-		if name, _, err := net.SplitHostPort(h); err == nil {
-			hn = name
-		}
 		for _, t := range n.cfg.Tenants.Tenants {
 			for _, th := range t.Hosts {
-				if canonicalHost(th) == h || strings.ToLower(th) == hn {
-					return true
-				}
+				hs.exact[canonicalHost(th)] = true
+				hs.names[strings.ToLower(th)] = true
 			}
 		}
 	}
@@ -107,12 +103,26 @@ func (n *Node) hostAllowed(host string) bool {
 		if a == "" {
 			continue
 		}
-		if canonicalHost(a) == h {
-			return true
+		hs.exact[canonicalHost(a)] = true
+		if _, port, err := net.SplitHostPort(a); err == nil {
+			hs.exact["localhost:"+port] = true
 		}
-		if _, port, err := net.SplitHostPort(a); err == nil && h == "localhost:"+port {
-			return true
+	}
+	return hs
+}
+
+// hostAllowed reports whether this node serves requests for host (see
+// newHostSet).
+func (n *Node) hostAllowed(host string) bool {
+	h := canonicalHost(host)
+	if n.hosts.exact[h] {
+		return true
+	}
+	if len(n.hosts.names) > 0 {
+		if name, _, err := net.SplitHostPort(h); err == nil {
+			h = name
 		}
+		return n.hosts.names[h]
 	}
 	return false
 }
