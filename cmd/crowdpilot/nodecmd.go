@@ -23,7 +23,7 @@ type nodeFlags struct {
 	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
 	prefresh                                                                              float64
 	originMaxConcurrency, maxHeaderBytes, maxInflight                                     int
-	rejectUnsafe, autopilotOn, strict, ignoreClientRevalidate                             bool
+	rejectUnsafe, leanHTTP, autopilotOn, strict, ignoreClientRevalidate                   bool
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
 	near                                                                                  node.NearCopyConfig
@@ -73,6 +73,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.adminOpenKeys, "admin-open-keys", false, "show query values of cache keys in /api/v1/hot and /api/v1/events without the token")
 	fs.StringVar(&f.ignoreCookies, "ignore-cookies", "", "comma-separated cookie names (a trailing * matches a prefix) deleted from requests; any other Cookie keeps a response private unless it is public or has s-maxage")
 	fs.BoolVar(&f.rejectUnsafe, "reject-unsafe", false, "answer 405 to methods other than GET/HEAD instead of passing them to the origin")
+	fs.BoolVar(&f.leanHTTP, "lean-http", d.LeanHTTP, "read simple GET/HEAD requests with crowdpilot's own HTTP/1.1 front (one write per cached answer); false: every request through Go's net/http")
 	fs.DurationVar(&f.memberTTL, "member-ttl", d.MemberTTL, "lease TTL of a node's membership record")
 	fs.DurationVar(&f.purgeMaxDisconnect, "purge-max-disconnect", d.PurgeMaxDisconnect, "cut off from the purge log longer than this, serve cached entries older than it only as stale while revalidating")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", d.ShutdownGrace, "bound on finishing in-flight requests at shutdown")
@@ -127,6 +128,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.IgnoreClientRevalidate, c.Strict = f.ignoreClientRevalidate, f.strict
 	c.OriginTimeout, c.OriginMaxConcurrency = f.originTimeout, uint(max(f.originMaxConcurrency, 0))
 	c.ForwardTimeout, c.MaxHeaderBytes, c.RejectUnsafe, c.MaxInflight = f.forwardTimeout, f.maxHeaderBytes, f.rejectUnsafe, int64(f.maxInflight)
+	c.LeanHTTP = f.leanHTTP
 	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
 	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
 	c.NearCopy = f.near
@@ -201,6 +203,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.ID = cfg.Listen
 	}
 	memoryLimit(logger, cfg.StoreBytes, 1)
+	maxProcs(logger, node.CPULimit())
 	n, err := node.New(cfg)
 	if err != nil {
 		return badInput(stderr, "node", withFlagNames(err))

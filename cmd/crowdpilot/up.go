@@ -77,6 +77,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		memoryLimit(logger, cfg.StoreBytes*int64(*nodes), *nodes)
 	}
+	maxProcs(logger, node.CPULimit())
 
 	dir := *dataDir
 	if dir == "" {

@@ -128,6 +128,12 @@ type Config struct {
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
+	// LeanHTTP reads simple requests (GET and HEAD, HTTP/1.1, no body) on
+	// the data port with crowdpilot's own HTTP/1.1 front (internal/h1),
+	// which answers a cached object in one write; every other request,
+	// and its connection from then on, goes to net/http. False: net/http
+	// reads everything.
+	LeanHTTP bool
 
 	// PeerLimit bounds forwards in flight to each peer with an adaptive
 	// limit; a request finding every member of R(k) at its limit gets what
@@ -197,6 +203,7 @@ func DefaultConfig() Config {
 		OriginTimeout:          2500 * time.Millisecond,
 		OriginMaxConcurrency:   64,
 		MaxHeaderBytes:         32 << 10,
+		LeanHTTP:               true,
 		MaxBodyBytes:           1 << 20,
 		MaxInflight:            10000,
 		MemberTTL:              5 * time.Second,

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -104,3 +105,7 @@ func ratio(quota, period string) (float64, bool) {
 
 // osCPULimit is cpuLimit for this process.
 func osCPULimit(numCPU int) float64 { return cpuLimit(os.ReadFile, numCPU) }
+
+// CPULimit is the CPU this process may use, in cores: its cgroup quota, or
+// the machine's CPUs.
+func CPULimit() float64 { return osCPULimit(runtime.NumCPU()) }

@@ -69,7 +69,8 @@ type Node struct {
 	ho       *handoff                // warm handoff and drain (handoff.go)
 
 	dataLn, adminLn net.Listener
-	data, admin     *http.Server
+	data            dataServer // h1's front, or net/http alone (Config.LeanHTTP)
+	admin           *http.Server
 
 	cancel context.CancelFunc // stops background loops
 	wg     sync.WaitGroup     // background loops and servers
@@ -208,12 +209,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 
 	n.registerStateGauges()
-	n.data = &http.Server{
-		Handler:        n.withTenants(n), // counts requests per tenant, if any (tenantload.go)
-		MaxHeaderBytes: n.cfg.MaxHeaderBytes,
-		ErrorLog:       newStdLogger(n.cfg.Logger),
-	}
-	dataLn := n.serverTimeouts(n.data, n.dataLn) // and counts what they cut
+	dataLn := n.newDataServer()
 	n.admin = &http.Server{
 		Handler:           n.adminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -222,8 +218,8 @@ func (n *Node) Start(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
 	n.startTenants(bg) // before the admin API and the election use its parts
-	n.goServe(n.data, dataLn)
-	n.goServe(n.admin, n.adminLn)
+	n.goServe(n.data.Serve, dataLn)
+	n.goServe(n.admin.Serve, n.adminLn)
 	n.goLoop(bg, "membership", n.join) // once the purge follower has a position
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
@@ -233,11 +229,11 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) goServe(srv *http.Server, ln net.Listener) {
+func (n *Node) goServe(serve func(net.Listener) error, ln net.Listener) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.cfg.Logger.Error("server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()

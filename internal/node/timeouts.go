@@ -5,6 +5,8 @@ package node
 // bounded transport of the pass-through proxy.
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -13,28 +15,62 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdpilot/crowdpilot/internal/h1"
 )
 
-// serverTimeouts applies the configured timeouts to the data server
-// (negative: none) and wraps its listener so that every connection a
-// timeout cuts is counted in crowdpilot_client_timeouts_total.
-func (n *Node) serverTimeouts(srv *http.Server, ln net.Listener) net.Listener {
+// dataServer serves the data port: *h1.Server or *http.Server.
+type dataServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// newDataServer builds the data port's server, with the configured
+// timeouts (negative: none), and returns the listener to serve: every
+// connection a timeout cuts is counted in crowdpilot_client_timeouts_total,
+// whichever of h1 and net/http reads it.
+func (n *Node) newDataServer() net.Listener {
 	pos := func(d time.Duration) time.Duration { return max(d, 0) }
-	srv.ReadHeaderTimeout = pos(n.cfg.ReadHeaderTimeout)
-	srv.ReadTimeout = pos(n.cfg.ReadTimeout)
-	srv.WriteTimeout = pos(n.cfg.WriteTimeout)
-	srv.IdleTimeout = pos(n.cfg.IdleTimeout)
+	handler := n.withTenants(n) // counts requests per tenant, if any (tenantload.go)
+	std := &http.Server{
+		Handler:           handler,
+		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
+		ErrorLog:          newStdLogger(n.cfg.Logger),
+		ReadHeaderTimeout: pos(n.cfg.ReadHeaderTimeout),
+		ReadTimeout:       pos(n.cfg.ReadTimeout),
+		WriteTimeout:      pos(n.cfg.WriteTimeout),
+		IdleTimeout:       pos(n.cfg.IdleTimeout),
+	}
 	cut := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crowdpilot_client_timeouts_total",
 		Help: "Client connections cut by a data-server timeout, by phase: header (first request header too slow), body (request body too slow), write (client reading the response too slowly), idle (keep-alive unused, or a later request header too slow).",
 	}, []string{"phase"})
 	n.cfg.Registry.MustRegister(cut)
-	srv.ConnState = func(c net.Conn, s http.ConnState) {
+	std.ConnState = func(c net.Conn, s http.ConnState) {
 		if tc, ok := c.(*timedConn); ok {
 			tc.state.Store(int32(s))
 		}
 	}
-	return &timedListener{Listener: ln, cut: cut}
+	if !n.cfg.LeanHTTP {
+		n.data = std
+		return &timedListener{Listener: n.dataLn, cut: cut}
+	}
+	idle := std.IdleTimeout
+	if idle == 0 {
+		idle = std.ReadTimeout // as net/http
+	}
+	n.data = &h1.Server{
+		Handler:           handler,
+		Fallback:          std,
+		ReadHeaderTimeout: cmp.Or(std.ReadHeaderTimeout, std.ReadTimeout),
+		IdleTimeout:       idle,
+		WriteTimeout:      std.WriteTimeout,
+		OnTimeout:         func(phase string) { cut.WithLabelValues(phase).Inc() },
+		Wrap:              func(c net.Conn) net.Conn { return &timedConn{Conn: c, cut: cut} },
+		Logger:            n.cfg.Logger,
+	}
+	return n.dataLn
 }
 
 // timedListener hands out timedConns.
