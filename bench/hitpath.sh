@@ -5,14 +5,20 @@
 #
 #   bash bench/hitpath.sh            # 10 s per contender, wrk -t2 -c64
 #   DURATION=30s CONNS=128 bash bench/hitpath.sh
+#   CPU=0.25 THREADS=1 CONNS=32 bash bench/hitpath.sh
+#                                    # each server alone in a cgroup of 0.25
+#                                    # core (nginx: one worker), as root
 #
-# Needs nginx and wrk (installed from Debian when missing, as root).
+# etcd and the demo origin run outside any cap (`up --nodes 0`); the node is
+# a `crowdpilot node` of its own. Needs nginx and wrk (installed from Debian
+# when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
+CPU=${CPU:-}
 OUT=bench/out/hitpath
 mkdir -p "$OUT"
 
@@ -29,16 +35,46 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$OUT/nginx.pid" ] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
+  for d in /sys/fs/cgroup/crowdpilot-hitpath-* /sys/fs/cgroup/cpu/crowdpilot-hitpath-*; do
+    [ -d "$d" ] || continue
+    for _ in $(seq 1 50); do [ -s "$d/cgroup.procs" ] || break; sleep 0.1; done
+    rmdir "$d" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 
-"$OUT/crowdpilot" up --nodes 1 --listen 127.0.0.1:$CP_DATA --admin 127.0.0.1:$CP_ADMIN \
-  --demo-listen 127.0.0.1:$ORIGIN --etcd-listen 127.0.0.1:$ETCD_C --etcd-peer 127.0.0.1:$ETCD_P \
-  --autopilot=false --log-level warn >"$OUT/up.log" 2>&1 &
+# capped DIR: a cgroup with CPU cores of quota (v2 cpu.max or v1 cfs), or
+# nothing without CPU; prints the cgroup.procs file to join.
+capped() {
+  [ -n "$CPU" ] || return 0
+  local quota
+  quota=$(python3 -c "print(int($CPU*100000))")
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    local d=/sys/fs/cgroup/crowdpilot-hitpath-$1
+    mkdir -p "$d" && echo "$quota 100000" >"$d/cpu.max"
+  else
+    local d=/sys/fs/cgroup/cpu/crowdpilot-hitpath-$1
+    mkdir -p "$d" && echo 100000 >"$d/cpu.cfs_period_us" && echo "$quota" >"$d/cpu.cfs_quota_us"
+  fi
+  echo "$d/cgroup.procs"
+}
+# run_in PROCS CMD...: run CMD inside the cgroup whose procs file is PROCS.
+run_in() { local procs=$1; shift; if [ -n "$procs" ]; then sh -c 'echo $$ >"$0"; exec "$@"' "$procs" "$@"; else "$@"; fi; }
+
+"$OUT/crowdpilot" up --nodes 0 --demo-listen 127.0.0.1:$ORIGIN \
+  --etcd-listen 127.0.0.1:$ETCD_C --etcd-peer 127.0.0.1:$ETCD_P --log-level warn >"$OUT/up.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$ETCD_C/health" && break; sleep 0.1; done
+CP_PROCS=$(capped node)
+run_in "$CP_PROCS" "$OUT/crowdpilot" node --etcd "http://127.0.0.1:$ETCD_C" --cluster "hitpath-$$" --id n1 \
+  --listen 127.0.0.1:$CP_DATA --admin 127.0.0.1:$CP_ADMIN --origin "http://127.0.0.1:$ORIGIN" \
+  --autopilot=false --log-level warn >"$OUT/node.log" 2>&1 &
 pids+=($!)
 
+WORKERS=auto
+[ -n "$CPU" ] && WORKERS=1
 cat >"$OUT/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $WORKERS;
 pid $PWD/$OUT/nginx.pid;
 error_log $PWD/$OUT/nginx-error.log warn;
 events { worker_connections 4096; }
@@ -61,7 +97,7 @@ http {
   }
 }
 EOF
-nginx -c "$PWD/$OUT/nginx.conf"
+run_in "$(capped nginx)" nginx -c "$PWD/$OUT/nginx.conf"
 
 wait_ok() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "hitpath: $1 never answered" >&2; exit 1; }
 wait_ok "http://127.0.0.1:$CP_DATA/obj/1"
@@ -75,7 +111,7 @@ run() { # name url
   p99=$(awk '$1=="99%" {print $2}' "$OUT/$1.txt")
   echo "$1 $rps $p99"
 }
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB object"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB object${CPU:+; each server in a cgroup of $CPU core}"
 a=$(run nginx "http://127.0.0.1:$NGINX/obj/1")
 b=$(run crowdpilot "http://127.0.0.1:$CP_DATA/obj/1")
 c=$(run nginx-again "http://127.0.0.1:$NGINX/obj/1")

@@ -62,7 +62,7 @@ func (c *conn) serve() {
 			handed = c.handOff()
 			return
 		}
-		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+		if !c.activate() {
 			return // Shutdown closed it under us
 		}
 		req, ok := c.parse(head)
@@ -116,6 +116,9 @@ func (c *conn) readHead(accepted time.Time) ([]byte, error) {
 		}
 		n, err := c.rw.Read(c.buf[c.w:])
 		c.w += n
+		if n > 0 && !c.activate() {
+			return nil, net.ErrClosed // Shutdown closed it while it was idle
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				phase := "idle" // as net/http's states: new, then idle between requests
@@ -130,6 +133,12 @@ func (c *conn) readHead(accepted time.Time) ([]byte, error) {
 			started = now
 		}
 	}
+}
+
+// activate marks the connection active: a request of it is being read or
+// served, so Shutdown lets it finish (as net/http, from its first byte).
+func (c *conn) activate() bool {
+	return c.state.CompareAndSwap(stateIdle, stateActive) || c.state.Load() == stateActive
 }
 
 // scanHead finds a complete head at the start of b. bad: b holds a line

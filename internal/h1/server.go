@@ -6,6 +6,11 @@
 // upgrade, HTTP/1.0, anything unusual or malformed), it hands the
 // connection, with every byte it has buffered, to a net/http Server for
 // good, so net/http decides everything it is better placed to decide.
+//
+// One difference from net/http remains: h1 does not read ahead while a
+// handler runs, so a request's context ends when ServeHTTP returns or the
+// connection is found closed on the next read or write, not the moment a
+// client goes away mid-request (the handler's own timeouts bound it).
 package h1
 
 import (
