@@ -229,6 +229,7 @@ func (c *conn) run(req *http.Request) (keep bool) {
 			keep = false
 		}
 	}()
+	defer w.idle()
 	c.s.Handler.ServeHTTP(w, req)
 	return w.finish() && !req.Close
 }

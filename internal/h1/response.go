@@ -18,6 +18,19 @@ import (
 // Past it the header goes out (chunked, without a Content-Length).
 const maxBuffered = 64 << 10
 
+// keepBytes is the most a connection's buffer keeps between requests: an
+// idle connection holds no more than a small answer's worth, however large
+// its last answer was (10,000 idle connections after 60 KiB answers would
+// otherwise pin over a gigabyte).
+const keepBytes = 8 << 10
+
+func keep(b []byte) []byte {
+	if cap(b) > keepBytes {
+		return nil
+	}
+	return b[:0]
+}
+
 // sniffLen is what http.DetectContentType reads.
 const sniffLen = 512
 
@@ -64,11 +77,14 @@ func (w *response) reset(req *http.Request) {
 	w.status, w.clen, w.written = 0, -1, 0
 	w.wroteHeader, w.committed, w.chunked, w.hasDate, w.hasType, w.closeAfter, w.broken = false, false, false, false, false, false, false
 	w.head = req.Method == http.MethodHead
-	w.fields, w.body, w.out = w.fields[:0], w.body[:0], w.out[:0]
-	if cap(w.out) > 2*maxBuffered {
-		w.out = nil // one large response does not pin its buffer to the connection
-	}
+	w.fields, w.body, w.out = w.fields[:0], keep(w.body), keep(w.out)
 	w.c.setWriteDeadline(time.Now())
+}
+
+// idle lets go of what the connection should not hold while it waits.
+func (w *response) idle() {
+	w.req, w.sniffed = nil, nil
+	w.body, w.out = keep(w.body), keep(w.out)
 }
 
 func (w *response) Header() http.Header { return w.header }

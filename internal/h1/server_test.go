@@ -533,3 +533,31 @@ func FuzzReadsRequestsAsNetHTTPDoes(f *testing.F) {
 		}
 	})
 }
+
+// TestIdleConnectionsHoldLittle: after a large answer, a kept-alive
+// connection waits with small buffers, not the answer's.
+func TestIdleConnectionsHoldLittle(t *testing.T) {
+	big := strings.Repeat("y", 60<<10)
+	st := start(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) }, nil)
+	c, err := net.Dial("tcp", st.lean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := exchangeOn(t, c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil || got != big {
+		t.Fatalf("answer: %d bytes, %v", len(got), err)
+	}
+	held := func() (n int, idle bool) {
+		st.h1.mu.Lock()
+		defer st.h1.mu.Unlock()
+		for cn := range st.h1.conns {
+			idle = cn.state.Load() == stateIdle
+			n = cap(cn.resp.body) + cap(cn.resp.out)
+		}
+		return n, idle
+	}
+	testwait.Eventually(t, 10*time.Second, "the connection goes idle", func() bool { _, idle := held(); return idle })
+	if n, _ := held(); n > 2*keepBytes {
+		t.Errorf("an idle connection holds %d bytes of buffers, want at most %d", n, 2*keepBytes)
+	}
+}
