@@ -116,7 +116,11 @@ type Group struct {
 	sf      singleflight.Group
 	limit   adaptivelimiter.AdaptiveLimiter[any]
 	refresh chan struct{} // semaphore: one token per running background refresh
-	m       metrics
+	// renewing holds the flights a background refresh runs (at most
+	// RefreshWorkers), so that the hits of a refresh window ask once,
+	// not once each.
+	renewing sync.Map // flight name → struct{}
+	m        metrics
 
 	ctx    context.Context // cancelled by Close; parents background refreshes
 	cancel context.CancelFunc
@@ -332,21 +336,37 @@ func (g *Group) RefreshVia(r *http.Request, base string, near *httpcache.Entry, 
 	g.refreshCall(call{r: r, base: base, stale: near, up: up, via: true, keep: keep})
 }
 
+// Refreshing reports whether a background refresh of key runs (via: a
+// router's renewal of its near copy): a caller on the serving path checks
+// it before building the refresh's arguments. Lock-free.
+func (g *Group) Refreshing(key string, via bool) bool {
+	_, ok := g.renewing.Load(flightOf(key, via))
+	return ok
+}
+
 func (g *Group) refreshCall(c call) {
+	key := c.stale.Key
+	flight := flightOf(key, c.via)
+	if g.Refreshing(key, c.via) {
+		return // already on its way
+	}
 	select {
 	case g.refresh <- struct{}{}:
 	default:
 		g.cfg.Shed("refresh_pool")
 		return
 	}
+	if _, running := g.renewing.LoadOrStore(flight, struct{}{}); running {
+		<-g.refresh // another hit started it meanwhile
+		return
+	}
 	g.m.refreshes.Inc()
 	c.r = c.r.Clone(g.ctx)
-	key := c.stale.Key
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		defer func() { <-g.refresh }()
-		if _, err := g.do(g.ctx, flightOf(key, c.via), c); err != nil {
+		defer func() { g.renewing.Delete(flight); <-g.refresh }()
+		if _, err := g.do(g.ctx, flight, c); err != nil {
 			g.cfg.Logger.Debug("background refresh failed", "key", key, "err", err)
 		}
 	}()

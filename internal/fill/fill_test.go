@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func newGroup(t *testing.T, origin string, tweak func(*Config)) (*Group, *httpcache.Store) {
@@ -258,5 +259,53 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRefreshWindowAsksOnce: every hit of a refresh window asks for the
+// refresh, but while one runs the others neither take a pool slot nor are
+// shed: one upstream request, nothing dropped.
+func TestRefreshWindowAsksOnce(t *testing.T) {
+	var fetches atomic.Int64
+	release := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fetches.Add(1) > 1 {
+			<-release // the refresh, held until every hit has asked
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte("body"))
+	}))
+	defer origin.Close()
+	var shed atomic.Int64
+	g, _ := newGroup(t, origin.URL, func(c *Config) {
+		c.RefreshWorkers = 2
+		c.Shed = func(string) { shed.Add(1) }
+	})
+	r, base := get("/a")
+	res, err := g.Fetch(context.Background(), r, base, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, via := range []bool{false, true} {
+		for range 100 {
+			if via {
+				g.RefreshVia(r, base, res.Entry, nil, nil)
+			} else {
+				g.Refresh(r, base, res.Entry, nil)
+			}
+		}
+		if !g.Refreshing(res.Entry.Key, via) {
+			t.Errorf("via %v: no refresh running after 100 asks", via)
+		}
+	}
+	close(release)
+	testwait.Eventually(t, 10*time.Second, "both refreshes end", func() bool {
+		return !g.Refreshing(res.Entry.Key, false) && !g.Refreshing(res.Entry.Key, true)
+	})
+	if got := fetches.Load(); got != 3 {
+		t.Errorf("%d upstream requests, want 3: the fill, one refresh, one renewal", got)
+	}
+	if got := shed.Load(); got != 0 {
+		t.Errorf("%d refreshes shed, want 0: the asks of a running refresh are not work", got)
 	}
 }

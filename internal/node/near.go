@@ -75,7 +75,7 @@ func viaOK(r *http.Request) bool {
 // large to hold, or every member failed): the caller forwards as usual.
 func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
 	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) {
-		if hot && n.nearRenewDue(e, now) {
+		if hot && n.nearRenewDue(e, now) && !n.fill.Refreshing(e.Key, true) {
 			n.fill.RefreshVia(r, base, e, n.viaUpstream(plan.Targets), n.keepNear(hash))
 		}
 		detail := "near"

@@ -212,11 +212,11 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeRefresh:
-		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamIn(tenant, hash))
+		n.refresh(r, req, base, e, tenant, hash)
 		n.writeEntry(w, r, e, now, hitStatus(e, now))
 		return resHit
 	case httpcache.ServeStale:
-		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamIn(tenant, hash))
+		n.refresh(r, req, base, e, tenant, hash)
 		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
 		return resStale
 	case httpcache.GatewayTimeout:
@@ -237,6 +237,14 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	}
 	res, err := n.fill.Fetch(ctx, r, base, e, up)
 	return n.answer(w, r, base, e, res, err)
+}
+
+// refresh renews e in the background, once however many hits ask while it
+// runs.
+func (n *Node) refresh(r *http.Request, req httpcache.Directives, base string, e *httpcache.Entry, tenant string, hash uint64) {
+	if !n.fill.Refreshing(e.Key, false) {
+		n.fill.Refresh(refreshRequest(r, req), base, e, n.upstreamIn(tenant, hash))
+	}
 }
 
 // answer writes the outcome of a fetch: the fetched response, or the stale
