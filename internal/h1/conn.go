@@ -22,8 +22,6 @@ type conn struct {
 	s      *Server
 	rw     net.Conn
 	remote string
-	ctx    context.Context // the requests' parent, cancelled when the connection ends
-	cancel context.CancelFunc
 	state  atomic.Int32
 
 	buf  []byte // read buffer; buf[r:w] is read and not yet used
@@ -36,9 +34,7 @@ type conn struct {
 }
 
 func newConn(s *Server, rw net.Conn) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{s: s, rw: rw, remote: rw.RemoteAddr().String(), ctx: ctx, cancel: cancel,
-		buf: make([]byte, readBufSize)}
+	c := &conn{s: s, rw: rw, remote: rw.RemoteAddr().String(), buf: make([]byte, readBufSize)}
 	c.resp.c = c
 	return c
 }
@@ -46,7 +42,6 @@ func newConn(s *Server, rw net.Conn) *conn {
 func (c *conn) serve() {
 	handed := false
 	defer func() {
-		c.cancel()
 		if !handed {
 			c.rw.Close()
 		}
@@ -213,9 +208,12 @@ func (c *conn) handOff() bool {
 
 // run answers one request; false means the connection is done.
 func (c *conn) run(req *http.Request) (keep bool) {
-	// As in net/http, the request's context ends when ServeHTTP returns
-	// (or the connection does).
-	ctx, cancel := context.WithCancel(c.ctx)
+	// As in net/http, the request's context ends when ServeHTTP returns.
+	// Its parent is not the connection's (nothing here watches the
+	// connection while a handler runs, see the package doc): a child of
+	// Background costs one small allocation, a child of a cancelable
+	// parent a lock and a map entry too.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req = req.WithContext(ctx)
 	w := &c.resp
