@@ -40,6 +40,8 @@ type tenantLoad struct {
 	Node     string          `json:"node"`
 	At       time.Time       `json:"at"`
 	ShedRate float64         `json:"shed_rate"` // data requests shed per second
+	Mem      float64         `json:"mem"`       // bytes in use beside the store (memload.go)
+	MemLimit float64         `json:"mem_limit"` // room the memory limit leaves beside the store; 0 unknown
 	Tenants  []capacity.Load `json:"tenants"`   // requests per second by tenant
 }
 
@@ -108,6 +110,7 @@ func (n *Node) reportTenantLoad(ctx context.Context) error {
 		}
 		shed := counterValue(n.m.requests[resShed])
 		rep.ShedRate = (shed - lastShed) / secs
+		rep.Mem, rep.MemLimit = n.memLoad()
 		lastShed, lastAt = shed, now
 		if n.ap.election.IsLeader() {
 			n.offerTenantLoad(rep)

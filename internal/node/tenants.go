@@ -130,13 +130,13 @@ func (n *Node) capacityTenants() []capacity.Tenant {
 }
 
 // capacityReports is the nodes' load as this leader last heard it: CPU
-// from the heat reports, tenant shares and shed rates from the tenant load
-// reports. Memory is not reported (the store fills by design), so it is
-// not judged.
+// from the heat reports; tenant shares, shed rates and memory beside the
+// store from the tenant load reports (the store fills by design, so only
+// what grows outside its bound is judged; memload.go).
 func (n *Node) capacityReports() []capacity.Report {
 	byNode := map[string]*capacity.Report{}
 	for id, l := range n.tenantLoads(n.cfg.Now()) {
-		byNode[id] = &capacity.Report{Node: id, At: l.At, ShedRate: l.ShedRate, Tenants: l.Tenants}
+		byNode[id] = &capacity.Report{Node: id, At: l.At, ShedRate: l.ShedRate, Tenants: l.Tenants, Mem: l.Mem, MemLimit: l.MemLimit}
 	}
 	if n.ap.leader != nil {
 		for _, l := range n.ap.leader.Loads() {
