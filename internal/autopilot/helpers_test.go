@@ -40,7 +40,7 @@ func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *cluster.Embedded
 
 func newTestClient(t *testing.T, e *cluster.Embedded) *clientv3.Client {
 	t.Helper()
-	c, err := cluster.NewClient([]string{e.ClientURL()}, testLog(t))
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{e.ClientURL()}}, testLog(t))
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -51,7 +51,7 @@ func newTestClient(t *testing.T, e *cluster.Embedded) *clientv3.Client {
 // deadClient is a client of nothing, for tests that make no calls.
 func deadClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	c, err := cluster.NewClient([]string{"127.0.0.1:1"}, nil)
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{"127.0.0.1:1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

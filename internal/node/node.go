@@ -168,7 +168,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.self = self
 	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
 
-	if n.etcd, err = cluster.NewClient(n.cfg.Etcd, n.cfg.Logger); err != nil {
+	if n.etcd, err = cluster.Dial(ctx, n.cfg.etcdClient(), cluster.Prefix(n.cfg.Cluster), n.cfg.Logger); err != nil {
 		n.closeListeners()
 		return fmt.Errorf("etcd client: %w", err)
 	}

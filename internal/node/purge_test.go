@@ -185,7 +185,7 @@ func TestPurgeReachesReplicas(t *testing.T) {
 			break
 		}
 	}
-	cli, err := cluster.NewClient([]string{tc.etcd.ClientURL()}, nil)
+	cli, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{tc.etcd.ClientURL()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
