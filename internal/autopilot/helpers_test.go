@@ -114,9 +114,15 @@ type watchedRegistry struct {
 
 func startRegistry(t *testing.T, c *clientv3.Client) *watchedRegistry {
 	t.Helper()
+	return startRegistryWith(t, c, nil)
+}
+
+// startRegistryWith is startRegistry opening records with recs.
+func startRegistryWith(t *testing.T, c *clientv3.Client, recs *cluster.Records) *watchedRegistry {
+	t.Helper()
 	w := &watchedRegistry{}
 	r, err := NewRegistry(RegistryConfig{
-		Client: c, Cluster: testCluster, Logger: testLog(t),
+		Client: c, Cluster: testCluster, Logger: testLog(t), Records: recs,
 		OnChange: func(sets map[uint64][]string) {
 			w.mu.Lock()
 			w.sets = sets
@@ -208,7 +214,7 @@ func recordsIn(t *testing.T, c *clientv3.Client) []Record {
 	}
 	var out []Record
 	for _, kv := range resp.Kvs {
-		rec, err := decodeRecord(ReplicasPrefix(testCluster), kv)
+		rec, err := decodeRecord(ReplicasPrefix(testCluster), nil, kv)
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}

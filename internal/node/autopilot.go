@@ -60,6 +60,7 @@ func (n *Node) newAutopilot() error {
 		Cluster:  n.cfg.Cluster,
 		OnChange: n.onReplicaSets,
 		Logger:   n.cfg.Logger,
+		Records:  n.records,
 	}); err != nil {
 		return fmt.Errorf("replica registry: %w", err)
 	}
@@ -94,6 +95,7 @@ func (n *Node) newAutopilot() error {
 		TTL:        n.cfg.Autopilot.ReplicaTTL,
 		Copier:     copier{n},
 		Logger:     n.cfg.Logger,
+		Records:    n.records,
 		Registerer: n.cfg.Registry,
 	}); err != nil {
 		return fmt.Errorf("actuator: %w", err)

@@ -44,7 +44,8 @@ type Node struct {
 	hop      hopProver // proves and checks that a request comes from a peer
 
 	etcd    *clientv3.Client
-	self    cluster.Member // this node's record as peers see it (advertised addresses)
+	records *cluster.Records // seals and opens member and replica records
+	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
 
 	purgeLog      *purge.Log
@@ -172,12 +173,18 @@ func (n *Node) Start(ctx context.Context) error {
 		n.closeListeners()
 		return fmt.Errorf("etcd client: %w", err)
 	}
+	if n.records, err = n.newRecords(); err != nil {
+		n.closeListeners()
+		n.etcd.Close()
+		return err
+	}
 	n.members, err = cluster.NewMembership(cluster.MembershipConfig{
 		Client:   n.etcd,
 		Cluster:  n.cfg.Cluster,
 		Self:     self,
 		TTL:      n.cfg.MemberTTL,
 		Logger:   n.cfg.Logger,
+		Records:  n.records,
 		OnChange: n.onMembers,
 	})
 	if err != nil {
