@@ -26,6 +26,10 @@ const (
 	clientKeepAliveTime    = 5 * time.Second
 	clientKeepAliveTimeout = 2 * time.Second
 	clientReconnectMax     = 2 * time.Second
+	// clientAuthTimeout bounds authenticating while the client is built
+	// (with a username): a TLS handshake and etcd's password hash can take
+	// longer than a dial on a busy machine.
+	clientAuthTimeout = 5 * time.Second
 )
 
 // ClientConfig says how to reach etcd and who to be there: the settings
@@ -185,7 +189,7 @@ func (c ClientConfig) tlsConfig() (*tls.Config, error) {
 // does not wait for a connection: operations fail or wait (bounded by
 // their contexts) while etcd is unreachable. With one, etcd's client
 // authenticates at once, so creation fails if etcd does not answer within
-// a couple of seconds or refuses the credentials. Auto sync of endpoints
+// clientAuthTimeout (5s) or refuses the credentials. Auto sync of endpoints
 // is off, and etcd's own client logging is quiet (errors only). logger
 // receives crowdpilot's messages; nil discards them.
 func NewClient(cfg ClientConfig, logger *slog.Logger) (*clientv3.Client, error) {
@@ -193,12 +197,18 @@ func NewClient(cfg ClientConfig, logger *slog.Logger) (*clientv3.Client, error) 
 		return nil, err
 	}
 	tlsCfg, _ := cfg.tlsConfig() // Validate loaded it once
+	// DialTimeout bounds only the authentication in clientv3.New (and a
+	// lease's first keep-alive): longer when there is one to make.
+	dialTimeout := clientDialTimeout
+	if cfg.Username != "" {
+		dialTimeout = clientAuthTimeout
+	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:            cfg.Endpoints,
 		TLS:                  tlsCfg,
 		Username:             cfg.Username,
 		Password:             cfg.Password,
-		DialTimeout:          clientDialTimeout,
+		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    clientKeepAliveTime,
 		DialKeepAliveTimeout: clientKeepAliveTimeout,
 		AutoSyncInterval:     0,
