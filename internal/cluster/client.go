@@ -29,7 +29,7 @@ const (
 	// clientAuthTimeout bounds authenticating while the client is built
 	// (with a username): a TLS handshake and etcd's password hash can take
 	// longer than a dial on a busy machine.
-	clientAuthTimeout = 5 * time.Second
+	clientAuthTimeout = 10 * time.Second
 )
 
 // ClientConfig says how to reach etcd and who to be there: the settings
@@ -189,7 +189,7 @@ func (c ClientConfig) tlsConfig() (*tls.Config, error) {
 // does not wait for a connection: operations fail or wait (bounded by
 // their contexts) while etcd is unreachable. With one, etcd's client
 // authenticates at once, so creation fails if etcd does not answer within
-// clientAuthTimeout (5s) or refuses the credentials. Auto sync of endpoints
+// clientAuthTimeout (10s) or refuses the credentials. Auto sync of endpoints
 // is off, and etcd's own client logging is quiet (errors only). logger
 // receives crowdpilot's messages; nil discards them.
 func NewClient(cfg ClientConfig, logger *slog.Logger) (*clientv3.Client, error) {

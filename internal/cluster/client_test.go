@@ -150,7 +150,11 @@ func enableAuth(t *testing.T, root *clientv3.Client, user, password, prefix stri
 // and writes its prefix; no credentials, a wrong password or a user whose
 // role does not cover the prefix is ErrAccess with what to change.
 func TestDialAuth(t *testing.T) {
-	e := startEtcd(t, t.TempDir(), "", "")
+	e, err := StartEmbedded(t.Context(), EmbedConfig{Dir: t.TempDir(), BcryptCost: 4, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 	enableAuth(t, newTestClient(t, e), "cp", "cp-pw", Prefix("test"))
 	ep := []string{e.ClientURL()}
 

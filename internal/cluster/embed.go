@@ -46,6 +46,11 @@ type EmbedConfig struct {
 	// a certificate signed by a CA in this PEM file (etcd's
 	// --client-cert-auth with --trusted-ca-file).
 	ClientCAFile string
+	// BcryptCost is the cost of the password hashes of etcd users (etcd's
+	// --bcrypt-cost). Zero means etcd's default (10); tests that enable
+	// authentication use 4, the least, so a login is not seconds of CPU on
+	// a busy machine.
+	BcryptCost uint
 	// Logger receives crowdpilot's own messages; nil discards them. etcd
 	// itself logs errors only, to stderr.
 	Logger *slog.Logger
@@ -123,6 +128,9 @@ func start(ctx context.Context, cfg EmbedConfig, clientURL, peerURL *url.URL) (*
 			TrustedCAFile:  cfg.ClientCAFile,
 			ClientCertAuth: cfg.ClientCAFile != "",
 		}
+	}
+	if cfg.BcryptCost != 0 {
+		ec.BcryptCost = cfg.BcryptCost
 	}
 	ec.ListenClientUrls = []url.URL{*clientURL}
 	ec.AdvertiseClientUrls = []url.URL{*advertise(clientURL)}

@@ -30,7 +30,7 @@ func startSecureEtcd(t *testing.T) *secureEtcd {
 	ca := testpki.NewCA(t, "etcd-ca")
 	srv := ca.Server(t, "etcd")
 	e, err := cluster.StartEmbedded(t.Context(), cluster.EmbedConfig{
-		Dir: t.TempDir(), CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile,
+		Dir: t.TempDir(), CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: ca.CertFile, BcryptCost: 4,
 	})
 	if err != nil {
 		t.Fatal(err)
