@@ -48,7 +48,7 @@ func server(t *testing.T) (*httptest.Server, *clientv3.Client, *applier) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	c, err := cluster.NewClient([]string{e.ClientURL()}, nil)
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{e.ClientURL()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -188,6 +189,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crowdpilot node", flag.ContinueOnError)
 	var nf nodeFlags
 	nf.register(fs)
+	var ef etcdFlags
+	ef.register(fs)
 	if err := parseFlags(fs, args, stdout, "crowdpilot node --etcd URL[,URL...] --origin URL [flags]", nodeAbout); err != nil {
 		return badInput(stderr, "node", err)
 	}
@@ -201,6 +204,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := nf.config(logger)
 	if cfg.ID == "" {
 		cfg.ID = cfg.Listen
+	}
+	if err := ef.apply(&cfg, os.LookupEnv); err != nil {
+		return badInput(stderr, "node", err)
 	}
 	memoryLimit(logger, cfg.StoreBytes, 1)
 	maxProcs(logger, node.CPULimit())
@@ -233,6 +239,8 @@ var configFlags = []struct{ phrase, flag string }{
 	{"member ttl ", "--member-ttl "}, {"heat window ", "--heat-window "}, {"election ttl ", "--election-ttl "},
 	{"max header bytes ", "--max-header-bytes "}, {"max inflight ", "--max-inflight "},
 	{"max body bytes ", "--max-body-bytes "},
+	{"etcd cacert ", "--etcd-cacert "}, {"etcd cert ", "--etcd-cert "}, {"etcd key ", "--etcd-key "},
+	{"etcd username ", "--etcd-username "}, {"etcd password ", "--etcd-password-file "},
 }
 
 // withFlagNames rewrites a node config error so that each problem starts

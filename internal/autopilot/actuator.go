@@ -95,6 +95,9 @@ type ActuatorConfig struct {
 	Rand func() float64
 	// Logger receives actuator events; nil discards them.
 	Logger *slog.Logger
+	// Records seals the records the actuator writes, and opens those it
+	// adopts. Nil means records are neither sealed nor checked.
+	Records *cluster.Records
 	// Registerer receives the actuator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 
@@ -125,6 +128,7 @@ type Actuator struct {
 	now         func() time.Time
 	rand        func() float64
 	log         *slog.Logger
+	records     *cluster.Records
 	copyTimeout time.Duration
 	applyWait   time.Duration
 	maxLeases   int
@@ -238,6 +242,7 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 		now:         cfg.Now,
 		rand:        cfg.Rand,
 		log:         orDiscard(cfg.Logger),
+		records:     cfg.Records,
 		copyTimeout: cfg.CopyTimeout,
 		applyWait:   cfg.ApplyWait,
 		maxLeases:   cfg.MaxLeases,
@@ -408,7 +413,7 @@ func (a *Actuator) scaleOut(ctx context.Context, fence cluster.Fence, act Action
 	tctx, cancel := context.WithTimeout(ctx, opTimeout)
 	resp, err := a.client.Txn(tctx).
 		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).
+		Then(clientv3.OpPut(key, string(a.records.Seal(key, int64(lease), val)), clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(fence.Key, clientv3.WithKeysOnly()), clientv3.OpGet(key, clientv3.WithKeysOnly())).
 		Commit()
 	cancel()

@@ -40,7 +40,7 @@ func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *cluster.Embedded
 
 func newTestClient(t *testing.T, e *cluster.Embedded) *clientv3.Client {
 	t.Helper()
-	c, err := cluster.NewClient([]string{e.ClientURL()}, testLog(t))
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{e.ClientURL()}}, testLog(t))
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -51,7 +51,7 @@ func newTestClient(t *testing.T, e *cluster.Embedded) *clientv3.Client {
 // deadClient is a client of nothing, for tests that make no calls.
 func deadClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	c, err := cluster.NewClient([]string{"127.0.0.1:1"}, nil)
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{"127.0.0.1:1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +114,15 @@ type watchedRegistry struct {
 
 func startRegistry(t *testing.T, c *clientv3.Client) *watchedRegistry {
 	t.Helper()
+	return startRegistryWith(t, c, nil)
+}
+
+// startRegistryWith is startRegistry opening records with recs.
+func startRegistryWith(t *testing.T, c *clientv3.Client, recs *cluster.Records) *watchedRegistry {
+	t.Helper()
 	w := &watchedRegistry{}
 	r, err := NewRegistry(RegistryConfig{
-		Client: c, Cluster: testCluster, Logger: testLog(t),
+		Client: c, Cluster: testCluster, Logger: testLog(t), Records: recs,
 		OnChange: func(sets map[uint64][]string) {
 			w.mu.Lock()
 			w.sets = sets
@@ -208,7 +214,7 @@ func recordsIn(t *testing.T, c *clientv3.Client) []Record {
 	}
 	var out []Record
 	for _, kv := range resp.Kvs {
-		rec, err := decodeRecord(ReplicasPrefix(testCluster), kv)
+		rec, err := decodeRecord(ReplicasPrefix(testCluster), nil, kv)
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}

@@ -66,14 +66,21 @@ func parseReplicaKey(prefix, key string) (uint64, string, bool) {
 	return h, node, true
 }
 
-// decodeRecord reads a record from its etcd key-value.
-func decodeRecord(prefix string, kv *mvccpb.KeyValue) (Record, error) {
+// errUnauthenticated: a record without a valid MAC (see cluster.Records).
+var errUnauthenticated = errors.New("not authenticated under the cluster secret")
+
+// decodeRecord reads a record from its etcd key-value, if records opens it.
+func decodeRecord(prefix string, records *cluster.Records, kv *mvccpb.KeyValue) (Record, error) {
 	h, node, ok := parseReplicaKey(prefix, string(kv.Key))
 	if !ok {
 		return Record{}, fmt.Errorf("bad replica key %q", kv.Key)
 	}
+	raw, ok := records.Open(cluster.KindReplica, string(kv.Key), kv.Lease, kv.Value)
+	if !ok {
+		return Record{}, fmt.Errorf("%s: %w", kv.Key, errUnauthenticated)
+	}
 	var rec Record
-	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		return Record{}, fmt.Errorf("decode %s: %w", kv.Key, err)
 	}
 	rec.Hash, rec.Node, rec.Lease = h, node, kv.Lease
@@ -94,6 +101,9 @@ type RegistryConfig struct {
 	OnChange func(sets map[uint64][]string)
 	// Logger receives registry events; nil discards them.
 	Logger *slog.Logger
+	// Records opens the records: one without a valid MAC is ignored (and
+	// counted and logged by Records). Nil means records are not checked.
+	Records *cluster.Records
 }
 
 // Registry keeps a watched view of the replica records. Every node runs one;
@@ -103,6 +113,7 @@ type Registry struct {
 	prefix   string
 	onChange func(map[uint64][]string)
 	log      *slog.Logger
+	records  *cluster.Records
 
 	snapshot atomic.Pointer[[]Record] // sorted by (Hash, Node)
 	loaded   atomic.Bool
@@ -122,6 +133,7 @@ func NewRegistry(cfg RegistryConfig) (*Registry, error) {
 		prefix:   ReplicasPrefix(cfg.Cluster),
 		onChange: cfg.OnChange,
 		log:      orDiscard(cfg.Logger),
+		records:  cfg.Records,
 	}, nil
 }
 
@@ -172,7 +184,10 @@ func (r *Registry) Run(ctx context.Context) error {
 
 // decode reads a record; false drops a bad one.
 func (r *Registry) decode(kv *mvccpb.KeyValue) (Record, bool) {
-	rec, err := decodeRecord(r.prefix, kv)
+	rec, err := decodeRecord(r.prefix, r.records, kv)
+	if errors.Is(err, errUnauthenticated) {
+		return Record{}, false // logged once per key by Records
+	}
 	if err != nil {
 		r.log.Warn("replica registry: ignoring bad record", "key", string(kv.Key), "err", err)
 		return Record{}, false

@@ -179,7 +179,10 @@ func (a *Actuator) Adopt(ctx context.Context) error {
 	}
 	var recs []Record
 	for _, kv := range resp.Kvs {
-		rec, err := decodeRecord(a.prefix, kv)
+		rec, err := decodeRecord(a.prefix, a.records, kv)
+		if errors.Is(err, errUnauthenticated) {
+			continue // not ours to renew; logged once per key by Records
+		}
 		if err != nil {
 			a.log.Warn("autopilot: adopt: ignoring bad record", "key", string(kv.Key), "err", err)
 			continue

@@ -26,7 +26,7 @@ func TestManagerWritesSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	client, err := cluster.NewClient([]string{e.ClientURL()}, nil)
+	client, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{e.ClientURL()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

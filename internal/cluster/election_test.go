@@ -150,7 +150,7 @@ func TestElectionFailover(t *testing.T) {
 }
 
 func TestNewElectionValidates(t *testing.T) {
-	c, err := NewClient([]string{"127.0.0.1:1"}, nil)
+	c, err := NewClient(ClientConfig{Endpoints: []string{"127.0.0.1:1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

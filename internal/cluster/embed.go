@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -38,6 +39,18 @@ type EmbedConfig struct {
 	// CompactionRetention is the history kept by periodic auto-compaction.
 	// Zero means DefaultCompactionRetention; negative disables compaction.
 	CompactionRetention time.Duration
+	// CertFile and KeyFile, if set, are the PEM server certificate and key:
+	// clients connect over TLS (https://) instead of plaintext.
+	CertFile, KeyFile string
+	// ClientCAFile, if set (with CertFile), requires every client to present
+	// a certificate signed by a CA in this PEM file (etcd's
+	// --client-cert-auth with --trusted-ca-file).
+	ClientCAFile string
+	// BcryptCost is the cost of the password hashes of etcd users (etcd's
+	// --bcrypt-cost). Zero means etcd's default (10); tests that enable
+	// authentication use 4, the least, so a login is not seconds of CPU on
+	// a busy machine.
+	BcryptCost uint
 	// Logger receives crowdpilot's own messages; nil discards them. etcd
 	// itself logs errors only, to stderr.
 	Logger *slog.Logger
@@ -62,6 +75,9 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = DefaultEmbedName
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") || (cfg.ClientCAFile != "" && cfg.CertFile == "") {
+		return nil, errors.New("embedded etcd: CertFile and KeyFile go together, and ClientCAFile needs them")
 	}
 	log := orDiscard(cfg.Logger)
 
@@ -104,6 +120,18 @@ func start(ctx context.Context, cfg EmbedConfig, clientURL, peerURL *url.URL) (*
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
 	ec.Dir = cfg.Dir
+	if cfg.CertFile != "" {
+		clientURL = &url.URL{Scheme: "https", Host: clientURL.Host}
+		ec.ClientTLSInfo = transport.TLSInfo{
+			CertFile:       cfg.CertFile,
+			KeyFile:        cfg.KeyFile,
+			TrustedCAFile:  cfg.ClientCAFile,
+			ClientCertAuth: cfg.ClientCAFile != "",
+		}
+	}
+	if cfg.BcryptCost != 0 {
+		ec.BcryptCost = cfg.BcryptCost
+	}
 	ec.ListenClientUrls = []url.URL{*clientURL}
 	ec.AdvertiseClientUrls = []url.URL{*advertise(clientURL)}
 	ec.ListenPeerUrls = []url.URL{*peerURL}
@@ -142,7 +170,8 @@ func start(ctx context.Context, cfg EmbedConfig, clientURL, peerURL *url.URL) (*
 	}
 }
 
-// ClientURL is the URL clients use, e.g. http://127.0.0.1:23791.
+// ClientURL is the URL clients use, e.g. http://127.0.0.1:23791 (https://
+// with CertFile).
 func (e *Embedded) ClientURL() string { return e.clientURL }
 
 // PeerURL is the raft peer URL. Start again with the host:port of ClientURL

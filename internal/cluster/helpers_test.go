@@ -29,7 +29,7 @@ func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *Embedded {
 
 func newTestClient(t *testing.T, e *Embedded) *clientv3.Client {
 	t.Helper()
-	c, err := NewClient([]string{e.ClientURL()}, testLogger(t))
+	c, err := NewClient(ClientConfig{Endpoints: []string{e.ClientURL()}}, testLogger(t))
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}

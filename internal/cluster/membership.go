@@ -76,6 +76,10 @@ type MembershipConfig struct {
 	TTL time.Duration
 	// Logger receives membership events; nil discards them.
 	Logger *slog.Logger
+	// Records seals this node's record and opens the others': a record
+	// without a valid MAC is left out of the membership. Nil means records
+	// are neither sealed nor checked.
+	Records *Records
 	// OnChange, if not nil, receives the full membership sorted by ID after
 	// the initial load and after every change. It is called serially from
 	// the watch goroutine, so it should return quickly; the slice is shared
@@ -91,6 +95,7 @@ type Membership struct {
 	key        string // prefix + self ID
 	ttlSeconds int64
 	log        *slog.Logger
+	records    *Records
 	onChange   func([]Member)
 
 	snapshot   atomic.Pointer[[]Member]
@@ -137,6 +142,7 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		key:        prefix + cfg.Self.ID,
 		ttlSeconds: ttl,
 		log:        orDiscard(cfg.Logger).With("member", cfg.Self.ID),
+		records:    cfg.Records,
 		onChange:   cfg.OnChange,
 		sem:        make(chan struct{}, 1),
 		self:       cfg.Self,
@@ -300,6 +306,7 @@ func (m *Membership) putSelf(ctx context.Context, lease clientv3.LeaseID) error 
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.key, err)
 	}
+	val = m.records.Seal(m.key, int64(lease), val)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	if _, err := m.client.Put(ctx, m.key, string(val), clientv3.WithLease(lease)); err != nil {
@@ -432,8 +439,12 @@ func (m *Membership) decode(kv *mvccpb.KeyValue) (Member, bool) {
 	if id == "" || strings.Contains(id, "/") {
 		return Member{}, false
 	}
+	raw, ok := m.records.Open(KindMember, string(kv.Key), kv.Lease, kv.Value)
+	if !ok {
+		return Member{}, false // counted and logged by Open
+	}
 	var rec Member
-	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		m.log.Warn("membership: ignoring bad member record", "key", string(kv.Key), "err", err)
 		return Member{}, false
 	}

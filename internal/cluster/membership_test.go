@@ -231,7 +231,7 @@ func TestMembershipSurvivesEtcdRestart(t *testing.T) {
 }
 
 func TestNewMembershipValidates(t *testing.T) {
-	c, err := NewClient([]string{"127.0.0.1:1"}, nil)
+	c, err := NewClient(ClientConfig{Endpoints: []string{"127.0.0.1:1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,8 @@
 package node
 
 import (
-	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -119,11 +119,20 @@ func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// authorized checks the bearer token of a mutating admin call.
+// authorized checks a mutating admin call: the operator's bearer token, or
+// another node's peer proof for this very call (peerproof.go).
 func (n *Node) authorized(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := "Bearer " + n.cfg.AdminToken
-		if n.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+		if n.hasToken(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ok, err := n.peerProved(w, r)
+		if errors.Is(err, errPeerBodyTooLarge) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("body over %d bytes", maxPeerBodyBytes)})
+			return
+		}
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crowdpilot"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return

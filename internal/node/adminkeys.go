@@ -20,7 +20,7 @@ const redactedValue = "REDACTED"
 // its JSON answer redacted.
 func (n *Node) keysView(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.AdminOpenKeys || n.hasToken(r) {
+		if n.cfg.AdminOpenKeys || n.hasToken(r) || n.peerProvedView(w, r) {
 			next(w, r)
 			return
 		}
@@ -40,6 +40,13 @@ func (n *Node) keysView(next http.HandlerFunc) http.HandlerFunc {
 		w.WriteHeader(rec.code)
 		w.Write(body)
 	}
+}
+
+// peerProvedView reports whether r is another node's proxied view with a
+// valid peer proof (a node that had the token from its caller).
+func (n *Node) peerProvedView(w http.ResponseWriter, r *http.Request) bool {
+	ok, _ := n.peerProved(w, r)
+	return ok
 }
 
 // hasToken reports whether r carries the admin token.

@@ -43,15 +43,20 @@ type autopilotParts struct {
 	leader   *autopilot.Leader   // nil when the autopilot is off on this node
 	actuator *autopilot.Actuator // likewise
 
-	leaderAdmin atomic.Pointer[string] // cached leader admin address, "" unknown
-	client      *http.Client           // node-to-node admin calls, bounded by timeouts
+	cachedLeader atomic.Pointer[leaderRef] // cached leader, nil unknown
+	client       *http.Client              // node-to-node admin calls, bounded by timeouts
+	peer         peerProver                // signs and checks node-to-node admin calls
 }
+
+// leaderRef is the autopilot leader as the election names it.
+type leaderRef struct{ id, admin string }
 
 // newAutopilot builds the autopilot parts; Start runs them.
 func (n *Node) newAutopilot() error {
 	var err error
 	a := &n.ap
 	a.client = &http.Client{Timeout: 2 * time.Second}
+	a.peer = newPeerProver(n.cfg.AdminToken, nil, n.cfg.Registry)
 	if a.heat, err = heat.New(heat.Config{Window: n.cfg.HeatWindow}); err != nil {
 		return fmt.Errorf("heat: %w", err)
 	}
@@ -60,6 +65,7 @@ func (n *Node) newAutopilot() error {
 		Cluster:  n.cfg.Cluster,
 		OnChange: n.onReplicaSets,
 		Logger:   n.cfg.Logger,
+		Records:  n.records,
 	}); err != nil {
 		return fmt.Errorf("replica registry: %w", err)
 	}
@@ -94,6 +100,7 @@ func (n *Node) newAutopilot() error {
 		TTL:        n.cfg.Autopilot.ReplicaTTL,
 		Copier:     copier{n},
 		Logger:     n.cfg.Logger,
+		Records:    n.records,
 		Registerer: n.cfg.Registry,
 	}); err != nil {
 		return fmt.Errorf("actuator: %w", err)
@@ -230,14 +237,14 @@ func (n *Node) reportHeat(ctx context.Context) error {
 		}
 		if err := n.sendReport(ctx, r); err != nil {
 			n.m.shed("heat_report")
-			n.ap.leaderAdmin.Store(nil) // look the leader up again next time
+			n.ap.cachedLeader.Store(nil) // look the leader up again next time
 			n.cfg.Logger.Debug("heat report not delivered", "err", err)
 		}
 	}
 }
 
 func (n *Node) sendReport(ctx context.Context, r autopilot.Report) error {
-	addr, err := n.leaderAddr(ctx)
+	l, err := n.findLeader(ctx)
 	if err != nil {
 		return err
 	}
@@ -245,34 +252,35 @@ func (n *Node) sendReport(ctx context.Context, r autopilot.Report) error {
 	if err != nil {
 		return err
 	}
-	return n.adminCall(ctx, http.MethodPost, addr, pathHeat, body, nil)
+	return n.adminCall(ctx, http.MethodPost, l.id, l.admin, pathHeat, body, nil)
 }
 
-// leaderAddr is the leader's admin address, cached until a call fails.
-func (n *Node) leaderAddr(ctx context.Context) (string, error) {
-	if p := n.ap.leaderAdmin.Load(); p != nil {
+// findLeader is the leader's ID and admin address, cached until a call
+// fails.
+func (n *Node) findLeader(ctx context.Context) (leaderRef, error) {
+	if p := n.ap.cachedLeader.Load(); p != nil {
 		return *p, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, addr, err := n.ap.election.Leader(ctx)
+	id, addr, err := n.ap.election.Leader(ctx)
 	if err != nil {
-		return "", fmt.Errorf("find leader: %w", err)
+		return leaderRef{}, fmt.Errorf("find leader: %w", err)
 	}
-	n.ap.leaderAdmin.Store(&addr)
-	return addr, nil
+	l := leaderRef{id: id, admin: addr}
+	n.ap.cachedLeader.Store(&l)
+	return l, nil
 }
 
-// adminCall makes one authenticated call to another node's admin listener
-// and decodes a JSON answer into out (if non-nil).
-func (n *Node) adminCall(ctx context.Context, method, addr, path string, body []byte, out any) error {
+// adminCall makes one call to node to's admin listener at addr, signed
+// with a peer proof (never the token), and decodes a JSON answer into out
+// (if non-nil).
+func (n *Node) adminCall(ctx context.Context, method, to, addr, path string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	if n.cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+n.cfg.AdminToken)
-	}
+	n.signPeerCall(req, to, body)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.ap.client.Do(req)
 	if err != nil {
@@ -332,19 +340,19 @@ func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no autopilot leader"})
 		return
 	}
-	addr, err := n.leaderAddr(r.Context())
+	l, err := n.findLeader(r.Context())
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no autopilot leader: " + err.Error()})
 		return
 	}
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.Path, nil)
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+l.admin+r.URL.Path, nil)
 	req.Header.Set("X-Crowdpilot-Proxied", n.cfg.ID)
 	if n.hasToken(r) {
-		req.Header.Set("Authorization", r.Header.Get("Authorization")) // the leader shows full keys too
+		n.signPeerCall(req, l.id, nil) // the leader shows full keys too; the token stays here
 	}
 	resp, err := n.ap.client.Do(req)
 	if err != nil {
-		n.ap.leaderAdmin.Store(nil)
+		n.ap.cachedLeader.Store(nil)
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "leader unreachable: " + err.Error()})
 		return
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/capacity"
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 	"github.com/crowdpilot/crowdpilot/internal/tenant"
@@ -32,6 +33,14 @@ type Config struct {
 	Cluster string
 	// Etcd lists the etcd client URLs. Required.
 	Etcd []string
+	// EtcdCACert, EtcdCert and EtcdKey are PEM files for TLS to etcd: the
+	// CA of etcd's server certificate (empty: the system's roots, for
+	// https endpoints) and this node's client certificate and key (both or
+	// neither). See cluster.ClientConfig.
+	EtcdCACert, EtcdCert, EtcdKey string
+	// EtcdUsername and EtcdPassword authenticate to an etcd with auth
+	// enabled (both or neither). Never logged.
+	EtcdUsername, EtcdPassword string
 	// Listen is the data listener address (the cached HTTP service).
 	Listen string
 	// Admin is the admin listener address (/metrics, /healthz, /api/v1).
@@ -320,6 +329,15 @@ func (c Config) requestPolicy() httpcache.RequestPolicy {
 	}
 }
 
+// etcdClient is how the node reaches etcd.
+func (c Config) etcdClient() cluster.ClientConfig {
+	return cluster.ClientConfig{
+		Endpoints: c.Etcd,
+		CACert:    c.EtcdCACert, Cert: c.EtcdCert, Key: c.EtcdKey,
+		Username: c.EtcdUsername, Password: c.EtcdPassword,
+	}
+}
+
 // CheckConfig reports the problem New would find in c, without building
 // anything: for callers that check all their input before they start
 // what the node needs (the embedded etcd of crowdpilot up).
@@ -331,8 +349,8 @@ func (c Config) Validate() error {
 	if c.ID == "" {
 		errs = append(errs, errors.New("id is required"))
 	}
-	if len(c.Etcd) == 0 {
-		errs = append(errs, errors.New("etcd endpoints are required"))
+	if err := c.etcdClient().Validate(); err != nil {
+		errs = append(errs, err) // "etcd endpoints are required", "etcd cacert ...", ...
 	}
 	if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("origin %q must be an http(s) URL with a host", c.Origin))

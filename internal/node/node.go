@@ -44,7 +44,8 @@ type Node struct {
 	hop      hopProver // proves and checks that a request comes from a peer
 
 	etcd    *clientv3.Client
-	self    cluster.Member // this node's record as peers see it (advertised addresses)
+	records *cluster.Records // seals and opens member and replica records
+	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
 
 	purgeLog      *purge.Log
@@ -169,9 +170,14 @@ func (n *Node) Start(ctx context.Context) error {
 	n.self = self
 	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
 
-	if n.etcd, err = cluster.NewClient(n.cfg.Etcd, n.cfg.Logger); err != nil {
+	if n.etcd, err = cluster.Dial(ctx, n.cfg.etcdClient(), cluster.Prefix(n.cfg.Cluster), n.cfg.Logger); err != nil {
 		n.closeListeners()
 		return fmt.Errorf("etcd client: %w", err)
+	}
+	if n.records, err = n.newRecords(); err != nil {
+		n.closeListeners()
+		n.etcd.Close()
+		return err
 	}
 	n.members, err = cluster.NewMembership(cluster.MembershipConfig{
 		Client:   n.etcd,
@@ -179,6 +185,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Self:     self,
 		TTL:      n.cfg.MemberTTL,
 		Logger:   n.cfg.Logger,
+		Records:  n.records,
 		OnChange: n.onMembers,
 	})
 	if err != nil {

@@ -145,7 +145,7 @@ func TestPartitionedNodeFlushesAfterCompaction(t *testing.T) {
 	before := nd.follower.Applied()
 
 	part.setCut(true)
-	cli, err := cluster.NewClient([]string{tc.etcd.ClientURL()}, nil)
+	cli, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{tc.etcd.ClientURL()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

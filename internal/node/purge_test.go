@@ -185,7 +185,7 @@ func TestPurgeReachesReplicas(t *testing.T) {
 			break
 		}
 	}
-	cli, err := cluster.NewClient([]string{tc.etcd.ClientURL()}, nil)
+	cli, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{tc.etcd.ClientURL()}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,9 @@ func TestPurgeReachesReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, _ := json.Marshal(autopilot.Record{Key: tc.key(p), Owner: owner.ID, Reason: "test", Since: time.Now(), TTL: time.Minute})
-	if _, err := cli.Put(t.Context(), autopilot.ReplicaKey("default", hash, replica), string(rec), clientv3.WithLease(lease.ID)); err != nil {
+	rkey := autopilot.ReplicaKey("default", hash, replica)
+	sealed := tc.nodes[0].records.Seal(rkey, int64(lease.ID), rec) // as the leader writes it
+	if _, err := cli.Put(t.Context(), rkey, string(sealed), clientv3.WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() string {

@@ -37,7 +37,7 @@ func (c copier) Copy(ctx context.Context, node, key, from string) error {
 		req["from"] = from
 	}
 	body, _ := json.Marshal(req)
-	return c.n.adminCall(ctx, http.MethodPost, addr, pathReplicate, body, nil)
+	return c.n.adminCall(ctx, http.MethodPost, node, addr, pathReplicate, body, nil)
 }
 
 // handleReplicate copies one key into this node's store, before the leader

@@ -118,14 +118,14 @@ func (n *Node) reportTenantLoad(ctx context.Context) error {
 		}
 		if err := n.sendTenantLoad(ctx, rep); err != nil {
 			n.m.shed("tenant_report")
-			n.ap.leaderAdmin.Store(nil)
+			n.ap.cachedLeader.Store(nil)
 			n.cfg.Logger.Debug("tenant load not delivered", "err", err)
 		}
 	}
 }
 
 func (n *Node) sendTenantLoad(ctx context.Context, rep tenantLoad) error {
-	addr, err := n.leaderAddr(ctx)
+	l, err := n.findLeader(ctx)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (n *Node) sendTenantLoad(ctx context.Context, rep tenantLoad) error {
 	if err != nil {
 		return err
 	}
-	return n.adminCall(ctx, http.MethodPost, addr, pathTenantLoad, body, nil)
+	return n.adminCall(ctx, http.MethodPost, l.id, l.admin, pathTenantLoad, body, nil)
 }
 
 // offerTenantLoad keeps rep as its node's latest, within the bound.

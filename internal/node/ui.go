@@ -223,7 +223,8 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 }
 
 // forwardDrain passes a drain for another member to that member's admin
-// listener, with the caller's token.
+// listener, signed with this node's peer proof (the caller's token stays
+// here: it was checked by authorized).
 func (n *Node) forwardDrain(w http.ResponseWriter, r *http.Request, id string, draining bool) {
 	var target *cluster.Member
 	for _, m := range n.members.Members() {
@@ -242,7 +243,7 @@ func (n *Node) forwardDrain(w http.ResponseWriter, r *http.Request, id string, d
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	n.signPeerCall(req, target.ID, b)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.ap.client.Do(req)
 	if err != nil {

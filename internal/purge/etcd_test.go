@@ -65,7 +65,7 @@ func (te *testEtcd) stop() {
 // client returns a new client, closed at the end of the test.
 func (te *testEtcd) client() *clientv3.Client {
 	te.t.Helper()
-	c, err := cluster.NewClient([]string{"http://" + te.clientAddr}, nil)
+	c, err := cluster.NewClient(cluster.ClientConfig{Endpoints: []string{"http://" + te.clientAddr}}, nil)
 	if err != nil {
 		te.t.Fatal(err)
 	}
