@@ -55,7 +55,7 @@ func TestOneOriginFetchPerObject(t *testing.T) {
 	servedBy := map[string]int{}
 	for i, r := range replies {
 		if r.err != nil || r.status != 200 {
-			t.Fatalf("reply %d: status %d err %v", i, r.status, r.err)
+			t.Fatalf("reply %d: status %d err %v, Cache-Status %q, body %q", i, r.status, r.err, cacheStatus(r.header), r.body)
 		}
 		if r.body != want {
 			t.Fatalf("reply %d body differs: %q vs %q", i, r.body, want)
@@ -82,7 +82,7 @@ func TestOneOriginFetchPerObject(t *testing.T) {
 	stale := 0
 	for i, r := range replies {
 		if r.err != nil || r.status != 200 {
-			t.Fatalf("reply %d after expiry: status %d err %v", i, r.status, r.err)
+			t.Fatalf("reply %d after expiry: status %d err %v, Cache-Status %q, body %q", i, r.status, r.err, cacheStatus(r.header), r.body)
 		}
 		cs := cacheStatus(r.header)
 		if !strings.Contains(cs, "hit") {

@@ -75,7 +75,7 @@ func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
 	near := 0
 	for i, r := range replies {
 		if r.err != nil || r.status != 200 {
-			t.Fatalf("reply %d: status %d err %v", i, r.status, r.err)
+			t.Fatalf("reply %d: status %d err %v, Cache-Status %q, body %q", i, r.status, r.err, cacheStatus(r.header), r.body)
 		}
 		if strings.Contains(cacheStatus(r.header), "detail=near") {
 			near++
@@ -304,7 +304,7 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 	nearStale := 0
 	for i, r := range replies {
 		if r.err != nil || r.status != 200 {
-			t.Fatalf("reply %d: %d %v", i, r.status, r.err)
+			t.Fatalf("reply %d: %d %v, Cache-Status %q, body %q", i, r.status, r.err, cacheStatus(r.header), r.body)
 		}
 		if strings.Contains(cacheStatus(r.header), "detail=near-stale") {
 			nearStale++
