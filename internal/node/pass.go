@@ -60,8 +60,13 @@ func (n *Node) newPassProxy() http.Handler {
 	}
 }
 
-// passThrough streams r to the origin uncached.
+// passThrough streams a GET or HEAD to the origin uncached: an object too
+// large to store, asked for with a Range or a conditional. Its body, if
+// any, is not forwarded (no fill forwards one: what is keyed is what is
+// sent).
 func (n *Node) passThrough(w http.ResponseWriter, r *http.Request) {
+	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
+	r.Header.Del("Content-Length")
 	n.pass.ServeHTTP(w, r)
 }
 

@@ -245,6 +245,14 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 	now := n.cfg.Now()
 	staleOK := stale != nil && stale.State(now, n.cfg.Prefresh) <= httpcache.StaleError
 	switch {
+	case err == nil && res.Stream != nil:
+		// Too large to store: one upstream response relayed to every
+		// request that joined it (fill/relay.go).
+		n.writeStream(w, r, res.Stream, []string{relayStatus(res.Stream, res.Collapsed, "relay")}, n.servedBy)
+		if res.Collapsed {
+			return resCollapsed
+		}
+		return resMiss
 	case err == nil && staleOK && fill.IsErrorStatus(res.Entry.Status):
 		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
 		return resStale
@@ -265,6 +273,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
 		return resStale
 	case errors.Is(err, fill.ErrTooLarge):
+		// Too large, and a Range or a conditional a relay cannot answer.
 		n.passThrough(w, r)
 		return resPass
 	case errors.Is(err, fill.ErrShed):
