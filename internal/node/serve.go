@@ -50,6 +50,12 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) string {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if r.ContentLength != 0 {
+			// A body (chunked: -1) means nothing to a GET: read, dropped.
+			if res, ok := n.dropBody(w, r); !ok {
+				return res
+			}
+		}
 	case http.MethodConnect, http.MethodTrace:
 		return n.fail(w, http.StatusMethodNotAllowed, resBad, "method "+r.Method+" is not supported")
 	default:

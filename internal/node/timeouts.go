@@ -17,7 +17,8 @@ import (
 
 // serverTimeouts applies the configured timeouts to the data server
 // (negative: none) and wraps its listener so that every connection a
-// timeout cuts is counted in crowdpilot_client_timeouts_total.
+// timeout cuts is counted in crowdpilot_client_timeouts_total, and every
+// connection is closed after a request with ambiguous framing (framing.go).
 func (n *Node) serverTimeouts(srv *http.Server, ln net.Listener) net.Listener {
 	pos := func(d time.Duration) time.Duration { return max(d, 0) }
 	srv.ReadHeaderTimeout = pos(n.cfg.ReadHeaderTimeout)
@@ -34,6 +35,7 @@ func (n *Node) serverTimeouts(srv *http.Server, ln net.Listener) net.Listener {
 			tc.state.Store(int32(s))
 		}
 	}
+	guardFraming(srv)
 	return &timedListener{Listener: ln, cut: cut}
 }
 
@@ -51,16 +53,21 @@ func (l *timedListener) Accept() (net.Conn, error) {
 	return &timedConn{Conn: c, cut: l.cut}, nil
 }
 
-// timedConn counts the first deadline its reads or writes hit.
+// timedConn counts the first deadline its reads or writes hit, and
+// follows the framing of the requests read from it.
 type timedConn struct {
 	net.Conn
 	cut     *prometheus.CounterVec
 	state   atomic.Int32 // http.ConnState, from the server's ConnState hook
 	counted atomic.Bool
+	frame   framing // the requests as the server frames them
 }
 
 func (c *timedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.frame.Feed(b[:n])
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The server marks a connection active only once it has read a
 		// whole request header.
