@@ -31,8 +31,9 @@ import (
 var (
 	// ErrShed means the origin limit was full: the fetch was not attempted.
 	ErrShed = errors.New("origin concurrency limit reached")
-	// ErrTooLarge means the object exceeds the maximum object size and must
-	// be streamed through uncached.
+	// ErrTooLarge means the object exceeds the maximum object size and the
+	// caller's request cannot share its relay (it has a Range or a
+	// conditional): it must be streamed through uncached.
 	ErrTooLarge = errors.New("object larger than the maximum object size")
 )
 
@@ -49,9 +50,19 @@ type Config struct {
 	// Timeout bounds one origin fetch from dial to the last body byte, so an
 	// origin that trickles bytes cannot hold a fetch open. Default 2.5s.
 	Timeout time.Duration
-	// MaxObjectBytes is the largest body stored; larger ones stream through.
-	// Default 8 MiB.
+	// MaxObjectBytes is the largest body stored; larger ones are relayed
+	// (Result.Stream). Default 8 MiB.
 	MaxObjectBytes int64
+	// RelayWindow is how much of a relayed body is held in memory: the
+	// head a later request can still join at, then how far the relay reads
+	// ahead of its slowest reader. Default 1 MiB; at least 64 KiB.
+	RelayWindow int64
+	// RelayStall bounds how long a relay's readers wait on its slowest:
+	// while the window is full they must move it by half a window every
+	// RelayStall, or the readers holding it are cut (shed "relay_lag"). A
+	// relay open for joining that nobody reads for RelayStall ends.
+	// Default 5s.
+	RelayStall time.Duration
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive origin
 	// concurrency limit. Defaults 1, 64 and 16.
 	MinLimit, MaxLimit, InitialLimit uint
@@ -81,6 +92,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxObjectBytes <= 0 {
 		c.MaxObjectBytes = 8 << 20
+	}
+	if c.RelayWindow == 0 {
+		c.RelayWindow = 1 << 20
+	}
+	if c.RelayWindow < 2*relayChunk {
+		return fmt.Errorf("fill: relay window %d must be at least %d bytes", c.RelayWindow, 2*relayChunk)
+	}
+	if c.RelayStall <= 0 {
+		c.RelayStall = 5 * time.Second
 	}
 	if c.MinLimit == 0 {
 		c.MinLimit = 1
@@ -125,6 +145,10 @@ type Group struct {
 	ctx    context.Context // cancelled by Close; parents background refreshes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background refreshes
+
+	relayMu    sync.Mutex          // guards joinable and relaysLive
+	joinable   map[string]*relay   // by flight: relays a new request may join; at most maxJoinable
+	relaysLive map[*relay]struct{} // every relay not yet ended, for Close
 }
 
 // New validates cfg and returns a Group.
@@ -133,9 +157,11 @@ func New(cfg Config) (*Group, error) {
 		return nil, err
 	}
 	g := &Group{
-		cfg:     cfg,
-		rt:      cfg.Transport,
-		refresh: make(chan struct{}, cfg.RefreshWorkers),
+		cfg:        cfg,
+		rt:         cfg.Transport,
+		refresh:    make(chan struct{}, cfg.RefreshWorkers),
+		joinable:   make(map[string]*relay),
+		relaysLive: make(map[*relay]struct{}),
 		limit: adaptivelimiter.NewBuilder[any]().
 			WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit).
 			Build(),
@@ -157,10 +183,12 @@ func New(cfg Config) (*Group, error) {
 	return g, nil
 }
 
-// Close stops background refreshes and waits for them.
+// Close stops background refreshes and waits for them, and cuts every
+// relay still running.
 func (g *Group) Close() {
 	g.cancel()
 	g.wg.Wait()
+	g.closeRelays()
 	if tr, ok := g.rt.(*http.Transport); ok && g.cfg.Transport == nil {
 		tr.CloseIdleConnections()
 	}
@@ -173,8 +201,14 @@ type Upstream func(ctx context.Context, out *http.Request) (*http.Response, erro
 // Result is what a fetch produced.
 type Result struct {
 	// Entry is the response: stored (Stored true), revalidated, or an
-	// uncacheable response that only the leader may serve.
+	// uncacheable response that only the leader may serve. Nil when
+	// Stream is set.
 	Entry *httpcache.Entry
+	// Stream is set instead of Entry when the object is larger than
+	// MaxObjectBytes: the caller's share of the one upstream response
+	// relayed to every caller that joined it (relay.go). The caller must
+	// close Stream.Body.
+	Stream *Stream
 	// Stored is true when Entry went into the store.
 	Stored bool
 	// Revalidated is true when the origin answered 304 to a conditional fetch.
@@ -190,7 +224,9 @@ type Result struct {
 	ServedBy    string
 	CacheStatus []string
 
-	since uint64 // the store's purge sequence when the fetch was sent
+	since  uint64 // the store's purge sequence when the fetch was sent
+	relay  *relay // the flight's relay, before relayed makes it the caller's Stream
+	joined bool   // the flight joined a relay another flight started
 }
 
 // Keep decides, for a router's fetch (Via), whether a response is kept in
@@ -205,6 +241,7 @@ type call struct {
 	up    Upstream
 	via   bool // a router's fetch from R(k): stored only as keep says
 	keep  Keep
+	solo  bool // a fetch no other caller may share (FetchOnce)
 }
 
 // Fetch returns the object for r, fetching it once however many callers ask
@@ -226,6 +263,11 @@ func (g *Group) Via(ctx context.Context, r *http.Request, base string, up Upstre
 }
 
 func (g *Group) collapsed(ctx context.Context, c call) (Result, error) {
+	return g.collapsedAt(ctx, c, 0)
+}
+
+// collapsedAt is collapsed, for the attempt'th time (relayed retries once).
+func (g *Group) collapsedAt(ctx context.Context, c call, attempt int) (Result, error) {
 	key := c.base
 	if c.stale != nil {
 		key = c.stale.Key
@@ -233,6 +275,9 @@ func (g *Group) collapsed(ctx context.Context, c call) (Result, error) {
 	res, err := g.do(ctx, flightOf(key, c.via), c)
 	if err != nil {
 		return res, err
+	}
+	if res.relay != nil {
+		return g.relayed(ctx, c, res, attempt)
 	}
 	if !res.Collapsed {
 		return res, nil
@@ -272,7 +317,12 @@ func (g *Group) once(ctx context.Context, c call) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	c.stale = nil
-	return g.fetch(ctx, c)
+	c.solo = true
+	res, err := g.fetch(ctx, c)
+	if err == nil && res.relay != nil {
+		return g.relayed(ctx, c, res, 1)
+	}
+	return res, err
 }
 
 // do joins (or leads) the flight for key. Purges and writes to other objects
@@ -285,8 +335,12 @@ func (g *Group) do(ctx context.Context, flight string, c call) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		arrived := g.cfg.Store.PurgeSeq()
 		res, err := g.join(ctx, flight, c)
-		if err != nil || !res.Collapsed || res.Entry == nil || attempt > 0 ||
-			!g.cfg.Store.PurgedBetween(res.Entry, res.since, arrived) {
+		e := res.Entry
+		if res.relay != nil {
+			e = res.relay.meta
+		}
+		if err != nil || !res.Collapsed || e == nil || attempt > 0 ||
+			!g.cfg.Store.PurgedBetween(e, res.since, arrived) {
 			return res, err
 		}
 		// The flight we joined predates a purge of its object that we
@@ -307,6 +361,10 @@ func (g *Group) join(ctx context.Context, flight string, c call) (Result, error)
 		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && c.via == !e.Near.IsZero() {
 			return Result{Entry: e, Stored: true, Shareable: true, since: since}, nil
 		}
+		// An object too large to store that is being relayed now: join it.
+		if rl := g.joinRelay(c); rl != nil {
+			return Result{relay: rl, joined: true, Shareable: true, since: rl.since}, nil
+		}
 		// The fetch belongs to every waiter, not to the first client: it
 		// runs detached from any one request, bounded by its own timeout.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Timeout)
@@ -318,7 +376,7 @@ func (g *Group) join(ctx context.Context, flight string, c call) (Result, error)
 		return Result{}, ctx.Err()
 	case out := <-ch:
 		res, _ := out.Val.(Result)
-		res.Collapsed = !leader
+		res.Collapsed = !leader || res.joined
 		return res, out.Err
 	}
 }
@@ -374,7 +432,19 @@ func (g *Group) refreshCall(c call) {
 
 // fetch performs one upstream request and stores what may be stored.
 func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
-	out, err := g.outbound(ctx, c.r, c.stale)
+	// The request lives as long as ctx, unless its response is handed to a
+	// relay, which outlives the fetch.
+	// ctx's cause (a deadline is DeadlineExceeded) is the request's error.
+	rctx, rcancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { rcancel(context.Cause(ctx)) })
+	relayed := false
+	defer func() {
+		if !relayed {
+			stop()
+			rcancel(context.Canceled)
+		}
+	}()
+	out, err := g.outbound(rctx, c.r, c.stale)
 	if err != nil {
 		return Result{}, err
 	}
@@ -382,14 +452,18 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 	reqTime := g.cfg.Now()
 	var resp *http.Response
 	if c.up != nil {
-		resp, err = c.up(ctx, out)
+		resp, err = c.up(rctx, out)
 	} else {
 		resp, err = g.Origin(out)
 	}
 	if err != nil {
 		return Result{}, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if !relayed {
+			resp.Body.Close()
+		}
+	}()
 	res := Result{since: since}
 	if c.via {
 		res.ServedBy = resp.Header.Get("X-Served-By")
@@ -413,9 +487,19 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 		res.Stored = g.put(e, since)
 		return res, nil
 	}
-	if resp.ContentLength > g.cfg.MaxObjectBytes {
+	// Too large to store: relayed to every caller that joins, read once.
+	toRelay := func(head []byte) (Result, error) {
 		g.m.fetches.WithLabelValues("too_large").Inc()
-		return Result{}, ErrTooLarge
+		if !stop() {
+			return Result{}, fmt.Errorf("fetch %s: %w", out.URL.Path, ctx.Err())
+		}
+		relayed = true
+		res.relay = g.newRelay(c, out, resp, head, since, reqTime, rcancel)
+		res.Shareable = res.relay.shareable
+		return res, nil
+	}
+	if resp.ContentLength > g.cfg.MaxObjectBytes {
+		return toRelay(nil)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, g.cfg.MaxObjectBytes+1))
 	if err != nil {
@@ -424,8 +508,7 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 		return Result{}, fmt.Errorf("read body of %s: %w", out.URL.Path, err)
 	}
 	if int64(len(body)) > g.cfg.MaxObjectBytes {
-		g.m.fetches.WithLabelValues("too_large").Inc()
-		return Result{}, ErrTooLarge
+		return toRelay(body)
 	}
 	// The entry is built for the request that was sent (always GET), so a
 	// HEAD from the client still stores the full object.

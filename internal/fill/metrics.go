@@ -9,6 +9,10 @@ type metrics struct {
 	fetches   *prometheus.CounterVec // by result: 2xx..5xx, not_modified, error, shed, too_large, body_error
 	latency   prometheus.Histogram   // origin time to response headers
 	refreshes prometheus.Counter
+
+	relays       prometheus.Counter // responses too large to store, relayed
+	relayReaders prometheus.Counter // callers served from a relay
+	relayReading prometheus.Gauge   // readers attached to relays now
 }
 
 func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter[any]) metrics {
@@ -26,9 +30,21 @@ func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter
 			Name: "crowdpilot_fill_background_refreshes_total",
 			Help: "Background refreshes started (prefresh and stale-while-revalidate).",
 		}),
+		relays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_fill_relays_total",
+			Help: "Responses too large to store (over --max-object-bytes) read once from upstream and relayed to every request that joined them.",
+		}),
+		relayReaders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_fill_relay_readers_total",
+			Help: "Requests served the body of a relayed response; each beyond the first of its relay cost upstream nothing.",
+		}),
+		relayReading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crowdpilot_fill_relay_readers",
+			Help: "Requests reading a relayed response now.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.fetches, m.latency, m.refreshes,
+		reg.MustRegister(m.fetches, m.latency, m.refreshes, m.relays, m.relayReaders, m.relayReading,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "crowdpilot_origin_limit",
 				Help: "Current adaptive origin concurrency limit.",

@@ -99,6 +99,15 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		}
 		return "", false
 	}
+	if res.Stream != nil {
+		// Too large to keep: relayed from R(k) to every request for it here.
+		servedBy := n.servedBy
+		if res.ServedBy != "" {
+			servedBy = []string{res.ServedBy}
+		}
+		n.writeStream(w, r, res.Stream, append(slices.Clip(res.CacheStatus), relayStatus(res.Stream, res.Collapsed, "relay-peer")), servedBy)
+		return resPeer, true
+	}
 	if res.Stored {
 		n.m.nearKept.Inc()
 		n.nearKeys.note(base)

@@ -44,6 +44,7 @@ func (n *Node) newPassProxy() http.Handler {
 				if errors.Is(cb.err, os.ErrDeadlineExceeded) {
 					http.Error(w, "request body not received in time", http.StatusRequestTimeout)
 				} else {
+					w.Header().Set("Connection", "close")
 					http.Error(w, "malformed request body", http.StatusBadRequest)
 				}
 				return
@@ -60,9 +61,10 @@ func (n *Node) newPassProxy() http.Handler {
 	}
 }
 
-// passThrough streams r to the origin uncached.
+// passThrough streams a GET or HEAD to the origin uncached: an object too
+// large to store, asked for with a Range or a conditional.
 func (n *Node) passThrough(w http.ResponseWriter, r *http.Request) {
-	n.pass.ServeHTTP(w, r)
+	n.pass.ServeHTTP(w, r) // its body was dropped in serve
 }
 
 // serveUnsafe passes a POST, PUT, PATCH or DELETE to the origin and, when
@@ -87,6 +89,30 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	n.pass.ServeHTTP(sw, r)
 	n.invalidateResponse(r, base, sw.code, sw.Header())
 	return resPass
+}
+
+// dropBody reads and discards a GET's or HEAD's body, which is never
+// forwarded (what is keyed is what is sent), within --max-body-bytes and
+// the read timeout. A body that is malformed, too slow or too large is the
+// client's error, answered here (ok false) before anything is forwarded:
+// a router must not blame a peer, nor the origin be asked, for it.
+func (n *Node) dropBody(w http.ResponseWriter, r *http.Request) (res string, ok bool) {
+	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, n.cfg.MaxBodyBytes))
+	r.Body.Close()
+	r.Body, r.ContentLength, r.TransferEncoding = http.NoBody, 0, nil
+	r.Header.Del("Content-Length")
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return "", true
+	case errors.As(err, &mbe):
+		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large"), false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return n.fail(w, http.StatusRequestTimeout, resBad, "request body not received in time"), false
+	default:
+		w.Header().Set("Connection", "close") // where the next request starts is anyone's guess
+		return n.fail(w, http.StatusBadRequest, resBad, "malformed request body"), false
+	}
 }
 
 // statusWriter remembers the status code written through it.

@@ -78,6 +78,10 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	}
 	stale, _ := n.store.Get(req.Key, target.Header)
 	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, up)
+	if err == nil && res.Stream != nil {
+		res.Stream.Body.Close() // relayed, never stored: nothing to copy
+		err = fill.ErrTooLarge
+	}
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return

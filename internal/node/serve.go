@@ -50,6 +50,12 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) string {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if r.ContentLength != 0 {
+			// A body (chunked: -1) means nothing to a GET: read, dropped.
+			if res, ok := n.dropBody(w, r); !ok {
+				return res
+			}
+		}
 	case http.MethodConnect, http.MethodTrace:
 		return n.fail(w, http.StatusMethodNotAllowed, resBad, "method "+r.Method+" is not supported")
 	default:
@@ -253,6 +259,14 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 	now := n.cfg.Now()
 	staleOK := stale != nil && stale.State(now, n.cfg.Prefresh) <= httpcache.StaleError
 	switch {
+	case err == nil && res.Stream != nil:
+		// Too large to store: one upstream response relayed to every
+		// request that joined it (fill/relay.go).
+		n.writeStream(w, r, res.Stream, []string{relayStatus(res.Stream, res.Collapsed, "relay")}, n.servedBy)
+		if res.Collapsed {
+			return resCollapsed
+		}
+		return resMiss
 	case err == nil && staleOK && fill.IsErrorStatus(res.Entry.Status):
 		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
 		return resStale
@@ -273,6 +287,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
 		return resStale
 	case errors.Is(err, fill.ErrTooLarge):
+		// Too large, and a Range or a conditional a relay cannot answer.
 		n.passThrough(w, r)
 		return resPass
 	case errors.Is(err, fill.ErrShed):

@@ -29,7 +29,8 @@ type dataServer interface {
 // newDataServer builds the data port's server, with the configured
 // timeouts (negative: none), and returns the listener to serve: every
 // connection a timeout cuts is counted in crowdpilot_client_timeouts_total,
-// whichever of h1 and net/http reads it.
+// whichever of h1 and net/http reads it, and a connection is closed after a
+// request with ambiguous framing (framing.go).
 func (n *Node) newDataServer() net.Listener {
 	pos := func(d time.Duration) time.Duration { return max(d, 0) }
 	handler := n.withTenants(n) // counts requests per tenant, if any (tenantload.go)
@@ -52,6 +53,7 @@ func (n *Node) newDataServer() net.Listener {
 			tc.state.Store(int32(s))
 		}
 	}
+	guardFraming(std) // closes the connection after ambiguous framing (framing.go); h1 hands such requests to std
 	if !n.cfg.LeanHTTP {
 		n.data = std
 		return &timedListener{Listener: n.dataLn, cut: cut}
@@ -87,16 +89,21 @@ func (l *timedListener) Accept() (net.Conn, error) {
 	return &timedConn{Conn: c, cut: l.cut}, nil
 }
 
-// timedConn counts the first deadline its reads or writes hit.
+// timedConn counts the first deadline its reads or writes hit, and
+// follows the framing of the requests read from it.
 type timedConn struct {
 	net.Conn
 	cut     *prometheus.CounterVec
 	state   atomic.Int32 // http.ConnState, from the server's ConnState hook
 	counted atomic.Bool
+	frame   framing // the requests as the server frames them
 }
 
 func (c *timedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.frame.Feed(b[:n])
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The server marks a connection active only once it has read a
 		// whole request header.
