@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/node"
 	"github.com/crowdpilot/crowdpilot/internal/testwait"
@@ -154,7 +155,8 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 		}
 	}
 	// The figures the issue asks to watch are all on the dashboard.
-	for _, name := range []string{"crowdpilot_requests_total", "crowdpilot_origin_fetches_total", "crowdpilot_shed_total", "crowdpilot_replicas_active", "crowdpilot_queue_depth"} {
+	for _, name := range []string{"crowdpilot_requests_total", "crowdpilot_origin_fetches_total", "crowdpilot_shed_total", "crowdpilot_replicas_active", "crowdpilot_queue_depth",
+		"crowdpilot_hot_object_requests_total", "crowdpilot_hot_object_origin_fetches_total", "crowdpilot_hot_objects_unexported_total"} {
 		if !used[name] {
 			t.Errorf("neither the dashboard nor the alerts use %s", name)
 		}
@@ -196,6 +198,8 @@ func exportedSeries(t *testing.T) map[string]bool {
 	cfg.AdminToken = "secret"
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.SharesProcess = true
+	// /a is hot from 1 request/s, so the per-object series appear.
+	cfg.Autopilot = autopilot.Config{TargetRPS: 2}
 	nd, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +232,8 @@ func exportedSeries(t *testing.T) map[string]bool {
 	}
 
 	names := map[string]bool{}
-	testwait.Eventually(t, 10*time.Second, "the leader's series on /metrics", func() bool {
+	testwait.Eventually(t, 10*time.Second, "the leader's and the hot object's series on /metrics", func() bool {
+		get(data + "/a") // keeps /a hot
 		resp, err := client.Get("http://" + nd.AdminAddr() + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -244,7 +249,7 @@ func exportedSeries(t *testing.T) map[string]bool {
 				names[line[:i]] = true
 			}
 		}
-		return names["crowdpilot_shed_total"] && names["crowdpilot_autopilot_leader"]
+		return names["crowdpilot_shed_total"] && names["crowdpilot_autopilot_leader"] && names["crowdpilot_hot_object_requests_total"]
 	})
 	return names
 }

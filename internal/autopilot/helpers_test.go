@@ -21,6 +21,11 @@ import (
 // testCluster names the cluster in etcd tests; each test has its own server.
 const testCluster = "test"
 
+// testTimeout bounds waits for something that must happen, not how fast:
+// long enough for -race on a busy machine, so only a thing that never
+// happens fails.
+const testTimeout = 30 * time.Second
+
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

@@ -243,7 +243,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 
 	// Desired: ceil(10000/1000) clamped to 4 members, so 3 replicas, never
 	// on the owner n0.
-	testwait.Eventually(t, 2*time.Second, "3 replicas registered and seen", func() bool {
+	testwait.Eventually(t, testTimeout, "3 replicas registered and seen", func() bool {
 		return len(n.reg.Records()) == 3
 	})
 	t.Logf("3 replicas registered and seen %v after the leader started", time.Since(start))
@@ -256,7 +256,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 	}
 	// Events are recorded once Apply returns, which may be after the
 	// registry has seen the records.
-	testwait.Eventually(t, 2*time.Second, "3 events", func() bool { return len(n.leader.Events(0)) >= 3 })
+	testwait.Eventually(t, testTimeout, "3 events", func() bool { return len(n.leader.Events(0)) >= 3 })
 	evs := n.leader.Events(0)
 	if len(evs) != 3 {
 		t.Fatalf("events = %+v, want 3 scale-outs", evs)
@@ -267,7 +267,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 			t.Errorf("event = %+v", ev)
 		}
 	}
-	testwait.Eventually(t, time.Second, "replicas_active gauge at 3", func() bool {
+	testwait.Eventually(t, testTimeout, "replicas_active gauge at 3", func() bool {
 		v, ok := metric(t, n.lreg, "crowdpilot_autopilot_replicas_active", "key", key)
 		return ok && v == 3
 	})
@@ -322,7 +322,7 @@ func TestLeaderEndToEnd(t *testing.T) {
 	if d := time.Since(left); d < time.Second {
 		t.Errorf("replicas gone after %v, before the 1s hold", d)
 	}
-	testwait.Eventually(t, time.Second, "replicas_active series removed", func() bool {
+	testwait.Eventually(t, testTimeout, "replicas_active series removed", func() bool {
 		_, ok := metric(t, n.lreg, "crowdpilot_autopilot_replicas_active", "key", key)
 		return !ok
 	})
@@ -389,7 +389,7 @@ func TestLeaderTakeover(t *testing.T) {
 	testwait.Eventually(t, 10*time.Second, "a leader", func() bool { return leader() >= 0 })
 	first := leader()
 	old, next := nodes[first], nodes[1-first]
-	testwait.Eventually(t, 3*time.Second, "3 replicas", func() bool { return len(next.reg.Records()) == 3 })
+	testwait.Eventually(t, testTimeout, "3 replicas", func() bool { return len(next.reg.Records()) == 3 })
 	leases := func() string {
 		var ids []string
 		for _, r := range next.reg.Records() {
@@ -401,7 +401,7 @@ func TestLeaderTakeover(t *testing.T) {
 
 	elections[first].Stop(t) // the leader goes; the other is elected at once
 	stopped := time.Now()
-	testwait.Eventually(t, 5*time.Second, "the other node to lead", func() bool { return leader() == 1-first })
+	testwait.Eventually(t, testTimeout, "the other node to lead", func() bool { return leader() == 1-first })
 	t.Logf("takeover in %v", time.Since(stopped))
 	if old.leader.Hot() != nil || old.leader.Loads() != nil {
 		t.Error("deposed leader still shows hot objects")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
@@ -96,15 +97,21 @@ func TestCollapsesConcurrentFetches(t *testing.T) {
 }
 
 // TestBadOriginsNeverPoisonTheCache: a truncated body, a trickling body and
-// a garbage response each fail the fetch and store nothing.
+// a garbage response each fail the fetch and store nothing. The origin is
+// on an in-memory pipe inside a synctest bubble, so the clock is the
+// bubble's: a fetch the origin timeout must cut off ends exactly at the
+// timeout (a trickle would otherwise run 5s, headers that never end 2s),
+// and the others at once, however busy the machine.
 func TestBadOriginsNeverPoisonTheCache(t *testing.T) {
+	const timeout = 500 * time.Millisecond // newGroup's
 	tests := []struct {
-		name   string
-		handle func(c net.Conn)
+		name     string
+		handle   func(c net.Conn)
+		timesOut bool // only the origin timeout ends it
 	}{
 		{"truncated body", func(c net.Conn) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1000\r\n\r\nonly this much"))
-		}},
+		}, false},
 		{"trickling body", func(c net.Conn) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 1000\r\n\r\n"))
 			for range 100 {
@@ -113,48 +120,48 @@ func TestBadOriginsNeverPoisonTheCache(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond) // the origin under test is slow on purpose
 			}
-		}},
+		}, true},
 		{"garbage", func(c net.Conn) {
 			c.Write([]byte("this is not http\r\n\r\n"))
-		}},
+		}, false},
 		{"headers never end", func(c net.Conn) {
 			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
 			time.Sleep(2 * time.Second)
-		}},
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						bufio.NewReader(c).ReadString('\n')
-						tt.handle(c)
-					}()
+			synctest.Test(t, func(t *testing.T) {
+				var origin sync.WaitGroup // the origin's side of each connection
+				tr := &http.Transport{DisableCompression: true, DialContext: func(context.Context, string, string) (net.Conn, error) {
+					client, server := net.Pipe()
+					origin.Go(func() {
+						defer server.Close()
+						bufio.NewReader(server).ReadString('\n')
+						tt.handle(server)
+					})
+					return client, nil
+				}}
+				g, store := newGroup(t, "http://origin.test", func(c *Config) { c.Transport = tr })
+				r, base := get("/bad")
+				start := time.Now()
+				_, err := g.Fetch(context.Background(), r, base, nil, nil)
+				took := time.Since(start) // the bubble's clock: exact
+				if err == nil {
+					t.Fatal("fetch succeeded; want an error")
 				}
-			}()
-			g, store := newGroup(t, "http://"+ln.Addr().String(), nil)
-			r, base := get("/bad")
-			start := time.Now()
-			_, err = g.Fetch(context.Background(), r, base, nil, nil)
-			if err == nil {
-				t.Fatal("fetch succeeded; want an error")
-			}
-			if took := time.Since(start); took > 5*time.Second {
-				t.Errorf("fetch took %v; the origin timeout should cut it off", took)
-			}
-			if e, ok := store.Get(base, nil); ok {
-				t.Fatalf("partial object stored: %q", e.Body)
-			}
+				switch {
+				case tt.timesOut && (took != timeout || !errors.Is(err, context.DeadlineExceeded)):
+					t.Errorf("fetch ended after %v with %v; the origin timeout (%v) should cut it off", took, err, timeout)
+				case !tt.timesOut && took >= timeout:
+					t.Errorf("fetch ended after %v with %v; want it to fail at once", took, err)
+				}
+				if e, ok := store.Get(base, nil); ok {
+					t.Fatalf("partial object stored: %q", e.Body)
+				}
+				tr.CloseIdleConnections()
+				origin.Wait()
+			})
 		})
 	}
 }

@@ -43,6 +43,8 @@ type autopilotParts struct {
 	leader   *autopilot.Leader   // nil when the autopilot is off on this node
 	actuator *autopilot.Actuator // likewise
 
+	hot hotObjects // per-object series for the hot set (hotobjects.go)
+
 	cachedLeader atomic.Pointer[leaderRef] // cached leader, nil unknown
 	client       *http.Client              // node-to-node admin calls, bounded by timeouts
 	peer         peerProver                // signs and checks node-to-node admin calls
@@ -91,6 +93,7 @@ func (n *Node) newAutopilot() error {
 	if err != nil {
 		return fmt.Errorf("election: %w", err)
 	}
+	a.hot.init(n.cfg.Registry, n.fill.Origin, n.cfg.AdminOpenKeys)
 	if n.cfg.DisableAutopilot {
 		return nil // routes to replicas, but never leads
 	}
@@ -159,15 +162,16 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 
 // report is this node's heat report: its hottest keys with their decayed
 // and recent rates, and its load over the interval since the last report
-// (w and recent belong to the reporter).
-func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
+// (w and recent belong to the reporter). It also returns every key the
+// heat tracker holds, for the per-object series.
+func (n *Node) report(w *loadWindow, recent *heat.Recent) (autopilot.Report, []heat.KeyRate) {
 	now := n.cfg.Now()
 	// Every tracked key goes through recent (bounded by the tracker's
 	// capacity), so a key that climbs into the report between two reports
 	// still gets its recent rate.
-	keys := n.ap.heat.Top(math.MaxInt)
-	recent.Fill(now, keys)
-	keys = slices.Clip(keys[:min(len(keys), reportKeys)])
+	tracked := n.ap.heat.Top(math.MaxInt)
+	recent.Fill(now, tracked)
+	keys := slices.Clip(tracked[:min(len(tracked), reportKeys)])
 	l := w.next()
 	var limit float64
 	if n.cfg.SharesProcess {
@@ -186,7 +190,7 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) autopilot.Report {
 		CPU:       l.cpu,
 		CPULimit:  limit,
 		Near:      n.nearCopies(now),
-	}
+	}, tracked
 }
 
 // reportSoon asks the reporter for a report ahead of its tick, because a
@@ -228,31 +232,42 @@ func (n *Node) reportHeat(ctx context.Context) error {
 			n.ap.heat.Tick(n.cfg.Now())
 			n.m.reportsNow.Inc()
 		}
-		r := n.report(w, &recent)
+		r, tracked := n.report(w, &recent)
 		if n.ap.election.IsLeader() {
 			if !n.ap.leader.Offer(r) {
 				n.m.shed("heat_report")
 			}
+			n.ap.hot.refresh(hotKeysOf(n.ap.leader.Hot()), tracked, r.At)
 			continue
 		}
-		if err := n.sendReport(ctx, r); err != nil {
+		hot, err := n.sendReport(ctx, r)
+		if err != nil {
 			n.m.shed("heat_report")
 			n.ap.cachedLeader.Store(nil) // look the leader up again next time
 			n.cfg.Logger.Debug("heat report not delivered", "err", err)
+			n.ap.hot.expire(r.At, hotSetMaxReports*n.cfg.ReportInterval)
+			continue
 		}
+		n.ap.hot.refresh(hot, tracked, r.At)
 	}
 }
 
-func (n *Node) sendReport(ctx context.Context, r autopilot.Report) error {
+// sendReport delivers r to the leader and returns the hot set from its
+// answer (none from a leader that sends none).
+func (n *Node) sendReport(ctx context.Context, r autopilot.Report) ([]hotKey, error) {
 	l, err := n.findLeader(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.adminCall(ctx, http.MethodPost, l.id, l.admin, pathHeat, body, nil)
+	var reply heatReply
+	if err := n.adminCall(ctx, http.MethodPost, l.id, l.admin, pathHeat, body, &reply); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return reply.Hot, nil
 }
 
 // findLeader is the leader's ID and admin address, cached until a call
@@ -314,7 +329,9 @@ func (n *Node) handleHeat(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "report queue full"})
 		return
 	}
-	w.WriteHeader(http.StatusAccepted)
+	// The answer tells the reporter which objects are hot, for its
+	// per-object series (hotobjects.go).
+	writeJSON(w, http.StatusAccepted, heatReply{Hot: hotKeysOf(n.ap.leader.Hot())})
 }
 
 // handleHot is /api/v1/hot: answered by the leader, proxied by the others.

@@ -117,12 +117,12 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 // last recentPurges purges goes to the origin: peers may not have dropped
 // it yet (an unsafe request's invalidation reaches them through the log).
 func (n *Node) missUpstream(base string, hash uint64) fill.Upstream {
-	if up := n.upstreamFor(hash); up != nil {
-		return up
+	if owner, ok := n.ownerElsewhere("", hash); ok {
+		return n.peerUpstream(owner, hash, nil)
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		if n.store.PurgedRecently(base, recentPurges) {
-			return n.fill.Origin(out)
+			return n.fromOrigin(hash, out)
 		}
 		return n.handoffFill(ctx, hash, out)
 	}
@@ -136,7 +136,7 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 		n.waitReady(ctx, readyWait)
 		if owner, ok := n.router.Owner(hash); ok && owner.ID != n.cfg.ID {
 			// Now that the membership is known, the key is someone else's.
-			return n.peerUpstream(owner, nil)(ctx, out)
+			return n.peerUpstream(owner, hash, nil)(ctx, out)
 		}
 	}
 	var buf [peekDraining + peekCandidates + 1]route.Peer
@@ -162,7 +162,7 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 		}
 	}
 	out.Header.Del(purgeRevHeader) // internal headers never reach the origin
-	return n.fill.Origin(out)
+	return n.fromOrigin(hash, out)
 }
 
 // previousOwners appends the peers that may hold a key this node owns: the

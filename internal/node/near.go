@@ -76,7 +76,7 @@ func viaOK(r *http.Request) bool {
 func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
 	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) {
 		if hot && n.nearRenewDue(e, now) && !n.fill.Refreshing(e.Key, true) {
-			n.fill.RefreshVia(r, base, e, n.viaUpstream(plan.Targets), n.keepNear(hash))
+			n.fill.RefreshVia(r, base, e, n.viaUpstream(hash, plan.Targets), n.keepNear(hash))
 		}
 		detail := "near"
 		if e.TTL(now) <= 0 {
@@ -89,7 +89,7 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 	if !n.cfg.NearCopy.off() {
 		keep = n.keepNear(hash)
 	}
-	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(plan.Targets), keep)
+	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(hash, plan.Targets), keep)
 	if errors.Is(err, route.ErrPeerBusy) {
 		return n.serveBusy(w, r, base, now), true
 	}
@@ -165,10 +165,11 @@ func (n *Node) keepNear(hash uint64) fill.Keep {
 	}
 }
 
-// viaUpstream asks the members of R(k) in the plan's order, each under the
-// router's in-flight count and health, failing over to the next; when all
-// fail, the node fetches for itself (as the forwarding path does).
-func (n *Node) viaUpstream(targets []route.Target) fill.Upstream {
+// viaUpstream asks the members of R(k) (k has hash) in the plan's order,
+// each under the router's in-flight count and health, failing over to the
+// next; when all fail, the node fetches for itself (as the forwarding path
+// does).
+func (n *Node) viaUpstream(hash uint64, targets []route.Target) fill.Upstream {
 	ts := slices.Clone(targets) // the flight outlives the caller's plan buffer
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The member must have applied every purge we have before it may
@@ -203,7 +204,7 @@ func (n *Node) viaUpstream(targets []route.Target) fill.Upstream {
 			return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
 		}
 		out.Header.Del(purgeRevHeader)
-		return n.fill.Origin(out)
+		return n.fromOrigin(hash, out)
 	}
 }
 

@@ -76,26 +76,6 @@ func (tc *testCluster) relayReaders() float64 {
 	return total
 }
 
-// shedCount reads crowdpilot_shed_total{reason}.
-func shedCount(t *testing.T, nd *Node, reason string) float64 {
-	t.Helper()
-	mfs, err := nd.cfg.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "crowdpilot_shed_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabel(m, "reason", reason) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 // TestLargeObjectCrowdCostsOneOriginFetch (issue 10, finding 9): 20
 // concurrent GETs, spread over 3 nodes, of an object over MaxObjectBytes
 // cost the origin exactly one fetch, and every client gets the whole

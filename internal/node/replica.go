@@ -66,7 +66,7 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		var buf [4]route.Target
 		owner, _ := n.router.Owner(hash)
 		if plan := n.router.Plan(hash, buf[:0]); !plan.Local && len(plan.Targets) > 0 && plan.Targets[0].ID() != owner.ID {
-			up = n.peerUpstream(plan.Targets[0].Peer(), up)
+			up = n.peerUpstream(plan.Targets[0].Peer(), hash, up)
 		}
 	} else if req.From != n.cfg.ID {
 		from, ok := n.member(req.From)
@@ -74,7 +74,7 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("from: %q is not a member", req.From)})
 			return
 		}
-		up = n.peerUpstream(from, up)
+		up = n.peerUpstream(from, hash, up)
 	}
 	stale, _ := n.store.Get(req.Key, target.Header)
 	res, err := n.fill.Fetch(r.Context(), target, req.Key, stale, up)
@@ -114,29 +114,48 @@ func (n *Node) requestForKey(ctx context.Context, key string) (*http.Request, er
 }
 
 // upstreamFor is where this node fills hash from: the origin when it owns
-// the key (nil), otherwise the owner — a replica never asks the origin, so
-// the origin still sees one fetch per object per TTL. If the owner cannot
-// be reached the node fetches from the origin itself.
+// the key, otherwise the owner — a replica never asks the origin, so the
+// origin still sees one fetch per object per TTL. If the owner cannot be
+// reached the node fetches from the origin itself. The origin is nil (the
+// fill's own way there) except for an object of the hot set, whose origin
+// fetches are counted (hotobjects.go).
 func (n *Node) upstreamFor(hash uint64) fill.Upstream { return n.upstreamIn("", hash) }
 
 // upstreamIn is upstreamFor for a key of tenant, owned within the tenant's
 // node set ("": every node).
 func (n *Node) upstreamIn(tenant string, hash uint64) fill.Upstream {
-	owner, ok := n.router.OwnerFor(tenant, hash)
-	if !ok || owner.ID == n.cfg.ID {
-		return nil
+	owner, ok := n.ownerElsewhere(tenant, hash)
+	if !ok {
+		return n.ap.hot.upstream(hash)
 	}
-	return n.peerUpstream(owner, nil)
+	return n.peerUpstream(owner, hash, nil)
+}
+
+// ownerElsewhere returns the owner of hash within tenant's node set when it
+// is another node (false: this node owns the key, or nobody is known).
+func (n *Node) ownerElsewhere(tenant string, hash uint64) (route.Peer, bool) {
+	owner, ok := n.router.OwnerFor(tenant, hash)
+	return owner, ok && owner.ID != n.cfg.ID
+}
+
+// fromOrigin sends out, a fill of the key with hash, to the origin,
+// counted for the key if it is in the hot set.
+func (n *Node) fromOrigin(hash uint64, out *http.Request) (*http.Response, error) {
+	if o := n.ap.hot.lookup(hash); o != nil {
+		return o.fetch(out)
+	}
+	return n.fill.Origin(out)
 }
 
 // fillConnsPerPeer bounds the peer-fill connections to one peer: fills are
 // collapsed per key, so a few carry every copy and refresh.
 const fillConnsPerPeer = 16
 
-// peerUpstream fills from the peer p; if p cannot be reached, from next
-// (nil: the origin). A peer that does not hold the object fills it from its
-// own upstream, collapsed there, so the origin still sees one fetch.
-func (n *Node) peerUpstream(p route.Peer, next fill.Upstream) fill.Upstream {
+// peerUpstream fills the key with hash from the peer p; if p cannot be
+// reached, from next (nil: the origin). A peer that does not hold the
+// object fills it from its own upstream, collapsed there, so the origin
+// still sees one fetch.
+func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.Upstream {
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The peer must have applied every purge we have before it may
 		// hand us a copy ("0": none, nothing to wait for). The header also
@@ -151,7 +170,7 @@ func (n *Node) peerUpstream(p route.Peer, next fill.Upstream) fill.Upstream {
 			return next(ctx, out)
 		}
 		n.cfg.Logger.Debug("fill from peer failed; asking the origin", "peer", p.ID, "err", err)
-		return n.fill.Origin(out)
+		return n.fromOrigin(hash, out)
 	}
 }
 
