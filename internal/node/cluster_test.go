@@ -48,6 +48,7 @@ func TestOneOriginFetchPerObject(t *testing.T) {
 		func(c *Config) {
 			c.Now = clock.Now
 			c.DisableAutopilot = true
+			c.OriginTimeout = burstOriginTimeout
 		})
 
 	replies := tc.burst(1000, "/live/match-1", all(3))

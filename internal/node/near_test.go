@@ -65,6 +65,7 @@ func TestRoutersCollapseAndKeepNearCopies(t *testing.T) {
 		func(c *Config) {
 			c.Now = clock.Now
 			c.DisableAutopilot = true // the data plane alone: no leased replicas
+			c.OriginTimeout = burstOriginTimeout
 		})
 	const path = "/live/final"
 	ownerNode, routers, direct := tc.ownerOf(path, 2000)
@@ -290,6 +291,7 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 		func(c *Config) {
 			c.Now = clock.Now
 			c.DisableAutopilot = true
+			c.OriginTimeout = burstOriginTimeout
 		})
 	const path = "/live/expiring"
 	for i := range 3 {

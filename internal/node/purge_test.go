@@ -289,7 +289,8 @@ func TestCutOffNodeStopsTrustingItsCache(t *testing.T) {
 // request is answered with the object (issue 9: one node-wide purge epoch
 // used to throw away every fill in flight, and the crowd got 503s).
 func TestUnrelatedPurgesLeaveACrowdAlone(t *testing.T) {
-	tc := newTestCluster(t, 3, demo.Config{Latency: 300 * time.Millisecond, MaxAge: time.Minute, Capacity: 4096}, nil)
+	tc := newTestCluster(t, 3, demo.Config{Latency: 300 * time.Millisecond, MaxAge: time.Minute, Capacity: 4096},
+		func(c *Config) { c.OriginTimeout = burstOriginTimeout })
 	ctx, cancel := context.WithCancel(t.Context())
 	var bg sync.WaitGroup
 	var purges, posts atomic.Int64
