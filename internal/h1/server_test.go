@@ -372,14 +372,7 @@ func TestConnectionClosesWhenTheResponseCannotBeKept(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := start(t, tc.handler, nil)
-			c, err := net.Dial("tcp", st.lean)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			io.WriteString(c, tc.raw)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadAll(c); err != nil {
+			if err := sendUntilClosed(st.lean, tc.raw); err != nil {
 				t.Fatalf("the connection was not closed: %v", err)
 			}
 			// The server goes on serving others.
@@ -388,6 +381,20 @@ func TestConnectionClosesWhenTheResponseCannotBeKept(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendUntilClosed writes raw on a new connection and reads until the
+// server closes it (an error: it did not within 10 s).
+func sendUntilClosed(addr, raw string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	io.WriteString(c, raw)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadAll(c)
+	return err
 }
 
 func TestStreamsWhatItCannotHold(t *testing.T) {
@@ -420,14 +427,7 @@ func TestTimeoutsCutSlowClients(t *testing.T) {
 		{"later header", "GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\n", "idle"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", st.lean)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			io.WriteString(c, tc.raw)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadAll(c); err != nil {
+			if err := sendUntilClosed(st.lean, tc.raw); err != nil {
 				t.Fatalf("not cut: %v", err)
 			}
 			select {

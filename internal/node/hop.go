@@ -72,22 +72,29 @@ func (p hopProver) proof(method, key string, at time.Time) string {
 // verify reports whether value is a proof for this method and key made
 // within hopWindow of now. The MAC is compared in constant time.
 func (p hopProver) verify(method, key, value string, now time.Time) bool {
-	rest, ok := strings.CutPrefix(value, hopVersion+".")
+	ts, sum, ok := openProof(value, hopVersion, now)
+	return ok && hmac.Equal([]byte(sum), []byte(p.mac(method, key, ts)))
+}
+
+// openProof splits a "version.millis.mac" proof and checks that its
+// timestamp lies within hopWindow of now; the caller checks the MAC.
+func openProof(value, version string, now time.Time) (ts, sum string, ok bool) {
+	rest, ok := strings.CutPrefix(value, version+".")
 	if !ok {
-		return false
+		return "", "", false
 	}
-	ts, sum, ok := strings.Cut(rest, ".")
+	ts, sum, ok = strings.Cut(rest, ".")
 	if !ok || len(ts) == 0 || len(ts) > 19 {
-		return false
+		return "", "", false
 	}
 	ms, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || ms < 0 {
-		return false
+		return "", "", false
 	}
 	if d := now.Sub(time.UnixMilli(ms)); d > hopWindow || d < -hopWindow {
-		return false
+		return "", "", false
 	}
-	return hmac.Equal([]byte(sum), []byte(p.mac(method, key, ts)))
+	return ts, sum, true
 }
 
 // outboundHop is the route.ForwarderConfig.Hop of this node: a proof for

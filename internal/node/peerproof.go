@@ -15,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,22 +92,8 @@ func (p peerProver) verify(method, uri, self string, body []byte, value string, 
 	if p.key == nil {
 		return false
 	}
-	rest, ok := strings.CutPrefix(value, peerVersion+".")
-	if !ok {
-		return false
-	}
-	ts, sum, ok := strings.Cut(rest, ".")
-	if !ok || len(ts) == 0 || len(ts) > 19 {
-		return false
-	}
-	ms, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || ms < 0 {
-		return false
-	}
-	if d := now.Sub(time.UnixMilli(ms)); d > hopWindow || d < -hopWindow {
-		return false
-	}
-	return hmac.Equal([]byte(sum), []byte(p.mac(method, uri, self, ts, body)))
+	ts, sum, ok := openProof(value, peerVersion, now)
+	return ok && hmac.Equal([]byte(sum), []byte(p.mac(method, uri, self, ts, body)))
 }
 
 // signPeerCall sets req's peer proof for a call to node to with body.
