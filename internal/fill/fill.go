@@ -154,6 +154,7 @@ func New(cfg Config) (*Group, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.m = newMetrics(cfg.Registerer, g.limit)
+	g.rt = reusedRetry{rt: g.rt, retried: g.m.fetches.WithLabelValues("retried").Inc}
 	return g, nil
 }
 
@@ -161,7 +162,7 @@ func New(cfg Config) (*Group, error) {
 func (g *Group) Close() {
 	g.cancel()
 	g.wg.Wait()
-	if tr, ok := g.rt.(*http.Transport); ok && g.cfg.Transport == nil {
+	if tr, ok := g.rt.(reusedRetry).rt.(*http.Transport); ok && g.cfg.Transport == nil {
 		tr.CloseIdleConnections()
 	}
 }
