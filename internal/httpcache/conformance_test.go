@@ -72,23 +72,35 @@ func TestRFC9111Lifetime(t *testing.T) {
 	}
 }
 
+// TestRFC9111AgeParsing: the age_value of §5.1, and §4.2.1's "responses
+// that have invalid freshness information" are stale: an Age that is not
+// one non-negative integer, or is sent on several lines, leaves the age
+// unknown and the response stale until revalidated.
 func TestRFC9111AgeParsing(t *testing.T) {
 	const s = time.Second
 	tests := []struct {
-		name string
-		age  []string
-		want time.Duration
+		name  string
+		age   []string
+		want  time.Duration // InitialAge
+		stale bool          // stale on arrival, whatever max-age says
 	}{
-		{"§5.1 valid", []string{"30"}, 30 * s},
-		{"§5.1 absent", nil, 0},
-		{"§5.1 non-numeric ignored", []string{"abc"}, 0},
-		{"§5.1 negative ignored", []string{"-30"}, 0},
-		{"§5.1 fractional ignored", []string{"30.5"}, 0},
-		{"§5.1 surrounding whitespace", []string{" 30 "}, 30 * s},
-		{"§5.1 list: first member", []string{"30, 60"}, 30 * s},
-		{"§5.1 duplicated lines: first", []string{"30", "60"}, 30 * s},
-		{"§5.1 invalid first member ignored", []string{"x, 60"}, 0},
-		{"§5.1 too large is 2^31", []string{"99999999999999999"}, maxDelta},
+		{"§5.1 valid", []string{"30"}, 30 * s, false},
+		{"§5.1 absent", nil, 0, false},
+		{"§5.1 zero", []string{"0"}, 0, false},
+		{"§5.1 older than max-age", []string{"7200"}, 7200 * s, true},
+		{"§5.1 surrounding whitespace", []string{" 30 "}, 30 * s, false},
+		{"§5.1 list: first member", []string{"30, 60"}, 30 * s, false},
+		{"§5.1 list: first member, old", []string{"7200,0"}, 7200 * s, true},
+		{"§5.1 too large is 2^31", []string{"99999999999999999"}, maxDelta, true},
+		{"§5.1, §4.2.1 non-numeric: unknown age, stale", []string{"abc"}, 0, true},
+		{"§5.1, §4.2.1 negative: unknown age, stale", []string{"-30"}, 0, true},
+		{"§5.1, §4.2.1 fractional: unknown age, stale", []string{"30.0"}, 0, true},
+		{"§5.1, §4.2.1 parameter: unknown age, stale", []string{"30;foo=bar"}, 0, true},
+		{"§5.1, §4.2.1 numeric parameter: unknown age, stale", []string{"30;foo=111"}, 0, true},
+		{"§5.1, §4.2.1 invalid first member: unknown age, stale", []string{"x, 60"}, 0, true},
+		{"§5.1, §4.2.1 empty: unknown age, stale", []string{""}, 0, true},
+		{"§5.1 singleton on two lines: unknown age, stale", []string{"0", "7200"}, 0, true},
+		{"§5.1 singleton on two equal lines: unknown age, stale", []string{"0", "0"}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +109,9 @@ func TestRFC9111AgeParsing(t *testing.T) {
 			e := NewEntry("k", "", nil, 200, h, nil, t0, t0, Defaults{})
 			if e.InitialAge != tt.want {
 				t.Errorf("initial age %v, want %v", e.InitialAge, tt.want)
+			}
+			if stale := e.TTL(t0) <= 0; stale != tt.stale {
+				t.Errorf("stale on arrival %v (lifetime %v, age %v), want %v", stale, e.Lifetime, e.InitialAge, tt.stale)
 			}
 		})
 	}

@@ -124,8 +124,12 @@ func (e *Entry) fill(resp http.Header, d Defaults) {
 	e.NoStale = cc.MustRevalidate || cc.ProxyRevalidate || cc.NoCache || cc.HasSMaxAge
 	e.ETag = e.Header.Get("Etag")
 	e.LastModified = e.Header.Get("Last-Modified")
-	e.InitialAge = initialAge(e.Header.Get("Date"), resp.Get("Age"), e.RequestTime, e.ResponseTime)
+	age, ageOK := ageValue(resp["Age"])
+	e.InitialAge = initialAge(e.Header.Get("Date"), age, e.RequestTime, e.ResponseTime)
 	e.Lifetime = lifetime(e.Header, cc, e.Status, e.ResponseTime, d)
+	if !ageOK {
+		e.Lifetime = 0 // of unknown age: stale until revalidated, as an invalid Expires
+	}
 	e.SWR, e.SIE = staleWindows(cc, d)
 }
 
@@ -196,21 +200,41 @@ func parseVary(h http.Header) []string {
 	return slices.Clip(slices.Compact(names))
 }
 
+// ageValue is the age_value of a response's Age field lines (RFC 9111
+// §5.1), and whether the cache could read one. Of a list on one line the
+// first member counts (§5.1); values past 2^31 saturate there. The age is
+// unknown (ok false) when that member is not a non-negative integer
+// (negative, fractional, a parameter, not a number) or the field has
+// several lines: §5.1 lets a cache ignore such a field, but then a response
+// that an upstream cache held for an hour would look new, and a singleton
+// sent twice is read differently by recipients that take the first line
+// and those that take the last. A response of unknown age is treated as
+// stale (§4.2.1: "Caches are encouraged to consider responses that have
+// invalid freshness information to be stale"): it is stored and
+// revalidated before reuse, which a cache may always do.
+func ageValue(lines []string) (age time.Duration, ok bool) {
+	switch len(lines) {
+	case 0:
+		return 0, true
+	case 1:
+	default:
+		return 0, false
+	}
+	v := lines[0]
+	if i := strings.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	return parseDelta(strings.Trim(v, " \t"), true)
+}
+
 // initialAge is corrected_initial_age (RFC 9111 §4.2.3) for a response with
-// the given Date and Age values: the larger of its apparent age (response
-// time minus Date) and its Age plus the response delay. age is the first
-// Age field line; of a list only the first member counts, and an invalid
-// one (negative, fractional, not a number) is ignored (§5.1). Values past
-// 2^31 saturate there.
-func initialAge(date, age string, reqTime, respTime time.Time) time.Duration {
+// the given Date and age_value: the larger of its apparent age (response
+// time minus Date) and its age_value plus the response delay.
+func initialAge(date string, ageValue time.Duration, reqTime, respTime time.Time) time.Duration {
 	apparent := time.Duration(0)
 	if t, err := http.ParseTime(date); err == nil {
 		apparent = max(respTime.Sub(t), 0)
 	}
-	if i := strings.IndexByte(age, ','); i >= 0 {
-		age = age[:i]
-	}
-	ageValue, _ := parseDelta(strings.Trim(age, " \t"), true)
 	delay := max(respTime.Sub(reqTime), 0)
 	return max(apparent, addSat(ageValue, delay))
 }
