@@ -269,50 +269,89 @@ func TestRFC9111HopByHopNotStored(t *testing.T) {
 	}
 }
 
-// §4.3.4: a 304 updates the stored headers and freshness; the stale windows
-// follow the new directives.
+// §4.3.4: a 304 that selects the stored response (by its validator)
+// updates the stored headers and freshness, except those describing the
+// stored content (§3.2); the stale windows follow the new directives. A 304
+// whose validator selects nothing updates nothing.
 func TestRFC9111NotModifiedUpdates(t *testing.T) {
-	e := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `"a"`, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
+	lm := httpDate(t0.Add(-time.Hour))
+	e := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `"a"`, "Last-Modified", lm,
+		"X-V", "1", "Content-Encoding", "gzip", "Content-Md5", "rL0Y20zC+Fzt72VPzMSk2A=="), []byte("body"), t0, t0, Defaults{})
+	weak := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `W/"a"`, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
+	lmOnly := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Last-Modified", lm, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
 	t1 := t0.Add(time.Hour)
+	updated := func(r *Entry) string {
+		if r.Header.Get("X-V") != "2" || r.State(t1, 0) != Fresh {
+			return "not updated: X-V " + r.Header.Get("X-V")
+		}
+		return ""
+	}
+	unchanged := func(r *Entry) string {
+		if r.Header.Get("X-V") != "1" || r.State(t1, 0) == Fresh {
+			return "updated: X-V " + r.Header.Get("X-V")
+		}
+		return ""
+	}
 	tests := []struct {
 		name  string
+		e     *Entry // nil: e
 		h     http.Header
 		check func(*Entry) string
 	}{
-		{"§4.3.4 new Cache-Control refreshes", hdr("Date", httpDate(t1), "Cache-Control", "max-age=600"), func(r *Entry) string {
+		{"§4.3.4 new Cache-Control refreshes", nil, hdr("Date", httpDate(t1), "Cache-Control", "max-age=600"), func(r *Entry) string {
 			if r.Lifetime != 600*time.Second || r.State(t1.Add(time.Minute), 0) != Fresh {
 				return "not fresh for 600s"
 			}
 			return ""
 		}},
-		{"§4.3.4 header replaced", hdr("X-V", "2"), func(r *Entry) string {
+		{"§4.3.4 header replaced", nil, hdr("X-V", "2"), func(r *Entry) string {
 			if r.Header.Get("X-V") != "2" {
 				return "X-V " + r.Header.Get("X-V")
 			}
 			return ""
 		}},
-		{"§4.3.4 unlisted header kept", hdr("X-W", "9"), func(r *Entry) string {
+		{"§4.3.4 unlisted header kept", nil, hdr("X-W", "9"), func(r *Entry) string {
 			if r.Header.Get("X-V") != "1" || r.Header.Get("X-W") != "9" {
 				return "X-V " + r.Header.Get("X-V") + " X-W " + r.Header.Get("X-W")
 			}
 			return ""
 		}},
-		{"§4.3.4 new ETag becomes the validator", hdr("Etag", `"b"`), func(r *Entry) string {
-			if r.ETag != `"b"` {
+		{"§4.3.4 the stored strong ETag selects it", nil, hdr("Etag", `"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 another strong ETag selects nothing: no update", nil, hdr("Etag", `"b"`, "Cache-Control", "max-age=600", "X-V", "2"), func(r *Entry) string {
+			if r.ETag != `"a"` || r.Header.Get("Etag") != `"a"` {
 				return "ETag " + r.ETag
+			}
+			return unchanged(r)
+		}},
+		{"§4.3.4 a strong ETag does not select a weak one", weak, hdr("Etag", `"a"`, "Cache-Control", "max-age=600", "X-V", "2"), unchanged},
+		{"§4.3.4 a weak ETag selects weakly", nil, hdr("Etag", `W/"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 a weak ETag selects a weak one", weak, hdr("Etag", `W/"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 the stored Last-Modified selects it", lmOnly, hdr("Last-Modified", lm, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 another Last-Modified selects nothing", lmOnly, hdr("Last-Modified", httpDate(t0), "Cache-Control", "max-age=600", "X-V", "2"), unchanged},
+		{"§4.3.4 no validator: the one stored response", lmOnly, hdr("Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§3.2 Content-Length not updated", nil, hdr("Content-Length", "0"), func(r *Entry) string {
+			if r.Header.Get("Content-Length") != "4" {
+				return "Content-Length " + r.Header.Get("Content-Length")
 			}
 			return ""
 		}},
-		{"§3.2 Content-Length not updated", hdr("Content-Length", "0"), func(r *Entry) string {
-			if r.Header.Get("Content-Length") != "4" {
-				return "Content-Length " + r.Header.Get("Content-Length")
+		{"§3.2 Content-Encoding and Content-MD5 describe the stored content: not updated", nil, hdr("Content-Encoding", "br", "Content-Md5", "N7UdGUp1E+RbVvZSTy1R8g==", "Content-Type", "text/html"), func(r *Entry) string {
+			if r.Header.Get("Content-Encoding") != "gzip" || r.Header.Get("Content-Md5") != "rL0Y20zC+Fzt72VPzMSk2A==" {
+				return "Content-Encoding " + r.Header.Get("Content-Encoding") + ", Content-MD5 " + r.Header.Get("Content-Md5")
+			}
+			if r.Header.Get("Content-Type") != "text/html" {
+				return "Content-Type not updated: " + r.Header.Get("Content-Type")
 			}
 			return ""
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if msg := tt.check(e.Revalidated(tt.h, t1, t1, Defaults{})); msg != "" {
+			base := e
+			if tt.e != nil {
+				base = tt.e
+			}
+			if msg := tt.check(base.Revalidated(tt.h, t1, t1, Defaults{})); msg != "" {
 				t.Error(msg)
 			}
 		})

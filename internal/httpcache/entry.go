@@ -299,18 +299,29 @@ func (e *Entry) State(now time.Time, prefresh float64) State {
 	return Expired
 }
 
+// notUpdated are the fields a 304 never replaces (RFC 9111 §3.2): those
+// that describe the stored content rather than the response (its length,
+// range, content coding and digests: §3.2 lets a cache keep them "to assure
+// integrity of the stored response", and a 304 carries no content they
+// could describe), and Vary, which the entry's key depends on.
+var notUpdated = [...]string{"Content-Length", "Content-Range", "Content-Encoding", "Content-Md5", "Content-Digest", "Repr-Digest", "Vary"}
+
 // Revalidated returns a copy of e freshened by a 304 response with header h,
 // received between reqTime and respTime (RFC 9111 §4.3.4). The 304's fields
-// replace the stored ones, except Content-Length, Content-Range, Vary (the
-// entry's key depends on it) and the fields NewEntry never stores; its purge
-// tags replace the entry's when it carries Surrogate-Key or Cache-Tag. Age,
-// lifetime and stale windows are computed again from the merged header and
-// the new times. The body is shared.
+// replace the stored ones, except notUpdated and the fields NewEntry never
+// stores; its purge tags replace the entry's when it carries Surrogate-Key
+// or Cache-Tag. Age, lifetime and stale windows are computed again from the
+// merged header and the new times. The body is shared. A 304 whose
+// validator does not select e (SelectedBy) updates nothing: the copy is e
+// as it was, still stale.
 func (e *Entry) Revalidated(h http.Header, reqTime, respTime time.Time, d Defaults) *Entry {
 	ne := *e
+	if !e.SelectedBy(h) {
+		return &ne
+	}
 	ne.Header = e.Header.Clone()
 	upd := h.Clone()
-	for _, k := range [...]string{"Content-Length", "Content-Range", "Vary"} {
+	for _, k := range notUpdated {
 		delete(upd, k)
 	}
 	storedHeader(upd, ne.Header)
@@ -322,6 +333,35 @@ func (e *Entry) Revalidated(h http.Header, reqTime, respTime time.Time, d Defaul
 	ne.fill(h, d)
 	ne.size = ne.computeSize()
 	return &ne
+}
+
+// SelectedBy reports whether a 304 with header h identifies e for update
+// (RFC 9111 §4.3.4): its strong ETag equals e's (strong comparison, RFC
+// 9110 §8.8.3.2), or its weak one matches e's weakly; without an ETag, its
+// Last-Modified equals e's; a 304 with neither validator selects e (the one
+// stored response the conditional request was made from). A 304 whose
+// validator matches nothing "MUST NOT" update the stored response.
+func (e *Entry) SelectedBy(h http.Header) bool {
+	if et := strings.Trim(h.Get("Etag"), " \t"); et != "" {
+		if weak, ok := strings.CutPrefix(et, "W/"); ok {
+			return opaqueTag(e.ETag) == weak
+		}
+		return !strings.HasPrefix(e.ETag, "W/") && e.ETag == et
+	}
+	if lm := h.Get("Last-Modified"); lm != "" {
+		if lm == e.LastModified {
+			return true
+		}
+		t1, err1 := http.ParseTime(lm)
+		t2, err2 := http.ParseTime(e.LastModified)
+		return err1 == nil && err2 == nil && t1.Equal(t2)
+	}
+	return true
+}
+
+// opaqueTag is an entity tag without its weakness indicator.
+func opaqueTag(tag string) string {
+	return strings.TrimPrefix(tag, "W/")
 }
 
 // Shareable returns e as it may be served to other clients than the one whose
