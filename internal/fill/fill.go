@@ -526,6 +526,7 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 		}
 	}
 	out.Header.Add("Via", "1.1 crowdpilot")
+	out.Header.Set("Surrogate-Capability", httpcache.SurrogateCapability) // never a client's
 	return out, nil
 }
 

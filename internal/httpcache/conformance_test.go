@@ -57,6 +57,13 @@ func TestRFC9111Lifetime(t *testing.T) {
 		{"RFC 9213 unknown-only CDN-Cache-Control is ignored", 0, hdr("Date", date, "Cache-Control", "max-age=10", "CDN-Cache-Control", "foo=bar"), Defaults{}, 10 * s},
 		{"Surrogate-Control over Cache-Control", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300"), Defaults{}, 300 * s},
 		{"RFC 9213 CDN-Cache-Control over Surrogate-Control", 0, hdr("Date", date, "Surrogate-Control", "max-age=300", "CDN-Cache-Control", "max-age=60"), Defaults{}, 60 * s},
+		// Edge Architecture 1.0 §2.2: Surrogate-Control's device targets.
+		{"Surrogate-Control targeted at crowdpilot", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300;crowdpilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control targeted at crowdpilot, any case, spaces", 0, hdr("Date", date, "Surrogate-Control", "max-age=300 ; CrowdPilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control targeted at another device is ignored", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300;edge1"), Defaults{}, 10 * s},
+		{"Surrogate-Control: ours over the untargeted", 0, hdr("Date", date, "Surrogate-Control", "max-age=30, max-age=300;crowdpilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control: the untargeted when none is ours", 0, hdr("Date", date, "Surrogate-Control", "max-age=30, max-age=300;edge1"), Defaults{}, 30 * s},
+		{"Surrogate-Control: ours on another line", 0, hdr("Date", date, "Surrogate-Control", "max-age=30", "Surrogate-Control", "no-store;edge1, max-age=300;crowdpilot"), Defaults{}, 300 * s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +151,8 @@ func TestRFC9111StorableStatus(t *testing.T) {
 		{"RFC 9213 CDN-Cache-Control no-store", 200, hdr("Cache-Control", "max-age=60", "CDN-Cache-Control", "no-store"), "no-store"},
 		{"RFC 9213 CDN-Cache-Control over private", 200, hdr("Cache-Control", "private", "CDN-Cache-Control", "max-age=60"), ""},
 		{"Surrogate-Control no-store", 200, hdr("Cache-Control", "max-age=60", "Surrogate-Control", "no-store"), "no-store"},
+		{"Surrogate-Control targeted at crowdpilot over Cache-Control no-store", 200, hdr("Cache-Control", "no-store", "Surrogate-Control", "max-age=10000;crowdpilot"), ""},
+		{"Surrogate-Control no-store for another device", 200, hdr("Cache-Control", "max-age=60", "Surrogate-Control", "no-store;edge1"), ""},
 		{"§4.1 Vary: *", 200, hdr("Cache-Control", "max-age=60", "Vary", "*"), "vary-star"},
 	}
 	for _, tt := range tests {
