@@ -246,6 +246,8 @@ func TestRFC9111VaryMatching(t *testing.T) {
 		{"§4.1 Accept-Encoding over lines", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "br, gzip"), hdr("Accept-Encoding", "gzip", "Accept-Encoding", "br"), true},
 		{"§4.1 Accept-Encoding weights count", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "gzip;q=0.5, br"), hdr("Accept-Encoding", "gzip, br"), false},
 		{"§4.1 Accept-Language order counts", []string{"Accept-Language"}, hdr("Accept-Language", "en, fr"), hdr("Accept-Language", "fr, en"), false},
+		{"§4.1 Accept-Language case (RFC 4647 §2)", []string{"Accept-Language"}, hdr("Accept-Language", "en-US, de"), hdr("Accept-Language", "eN-us, De"), true},
+		{"§4.1 Accept-Language weights count", []string{"Accept-Language"}, hdr("Accept-Language", "en, de"), hdr("Accept-Language", "en;q=0.5, de"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
