@@ -9,8 +9,9 @@
 // not passed (optimal), yes / no (informational, "check"); setup, retry and
 // dependency (a test it depends on did not pass) apart. "Required failures"
 // are the required tests that failed (not setup, retry or dependency), as
-// cache-tests.fyi counts them (the bundled squid.json gives its 22). --compare prints the
-// tests whose outcome differs between two runs and exits 1 if any does.
+// cache-tests.fyi counts them (the bundled squid.json gives its 22).
+// --compare prints the tests whose outcome differs between two runs and
+// exits 1 if any does.
 import fs from 'fs'
 import path from 'path'
 import { pathToFileURL } from 'url'
