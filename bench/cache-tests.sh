@@ -136,6 +136,8 @@ run_once() {
   if [ -n "$ID" ]; then
     cat "$name.json"
   else
+    node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$name.json" 2>/dev/null ||
+      { echo "cache-tests: the client wrote no results JSON (see $name.json, $name.client.log)" >&2; exit 1; }
     node "bench/cache-tests-summary.mjs" "$PKG" "$name.json" "$cfg run $run, $((SECONDS - started)) s, up ${flags:-(defaults)} $EXTRA" |
       tee "$name.summary.txt"
   fi
