@@ -23,7 +23,7 @@ type nodeFlags struct {
 	defaultTTL, swr, sie, originTimeout, forwardTimeout                                   time.Duration
 	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
 	prefresh                                                                              float64
-	originMaxConcurrency, maxHeaderBytes, maxInflight                                     int
+	originMaxConcurrency, originMinConcurrency, maxHeaderBytes, maxInflight               int
 	rejectUnsafe, leanHTTP, autopilotOn, strict, ignoreClientRevalidate                   bool
 	ap                                                                                    autopilot.Config
 	heatWindow, electionTTL                                                               time.Duration
@@ -63,6 +63,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
 	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
+	fs.IntVar(&f.originMinConcurrency, "origin-min-concurrency", int(d.OriginMinConcurrency), "floor of the adaptive origin concurrency limit per node (equal to the ceiling: a fixed limit)")
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
@@ -128,6 +129,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.DefaultTTL, c.StaleWhileRevalidate, c.StaleIfError, c.Prefresh = f.defaultTTL, f.swr, f.sie, f.prefresh
 	c.IgnoreClientRevalidate, c.Strict = f.ignoreClientRevalidate, f.strict
 	c.OriginTimeout, c.OriginMaxConcurrency = f.originTimeout, uint(max(f.originMaxConcurrency, 0))
+	c.OriginMinConcurrency = uint(max(f.originMinConcurrency, 0))
 	c.ForwardTimeout, c.MaxHeaderBytes, c.RejectUnsafe, c.MaxInflight = f.forwardTimeout, f.maxHeaderBytes, f.rejectUnsafe, int64(f.maxInflight)
 	c.LeanHTTP = f.leanHTTP
 	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
@@ -148,7 +150,8 @@ func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
 	notZero := map[string]bool{
 		"store-bytes": f.storeBytes == 0, "max-object-bytes": f.maxObjectBytes == 0,
 		"origin-timeout": f.originTimeout == 0, "origin-max-concurrency": f.originMaxConcurrency == 0,
-		"max-header-bytes": f.maxHeaderBytes == 0, "max-inflight": f.maxInflight == 0,
+		"origin-min-concurrency": f.originMinConcurrency == 0,
+		"max-header-bytes":       f.maxHeaderBytes == 0, "max-inflight": f.maxInflight == 0,
 		"member-ttl": f.memberTTL == 0, "near-copy-rps": f.near.RPS == 0, "heat-window": f.heatWindow == 0, "election-ttl": f.electionTTL == 0,
 		"read-header-timeout": f.readHeaderTimeout == 0, "read-timeout": f.readTimeout == 0,
 		"write-timeout": f.writeTimeout == 0, "idle-timeout": f.idleTimeout == 0,
@@ -236,6 +239,7 @@ var configFlags = []struct{ phrase, flag string }{
 	{"stale-while-revalidate ", "--stale-while-revalidate "}, {"stale-if-error ", "--stale-if-error "},
 	{"shutdown grace ", "--shutdown-grace "}, {"purge max disconnect ", "--purge-max-disconnect "},
 	{"origin timeout ", "--origin-timeout "}, {"forward timeout ", "--forward-timeout "},
+	{"origin min concurrency ", "--origin-min-concurrency "},
 	{"member ttl ", "--member-ttl "}, {"heat window ", "--heat-window "}, {"election ttl ", "--election-ttl "},
 	{"max header bytes ", "--max-header-bytes "}, {"max inflight ", "--max-inflight "},
 	{"max body bytes ", "--max-body-bytes "},

@@ -69,16 +69,23 @@ func TestNodeStrictConflicts(t *testing.T) {
 		}
 	}
 	// An explicit 0 where zero is not a value is an error, not the default.
-	for _, name := range []string{"max-inflight", "store-bytes", "origin-timeout", "member-ttl"} {
+	for _, name := range []string{"max-inflight", "store-bytes", "origin-timeout", "member-ttl", "origin-min-concurrency"} {
 		var stderr strings.Builder
 		code := runNode(context.Background(), []string{"--" + name, "0", "--log-level", "error"}, io.Discard, &stderr)
 		if code != 2 || stderr.String() != "crowdpilot node: --"+name+" must not be 0\n" {
 			t.Errorf("--%s 0: exit %d, stderr %q", name, code, stderr.String())
 		}
 	}
+	// A floor above the ceiling names the flag.
+	var floor strings.Builder
+	code := runNode(context.Background(), []string{"--origin-min-concurrency", "100", "--origin-max-concurrency", "64", "--autopilot=false",
+		"--origin", "http://127.0.0.1:1", "--etcd", "http://127.0.0.1:1", "--log-level", "error"}, io.Discard, &floor)
+	if code != 2 || !strings.Contains(floor.String(), "--origin-min-concurrency 100 must not exceed origin max concurrency 64") {
+		t.Errorf("--origin-min-concurrency above the ceiling: exit %d, stderr %q", code, floor.String())
+	}
 	// Zero values agree with --strict.
 	var stderr strings.Builder
-	code := runNode(context.Background(), []string{"--strict", "--stale-while-revalidate", "0", "--log-level", "error"}, io.Discard, &stderr)
+	code = runNode(context.Background(), []string{"--strict", "--stale-while-revalidate", "0", "--log-level", "error"}, io.Discard, &stderr)
 	if strings.Contains(stderr.String(), "--strict excludes") {
 		t.Errorf("--strict --stale-while-revalidate 0 rejected: exit %d %q", code, stderr.String())
 	}

@@ -180,6 +180,7 @@ func New(cfg Config) (*Group, error) {
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.m = newMetrics(cfg.Registerer, g.limit)
+	g.rt = reusedRetry{rt: g.rt, retried: g.m.fetches.WithLabelValues("retried").Inc}
 	return g, nil
 }
 
@@ -189,7 +190,7 @@ func (g *Group) Close() {
 	g.cancel()
 	g.wg.Wait()
 	g.closeRelays()
-	if tr, ok := g.rt.(*http.Transport); ok && g.cfg.Transport == nil {
+	if tr, ok := g.rt.(reusedRetry).rt.(*http.Transport); ok && g.cfg.Transport == nil {
 		tr.CloseIdleConnections()
 	}
 }
@@ -608,6 +609,7 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 		}
 	}
 	out.Header.Add("Via", "1.1 crowdpilot")
+	out.Header.Set("Surrogate-Capability", httpcache.SurrogateCapability) // never a client's
 	return out, nil
 }
 

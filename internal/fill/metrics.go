@@ -6,7 +6,7 @@ import (
 )
 
 type metrics struct {
-	fetches   *prometheus.CounterVec // by result: 2xx..5xx, not_modified, error, shed, too_large, body_error
+	fetches   *prometheus.CounterVec // by result: 2xx..5xx, not_modified, error, shed, too_large, body_error, retried
 	latency   prometheus.Histogram   // origin time to response headers
 	refreshes prometheus.Counter
 
@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter
 	m := metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_origin_fetches_total",
-			Help: "Origin fetches by result (status class, not_modified, error, shed, too_large, body_error).",
+			Help: "Origin fetches by result (status class, not_modified, error, shed, too_large, body_error; retried: sent again after failing on a reused connection).",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "crowdpilot_origin_fetch_duration_seconds",

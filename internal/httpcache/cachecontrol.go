@@ -64,29 +64,85 @@ func ParseCacheControl(h http.Header) Directives {
 	return d
 }
 
+// SurrogateDevice is the device token crowdpilot answers to in
+// Surrogate-Control (Edge Architecture Specification 1.0, §2.2), and
+// SurrogateCapability the Surrogate-Capability request field that tells
+// the origin so (§2.1). Every origin request carries it, in place of
+// whatever a client sent.
+const (
+	SurrogateDevice     = "crowdpilot"
+	SurrogateCapability = SurrogateDevice + `="Surrogate/1.0"`
+)
+
 // ResponseDirectives returns the directives a shared cache obeys for a
 // response: those of CDN-Cache-Control (RFC 9213) when it holds any
 // directive, else those of Surrogate-Control (Edge Architecture 1.0), else
 // Cache-Control. A targeted field replaces Cache-Control (and Expires)
-// entirely; one that is empty or holds nothing understood is ignored.
-// Surrogate-Control's device-targeted forms ("max-age=60;edge1") are not
-// understood: their value is invalid, which counts as stale.
+// entirely; one that is empty or holds nothing understood is ignored. Of
+// Surrogate-Control, directives targeted at SurrogateDevice
+// ("max-age=60;crowdpilot") are used when there are any, else those
+// targeted at no device; those targeted at other devices never are (§2.2).
 func ResponseDirectives(h http.Header) Directives {
-	for _, name := range [...]string{"Cdn-Cache-Control", "Surrogate-Control"} {
-		lines := h[name]
-		if len(lines) == 0 {
-			continue
-		}
-		var d Directives
+	if d := targetedDirectives(h["Cdn-Cache-Control"], false); d != (Directives{}) {
+		d.Targeted = true
+		return d
+	}
+	if d := targetedDirectives(h["Surrogate-Control"], true); d != (Directives{}) {
+		d.Targeted = true
+		return d
+	}
+	return ParseCacheControl(h)
+}
+
+// targetedDirectives parses the lines of a targeted field; device reads
+// Surrogate-Control's ";device" targets.
+func targetedDirectives(lines []string, device bool) Directives {
+	var d Directives
+	if !device {
 		for _, line := range lines {
 			parseDirectives(line, &d)
 		}
-		if d != (Directives{}) {
-			d.Targeted = true
-			return d
+		return d
+	}
+	ours := false
+	for _, line := range lines {
+		for m := range members(line) {
+			if _, target, ok := strings.Cut(m, ";"); ok && strings.EqualFold(strings.Trim(target, " \t"), SurrogateDevice) {
+				ours = true
+			}
 		}
 	}
-	return ParseCacheControl(h)
+	for _, line := range lines {
+		for m := range members(line) {
+			directive, target, targeted := strings.Cut(m, ";")
+			if targeted == ours && (!targeted || strings.EqualFold(strings.Trim(target, " \t"), SurrogateDevice)) {
+				parseDirectives(directive, &d)
+			}
+		}
+	}
+	return d
+}
+
+// members yields the comma-separated members of a field line; commas inside
+// quoted strings do not separate.
+func members(s string) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		start, quoted := 0, false
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '\\' && quoted:
+				i++
+			case c == '"':
+				quoted = !quoted
+			case c == ',' && !quoted:
+				if !yield(s[start:i]) {
+					return
+				}
+				start = i + 1
+			}
+		}
+		yield(s[start:])
+	}
 }
 
 // RequestDirectives returns a request's Cache-Control directives, with

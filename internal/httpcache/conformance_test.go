@@ -57,6 +57,13 @@ func TestRFC9111Lifetime(t *testing.T) {
 		{"RFC 9213 unknown-only CDN-Cache-Control is ignored", 0, hdr("Date", date, "Cache-Control", "max-age=10", "CDN-Cache-Control", "foo=bar"), Defaults{}, 10 * s},
 		{"Surrogate-Control over Cache-Control", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300"), Defaults{}, 300 * s},
 		{"RFC 9213 CDN-Cache-Control over Surrogate-Control", 0, hdr("Date", date, "Surrogate-Control", "max-age=300", "CDN-Cache-Control", "max-age=60"), Defaults{}, 60 * s},
+		// Edge Architecture 1.0 §2.2: Surrogate-Control's device targets.
+		{"Surrogate-Control targeted at crowdpilot", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300;crowdpilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control targeted at crowdpilot, any case, spaces", 0, hdr("Date", date, "Surrogate-Control", "max-age=300 ; CrowdPilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control targeted at another device is ignored", 0, hdr("Date", date, "Cache-Control", "max-age=10", "Surrogate-Control", "max-age=300;edge1"), Defaults{}, 10 * s},
+		{"Surrogate-Control: ours over the untargeted", 0, hdr("Date", date, "Surrogate-Control", "max-age=30, max-age=300;crowdpilot"), Defaults{}, 300 * s},
+		{"Surrogate-Control: the untargeted when none is ours", 0, hdr("Date", date, "Surrogate-Control", "max-age=30, max-age=300;edge1"), Defaults{}, 30 * s},
+		{"Surrogate-Control: ours on another line", 0, hdr("Date", date, "Surrogate-Control", "max-age=30", "Surrogate-Control", "no-store;edge1, max-age=300;crowdpilot"), Defaults{}, 300 * s},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,23 +79,35 @@ func TestRFC9111Lifetime(t *testing.T) {
 	}
 }
 
+// TestRFC9111AgeParsing: the age_value of §5.1, and §4.2.1's "responses
+// that have invalid freshness information" are stale: an Age that is not
+// one non-negative integer, or is sent on several lines, leaves the age
+// unknown and the response stale until revalidated.
 func TestRFC9111AgeParsing(t *testing.T) {
 	const s = time.Second
 	tests := []struct {
-		name string
-		age  []string
-		want time.Duration
+		name  string
+		age   []string
+		want  time.Duration // InitialAge
+		stale bool          // stale on arrival, whatever max-age says
 	}{
-		{"§5.1 valid", []string{"30"}, 30 * s},
-		{"§5.1 absent", nil, 0},
-		{"§5.1 non-numeric ignored", []string{"abc"}, 0},
-		{"§5.1 negative ignored", []string{"-30"}, 0},
-		{"§5.1 fractional ignored", []string{"30.5"}, 0},
-		{"§5.1 surrounding whitespace", []string{" 30 "}, 30 * s},
-		{"§5.1 list: first member", []string{"30, 60"}, 30 * s},
-		{"§5.1 duplicated lines: first", []string{"30", "60"}, 30 * s},
-		{"§5.1 invalid first member ignored", []string{"x, 60"}, 0},
-		{"§5.1 too large is 2^31", []string{"99999999999999999"}, maxDelta},
+		{"§5.1 valid", []string{"30"}, 30 * s, false},
+		{"§5.1 absent", nil, 0, false},
+		{"§5.1 zero", []string{"0"}, 0, false},
+		{"§5.1 older than max-age", []string{"7200"}, 7200 * s, true},
+		{"§5.1 surrounding whitespace", []string{" 30 "}, 30 * s, false},
+		{"§5.1 list: first member", []string{"30, 60"}, 30 * s, false},
+		{"§5.1 list: first member, old", []string{"7200,0"}, 7200 * s, true},
+		{"§5.1 too large is 2^31", []string{"99999999999999999"}, maxDelta, true},
+		{"§5.1, §4.2.1 non-numeric: unknown age, stale", []string{"abc"}, 0, true},
+		{"§5.1, §4.2.1 negative: unknown age, stale", []string{"-30"}, 0, true},
+		{"§5.1, §4.2.1 fractional: unknown age, stale", []string{"30.0"}, 0, true},
+		{"§5.1, §4.2.1 parameter: unknown age, stale", []string{"30;foo=bar"}, 0, true},
+		{"§5.1, §4.2.1 numeric parameter: unknown age, stale", []string{"30;foo=111"}, 0, true},
+		{"§5.1, §4.2.1 invalid first member: unknown age, stale", []string{"x, 60"}, 0, true},
+		{"§5.1, §4.2.1 empty: unknown age, stale", []string{""}, 0, true},
+		{"§5.1 singleton on two lines: unknown age, stale", []string{"0", "7200"}, 0, true},
+		{"§5.1 singleton on two equal lines: unknown age, stale", []string{"0", "0"}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +116,9 @@ func TestRFC9111AgeParsing(t *testing.T) {
 			e := NewEntry("k", "", nil, 200, h, nil, t0, t0, Defaults{})
 			if e.InitialAge != tt.want {
 				t.Errorf("initial age %v, want %v", e.InitialAge, tt.want)
+			}
+			if stale := e.TTL(t0) <= 0; stale != tt.stale {
+				t.Errorf("stale on arrival %v (lifetime %v, age %v), want %v", stale, e.Lifetime, e.InitialAge, tt.stale)
 			}
 		})
 	}
@@ -129,6 +151,8 @@ func TestRFC9111StorableStatus(t *testing.T) {
 		{"RFC 9213 CDN-Cache-Control no-store", 200, hdr("Cache-Control", "max-age=60", "CDN-Cache-Control", "no-store"), "no-store"},
 		{"RFC 9213 CDN-Cache-Control over private", 200, hdr("Cache-Control", "private", "CDN-Cache-Control", "max-age=60"), ""},
 		{"Surrogate-Control no-store", 200, hdr("Cache-Control", "max-age=60", "Surrogate-Control", "no-store"), "no-store"},
+		{"Surrogate-Control targeted at crowdpilot over Cache-Control no-store", 200, hdr("Cache-Control", "no-store", "Surrogate-Control", "max-age=10000;crowdpilot"), ""},
+		{"Surrogate-Control no-store for another device", 200, hdr("Cache-Control", "max-age=60", "Surrogate-Control", "no-store;edge1"), ""},
 		{"§4.1 Vary: *", 200, hdr("Cache-Control", "max-age=60", "Vary", "*"), "vary-star"},
 	}
 	for _, tt := range tests {
@@ -222,6 +246,8 @@ func TestRFC9111VaryMatching(t *testing.T) {
 		{"§4.1 Accept-Encoding over lines", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "br, gzip"), hdr("Accept-Encoding", "gzip", "Accept-Encoding", "br"), true},
 		{"§4.1 Accept-Encoding weights count", []string{"Accept-Encoding"}, hdr("Accept-Encoding", "gzip;q=0.5, br"), hdr("Accept-Encoding", "gzip, br"), false},
 		{"§4.1 Accept-Language order counts", []string{"Accept-Language"}, hdr("Accept-Language", "en, fr"), hdr("Accept-Language", "fr, en"), false},
+		{"§4.1 Accept-Language case (RFC 4647 §2)", []string{"Accept-Language"}, hdr("Accept-Language", "en-US, de"), hdr("Accept-Language", "eN-us, De"), true},
+		{"§4.1 Accept-Language weights count", []string{"Accept-Language"}, hdr("Accept-Language", "en, de"), hdr("Accept-Language", "en;q=0.5, de"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,50 +280,89 @@ func TestRFC9111HopByHopNotStored(t *testing.T) {
 	}
 }
 
-// §4.3.4: a 304 updates the stored headers and freshness; the stale windows
-// follow the new directives.
+// §4.3.4: a 304 that selects the stored response (by its validator)
+// updates the stored headers and freshness, except those describing the
+// stored content (§3.2); the stale windows follow the new directives. A 304
+// whose validator selects nothing updates nothing.
 func TestRFC9111NotModifiedUpdates(t *testing.T) {
-	e := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `"a"`, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
+	lm := httpDate(t0.Add(-time.Hour))
+	e := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `"a"`, "Last-Modified", lm,
+		"X-V", "1", "Content-Encoding", "gzip", "Content-Md5", "rL0Y20zC+Fzt72VPzMSk2A=="), []byte("body"), t0, t0, Defaults{})
+	weak := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Etag", `W/"a"`, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
+	lmOnly := NewEntry("k", "", nil, 200, hdr("Date", httpDate(t0), "Cache-Control", "max-age=1", "Last-Modified", lm, "X-V", "1"), []byte("body"), t0, t0, Defaults{})
 	t1 := t0.Add(time.Hour)
+	updated := func(r *Entry) string {
+		if r.Header.Get("X-V") != "2" || r.State(t1, 0) != Fresh {
+			return "not updated: X-V " + r.Header.Get("X-V")
+		}
+		return ""
+	}
+	unchanged := func(r *Entry) string {
+		if r.Header.Get("X-V") != "1" || r.State(t1, 0) == Fresh {
+			return "updated: X-V " + r.Header.Get("X-V")
+		}
+		return ""
+	}
 	tests := []struct {
 		name  string
+		e     *Entry // nil: e
 		h     http.Header
 		check func(*Entry) string
 	}{
-		{"§4.3.4 new Cache-Control refreshes", hdr("Date", httpDate(t1), "Cache-Control", "max-age=600"), func(r *Entry) string {
+		{"§4.3.4 new Cache-Control refreshes", nil, hdr("Date", httpDate(t1), "Cache-Control", "max-age=600"), func(r *Entry) string {
 			if r.Lifetime != 600*time.Second || r.State(t1.Add(time.Minute), 0) != Fresh {
 				return "not fresh for 600s"
 			}
 			return ""
 		}},
-		{"§4.3.4 header replaced", hdr("X-V", "2"), func(r *Entry) string {
+		{"§4.3.4 header replaced", nil, hdr("X-V", "2"), func(r *Entry) string {
 			if r.Header.Get("X-V") != "2" {
 				return "X-V " + r.Header.Get("X-V")
 			}
 			return ""
 		}},
-		{"§4.3.4 unlisted header kept", hdr("X-W", "9"), func(r *Entry) string {
+		{"§4.3.4 unlisted header kept", nil, hdr("X-W", "9"), func(r *Entry) string {
 			if r.Header.Get("X-V") != "1" || r.Header.Get("X-W") != "9" {
 				return "X-V " + r.Header.Get("X-V") + " X-W " + r.Header.Get("X-W")
 			}
 			return ""
 		}},
-		{"§4.3.4 new ETag becomes the validator", hdr("Etag", `"b"`), func(r *Entry) string {
-			if r.ETag != `"b"` {
+		{"§4.3.4 the stored strong ETag selects it", nil, hdr("Etag", `"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 another strong ETag selects nothing: no update", nil, hdr("Etag", `"b"`, "Cache-Control", "max-age=600", "X-V", "2"), func(r *Entry) string {
+			if r.ETag != `"a"` || r.Header.Get("Etag") != `"a"` {
 				return "ETag " + r.ETag
+			}
+			return unchanged(r)
+		}},
+		{"§4.3.4 a strong ETag does not select a weak one", weak, hdr("Etag", `"a"`, "Cache-Control", "max-age=600", "X-V", "2"), unchanged},
+		{"§4.3.4 a weak ETag selects weakly", nil, hdr("Etag", `W/"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 a weak ETag selects a weak one", weak, hdr("Etag", `W/"a"`, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 the stored Last-Modified selects it", lmOnly, hdr("Last-Modified", lm, "Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§4.3.4 another Last-Modified selects nothing", lmOnly, hdr("Last-Modified", httpDate(t0), "Cache-Control", "max-age=600", "X-V", "2"), unchanged},
+		{"§4.3.4 no validator: the one stored response", lmOnly, hdr("Cache-Control", "max-age=600", "X-V", "2"), updated},
+		{"§3.2 Content-Length not updated", nil, hdr("Content-Length", "0"), func(r *Entry) string {
+			if r.Header.Get("Content-Length") != "4" {
+				return "Content-Length " + r.Header.Get("Content-Length")
 			}
 			return ""
 		}},
-		{"§3.2 Content-Length not updated", hdr("Content-Length", "0"), func(r *Entry) string {
-			if r.Header.Get("Content-Length") != "4" {
-				return "Content-Length " + r.Header.Get("Content-Length")
+		{"§3.2 Content-Encoding and Content-MD5 describe the stored content: not updated", nil, hdr("Content-Encoding", "br", "Content-Md5", "N7UdGUp1E+RbVvZSTy1R8g==", "Content-Type", "text/html"), func(r *Entry) string {
+			if r.Header.Get("Content-Encoding") != "gzip" || r.Header.Get("Content-Md5") != "rL0Y20zC+Fzt72VPzMSk2A==" {
+				return "Content-Encoding " + r.Header.Get("Content-Encoding") + ", Content-MD5 " + r.Header.Get("Content-Md5")
+			}
+			if r.Header.Get("Content-Type") != "text/html" {
+				return "Content-Type not updated: " + r.Header.Get("Content-Type")
 			}
 			return ""
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if msg := tt.check(e.Revalidated(tt.h, t1, t1, Defaults{})); msg != "" {
+			base := e
+			if tt.e != nil {
+				base = tt.e
+			}
+			if msg := tt.check(base.Revalidated(tt.h, t1, t1, Defaults{})); msg != "" {
 				t.Error(msg)
 			}
 		})

@@ -124,8 +124,12 @@ func (e *Entry) fill(resp http.Header, d Defaults) {
 	e.NoStale = cc.MustRevalidate || cc.ProxyRevalidate || cc.NoCache || cc.HasSMaxAge
 	e.ETag = e.Header.Get("Etag")
 	e.LastModified = e.Header.Get("Last-Modified")
-	e.InitialAge = initialAge(e.Header.Get("Date"), resp.Get("Age"), e.RequestTime, e.ResponseTime)
+	age, ageOK := ageValue(resp["Age"])
+	e.InitialAge = initialAge(e.Header.Get("Date"), age, e.RequestTime, e.ResponseTime)
 	e.Lifetime = lifetime(e.Header, cc, e.Status, e.ResponseTime, d)
+	if !ageOK {
+		e.Lifetime = 0 // of unknown age: stale until revalidated, as an invalid Expires
+	}
 	e.SWR, e.SIE = staleWindows(cc, d)
 }
 
@@ -196,21 +200,41 @@ func parseVary(h http.Header) []string {
 	return slices.Clip(slices.Compact(names))
 }
 
+// ageValue is the age_value of a response's Age field lines (RFC 9111
+// §5.1), and whether the cache could read one. Of a list on one line the
+// first member counts (§5.1); values past 2^31 saturate there. The age is
+// unknown (ok false) when that member is not a non-negative integer
+// (negative, fractional, a parameter, not a number) or the field has
+// several lines: §5.1 lets a cache ignore such a field, but then a response
+// that an upstream cache held for an hour would look new, and a singleton
+// sent twice is read differently by recipients that take the first line
+// and those that take the last. A response of unknown age is treated as
+// stale (§4.2.1: "Caches are encouraged to consider responses that have
+// invalid freshness information to be stale"): it is stored and
+// revalidated before reuse, which a cache may always do.
+func ageValue(lines []string) (age time.Duration, ok bool) {
+	switch len(lines) {
+	case 0:
+		return 0, true
+	case 1:
+	default:
+		return 0, false
+	}
+	v := lines[0]
+	if i := strings.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	return parseDelta(strings.Trim(v, " \t"), true)
+}
+
 // initialAge is corrected_initial_age (RFC 9111 §4.2.3) for a response with
-// the given Date and Age values: the larger of its apparent age (response
-// time minus Date) and its Age plus the response delay. age is the first
-// Age field line; of a list only the first member counts, and an invalid
-// one (negative, fractional, not a number) is ignored (§5.1). Values past
-// 2^31 saturate there.
-func initialAge(date, age string, reqTime, respTime time.Time) time.Duration {
+// the given Date and age_value: the larger of its apparent age (response
+// time minus Date) and its age_value plus the response delay.
+func initialAge(date string, ageValue time.Duration, reqTime, respTime time.Time) time.Duration {
 	apparent := time.Duration(0)
 	if t, err := http.ParseTime(date); err == nil {
 		apparent = max(respTime.Sub(t), 0)
 	}
-	if i := strings.IndexByte(age, ','); i >= 0 {
-		age = age[:i]
-	}
-	ageValue, _ := parseDelta(strings.Trim(age, " \t"), true)
 	delay := max(respTime.Sub(reqTime), 0)
 	return max(apparent, addSat(ageValue, delay))
 }
@@ -275,18 +299,29 @@ func (e *Entry) State(now time.Time, prefresh float64) State {
 	return Expired
 }
 
+// notUpdated are the fields a 304 never replaces (RFC 9111 §3.2): those
+// that describe the stored content rather than the response (its length,
+// range, content coding and digests: §3.2 lets a cache keep them "to assure
+// integrity of the stored response", and a 304 carries no content they
+// could describe), and Vary, which the entry's key depends on.
+var notUpdated = [...]string{"Content-Length", "Content-Range", "Content-Encoding", "Content-Md5", "Content-Digest", "Repr-Digest", "Vary"}
+
 // Revalidated returns a copy of e freshened by a 304 response with header h,
 // received between reqTime and respTime (RFC 9111 §4.3.4). The 304's fields
-// replace the stored ones, except Content-Length, Content-Range, Vary (the
-// entry's key depends on it) and the fields NewEntry never stores; its purge
-// tags replace the entry's when it carries Surrogate-Key or Cache-Tag. Age,
-// lifetime and stale windows are computed again from the merged header and
-// the new times. The body is shared.
+// replace the stored ones, except notUpdated and the fields NewEntry never
+// stores; its purge tags replace the entry's when it carries Surrogate-Key
+// or Cache-Tag. Age, lifetime and stale windows are computed again from the
+// merged header and the new times. The body is shared. A 304 whose
+// validator does not select e (SelectedBy) updates nothing: the copy is e
+// as it was, still stale.
 func (e *Entry) Revalidated(h http.Header, reqTime, respTime time.Time, d Defaults) *Entry {
 	ne := *e
+	if !e.SelectedBy(h) {
+		return &ne
+	}
 	ne.Header = e.Header.Clone()
 	upd := h.Clone()
-	for _, k := range [...]string{"Content-Length", "Content-Range", "Vary"} {
+	for _, k := range notUpdated {
 		delete(upd, k)
 	}
 	storedHeader(upd, ne.Header)
@@ -298,6 +333,35 @@ func (e *Entry) Revalidated(h http.Header, reqTime, respTime time.Time, d Defaul
 	ne.fill(h, d)
 	ne.size = ne.computeSize()
 	return &ne
+}
+
+// SelectedBy reports whether a 304 with header h identifies e for update
+// (RFC 9111 §4.3.4): its strong ETag equals e's (strong comparison, RFC
+// 9110 §8.8.3.2), or its weak one matches e's weakly; without an ETag, its
+// Last-Modified equals e's; a 304 with neither validator selects e (the one
+// stored response the conditional request was made from). A 304 whose
+// validator matches nothing "MUST NOT" update the stored response.
+func (e *Entry) SelectedBy(h http.Header) bool {
+	if et := strings.Trim(h.Get("Etag"), " \t"); et != "" {
+		if weak, ok := strings.CutPrefix(et, "W/"); ok {
+			return opaqueTag(e.ETag) == weak
+		}
+		return !strings.HasPrefix(e.ETag, "W/") && e.ETag == et
+	}
+	if lm := h.Get("Last-Modified"); lm != "" {
+		if lm == e.LastModified {
+			return true
+		}
+		t1, err1 := http.ParseTime(lm)
+		t2, err2 := http.ParseTime(e.LastModified)
+		return err1 == nil && err2 == nil && t1.Equal(t2)
+	}
+	return true
+}
+
+// opaqueTag is an entity tag without its weakness indicator.
+func opaqueTag(tag string) string {
+	return strings.TrimPrefix(tag, "W/")
 }
 
 // Shareable returns e as it may be served to other clients than the one whose

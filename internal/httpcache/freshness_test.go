@@ -45,7 +45,8 @@ func TestFreshness(t *testing.T) {
 		// RFC 9111 §4.2.3: corrected_age_value = Age + response_delay.
 		{name: "age header", h: hdr("Date", date, "Cache-Control", "max-age=60", "Age", "20"), respTime: t0.Add(s), lifetime: 60 * s, initAge: 21 * s},
 		{name: "apparent age dominates", h: hdr("Date", httpDate(t0.Add(-30*s)), "Cache-Control", "max-age=60", "Age", "5"), lifetime: 60 * s, initAge: 30 * s},
-		{name: "invalid age ignored", h: hdr("Date", date, "Cache-Control", "max-age=60", "Age", "-3"), lifetime: 60 * s},
+		// RFC 9111 §5.1, §4.2.1: an Age the cache cannot read leaves the age unknown: stale.
+		{name: "invalid age: stale", h: hdr("Date", date, "Cache-Control", "max-age=60", "Age", "-3"), lifetime: 0},
 		{name: "future date is age zero", h: hdr("Date", httpDate(t0.Add(time.Hour)), "Cache-Control", "max-age=60"), lifetime: 60 * s},
 		// RFC 9111 §4.2.2: 10% of the time since Last-Modified.
 		{name: "heuristic from last-modified", h: hdr("Date", date, "Last-Modified", httpDate(t0.Add(-10*time.Hour))), lifetime: time.Hour},

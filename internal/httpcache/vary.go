@@ -11,7 +11,9 @@ import (
 // base + "#Name=value" for each name, in canonical form and sorted. Values are
 // normalised: each field line is trimmed, runs of whitespace collapse to one
 // space, whitespace around commas is dropped, and several lines are joined
-// with ", "; Accept-Encoding's codings are also lower-cased and sorted. An
+// with ", "; Accept-Encoding's codings are also lower-cased and sorted, and
+// Accept-Language lower-cased (language ranges are case-insensitive, RFC
+// 4647 §2; their order still counts: it is the user's preference). An
 // absent header is written
 // as "#Name" so that it differs from an empty one. '#', '%', '=' and control
 // bytes in names and values are percent-encoded, and base keys never contain
@@ -58,11 +60,12 @@ func VariantKey(base string, vary []string, reqHeader http.Header) string {
 			writeCodings(&b, vs)
 			continue
 		}
+		lang := name == "Accept-Language"
 		for i, v := range vs {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeFolded(&b, v)
+			writeFolded(&b, v, lang)
 		}
 	}
 	return b.String()
@@ -87,7 +90,7 @@ func writeCodings(b *strings.Builder, vs []string) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		writeFolded(b, m)
+		writeFolded(b, m, false)
 	}
 }
 
@@ -104,15 +107,25 @@ func canonicalSorted(names []string) bool {
 
 // writeFolded writes v trimmed, with whitespace runs collapsed to one space
 // and whitespace around commas written as ", ": "a,b", "a , b" and two
-// field lines "a" and "b" are the same list (RFC 9111 §4.1).
-func writeFolded(b *strings.Builder, v string) {
+// field lines "a" and "b" are the same list (RFC 9111 §4.1). lower writes
+// ASCII letters in lower case.
+func writeFolded(b *strings.Builder, v string, lower bool) {
 	v = strings.Trim(v, " \t")
 	for i := 0; i < len(v); {
 		j := i
 		for j < len(v) && !varySpecial(v[j]) {
 			j++
 		}
-		b.WriteString(v[i:j])
+		if lower {
+			for _, c := range []byte(v[i:j]) {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				b.WriteByte(c)
+			}
+		} else {
+			b.WriteString(v[i:j])
+		}
 		if j == len(v) {
 			return
 		}

@@ -105,6 +105,12 @@ type Config struct {
 	// OriginMaxConcurrency caps the adaptive origin concurrency limit.
 	// Default 64.
 	OriginMaxConcurrency uint
+	// OriginMinConcurrency is the floor of the adaptive origin concurrency
+	// limit, which starts at 16 (or at the floor, or the cap). Equal to
+	// OriginMaxConcurrency it makes the limit fixed: a burst of that many
+	// distinct misses is never shed, however the origin's latency moves.
+	// Default 1; at most OriginMaxConcurrency.
+	OriginMinConcurrency uint
 	// ForwardTimeout bounds waiting for a peer's response headers; it must
 	// exceed OriginTimeout. Default OriginTimeout + 1s.
 	ForwardTimeout time.Duration
@@ -211,6 +217,7 @@ func DefaultConfig() Config {
 		Prefresh:               0.9,
 		OriginTimeout:          2500 * time.Millisecond,
 		OriginMaxConcurrency:   64,
+		OriginMinConcurrency:   1,
 		MaxHeaderBytes:         32 << 10,
 		LeanHTTP:               true,
 		MaxBodyBytes:           1 << 20,
@@ -256,6 +263,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OriginMaxConcurrency == 0 {
 		c.OriginMaxConcurrency = d.OriginMaxConcurrency
+	}
+	if c.OriginMinConcurrency == 0 {
+		c.OriginMinConcurrency = d.OriginMinConcurrency
 	}
 	if c.ForwardTimeout == 0 {
 		c.ForwardTimeout = c.OriginTimeout + time.Second
@@ -380,6 +390,9 @@ func (c Config) Validate() error {
 	}
 	if c.PurgeMaxDisconnect <= 0 {
 		errs = append(errs, fmt.Errorf("purge max disconnect %v must be positive (the purge follower needs time to confirm its position)", c.PurgeMaxDisconnect))
+	}
+	if c.OriginMinConcurrency > c.OriginMaxConcurrency {
+		errs = append(errs, fmt.Errorf("origin min concurrency %d must not exceed origin max concurrency %d", c.OriginMinConcurrency, c.OriginMaxConcurrency))
 	}
 	if c.OriginTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("origin timeout %v must be positive", c.OriginTimeout))

@@ -43,6 +43,7 @@ func TestConfigZeroIsAValue(t *testing.T) {
 		{"prefresh 0", func(c *Config) { c.Prefresh = 0 }, "prefresh"},
 		{"purge max disconnect 0", func(c *Config) { c.PurgeMaxDisconnect = 0 }, "purge max disconnect"},
 		{"negative grace", func(c *Config) { c.StaleIfError = -time.Second }, "stale-if-error"},
+		{"origin limit floor above its ceiling", func(c *Config) { c.OriginMinConcurrency, c.OriginMaxConcurrency = 65, 64 }, "origin min concurrency"},
 	} {
 		c := validConfig()
 		tt.set(&c)

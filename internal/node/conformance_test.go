@@ -133,6 +133,8 @@ func TestConformanceStrict(t *testing.T) {
 	o.routes["/single-quoted"] = respond(200, "q", "Cache-Control", `max-age='60'`)
 	o.routes["/age-invalid"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "abc")
 	o.routes["/age-old"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "100")
+	o.routes["/age-twolines"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "0", "Age", "0")
+	o.routes["/age-list"] = respond(200, "a", "Cache-Control", "max-age=60", "Age", "0, 100")
 	o.routes["/500"] = respond(500, "oops", "Cache-Control", "max-age=60")
 	o.routes["/302"] = respond(302, "", "Location", "/fresh")
 	o.routes["/client"] = respond(200, "c", "Cache-Control", "max-age=60")
@@ -146,6 +148,39 @@ func TestConformanceStrict(t *testing.T) {
 	o.routes["/cond"] = respond(200, "c", "Cache-Control", "max-age=60", "Etag", `W/"c1"`, "Last-Modified", lastMod)
 	o.routes["/cdn"] = respond(200, "cdn", "Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60")
 	o.routes["/surrogate"] = respond(200, "sur", "Cache-Control", "max-age=60", "Surrogate-Control", "no-store")
+	// A capability-aware origin: its Surrogate-Control targets crowdpilot
+	// only when told it is there (Edge Architecture 1.0 §2.1).
+	o.routes["/surrogate-target"] = func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.Header.Get("Surrogate-Capability") == `crowdpilot="Surrogate/1.0"` {
+			w.Header().Set("Surrogate-Control", "max-age=60;crowdpilot")
+		}
+		respond(200, "st", "Cache-Control", "no-store")(w, r, n)
+	}
+	// A 304 keeps what describes the stored content (RFC 9111 §3.2) and
+	// updates the rest; one whose ETag is not the stored one updates nothing
+	// (§4.3.4).
+	o.routes["/reval-integrity"] = func(w http.ResponseWriter, r *http.Request, n int) {
+		if n > 1 {
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Etag", `"i1"`)
+			w.Header().Set("Content-Encoding", "zstd")
+			w.Header().Set("Content-Md5", "N7UdGUp1E+RbVvZSTy1R8g==")
+			w.Header().Set("X-Version", "2")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		respond(200, "br", "Cache-Control", "max-age=2", "Etag", `"i1"`, "Content-Encoding", "br", "Content-Md5", "rL0Y20zC+Fzt72VPzMSk2A==", "X-Version", "1")(w, r, n)
+	}
+	o.routes["/reval-other-etag"] = func(w http.ResponseWriter, r *http.Request, n int) {
+		if n > 1 {
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Etag", `"o2"`)
+			w.Header().Set("X-Version", "2")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		respond(200, "o", "Cache-Control", "max-age=2", "Etag", `"o1"`, "X-Version", "1")(w, r, n)
+	}
 	o.routes["/hop"] = respond(200, "hop", "Cache-Control", "max-age=60", "Connection", "X-Secret", "X-Secret", "s", "X-Kept", "k")
 	tc := confCluster(t, o, func(c *Config) { c.Strict = true })
 
@@ -201,15 +236,19 @@ func TestConformanceStrict(t *testing.T) {
 		tc.getWith(0, "/single-quoted")
 		fetchesAfter(t, "/single-quoted", 2)
 	})
-	t.Run("§5.1 Age: invalid ignored, valid counted", func(t *testing.T) {
-		tc.getWith(0, "/age-invalid")
-		if r := tc.getWith(0, "/age-invalid"); !isHit(r) || r.header.Get("Age") != "0" {
-			t.Fatalf("invalid Age: %q Age %q", cacheStatus(r.header), r.header.Get("Age"))
+	t.Run("§5.1, §4.2.1 Age: an unreadable or repeated Age is stale, a valid one counts, a list's first member", func(t *testing.T) {
+		for _, p := range []string{"/age-invalid", "/age-twolines", "/age-old"} { // Age 100 > max-age 60: stale on arrival
+			tc.getWith(0, p)
+			if r := tc.getWith(0, p); isHit(r) {
+				t.Fatalf("%s: served from cache: %q Age %q", p, cacheStatus(r.header), r.header.Get("Age"))
+			}
+			fetchesAfter(t, p, 2)
 		}
-		tc.getWith(0, "/age-old") // Age 100 > max-age 60: stale on arrival
-		fetchesAfter(t, "/age-old", 1)
-		tc.getWith(0, "/age-old")
-		fetchesAfter(t, "/age-old", 2)
+		tc.getWith(0, "/age-list")
+		if r := tc.getWith(0, "/age-list"); !isHit(r) {
+			t.Fatalf("Age \"0, 100\": %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/age-list", 1)
 	})
 	t.Run("§3 any status with explicit freshness is stored; 302 without is not", func(t *testing.T) {
 		tc.getWith(0, "/500")
@@ -315,6 +354,37 @@ func TestConformanceStrict(t *testing.T) {
 		tc.getWith(0, "/surrogate")
 		tc.getWith(0, "/surrogate")
 		fetchesAfter(t, "/surrogate", 2)
+	})
+	t.Run("Edge Architecture §2.1-2.2 Surrogate-Capability; Surrogate-Control targeted at crowdpilot", func(t *testing.T) {
+		tc.getWith(0, "/surrogate-target", "Surrogate-Capability", `evil="ESI/1.0"`)
+		if got := o.lastHeader("/surrogate-target").Values("Surrogate-Capability"); len(got) != 1 || got[0] != `crowdpilot="Surrogate/1.0"` {
+			t.Fatalf("origin got Surrogate-Capability %q, want only crowdpilot's", got)
+		}
+		if r := tc.getWith(1, "/surrogate-target"); !isHit(r) {
+			t.Fatalf("max-age=60;crowdpilot over Cache-Control no-store: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/surrogate-target", 1)
+	})
+	t.Run("§3.2 a 304 keeps the stored content's Content-Encoding and Content-MD5; §4.3.4 another ETag updates nothing", func(t *testing.T) {
+		tc.getWith(0, "/reval-integrity")
+		tc.getWith(0, "/reval-other-etag")
+		clock.Advance(3 * time.Second)
+		r := tc.getWith(0, "/reval-integrity")
+		if r.body != "br" || r.header.Get("Content-Encoding") != "br" || r.header.Get("Content-Md5") != "rL0Y20zC+Fzt72VPzMSk2A==" || r.header.Get("X-Version") != "2" {
+			t.Fatalf("after 304: %q Content-Encoding %q Content-MD5 %q X-Version %q", r.body, r.header.Get("Content-Encoding"), r.header.Get("Content-Md5"), r.header.Get("X-Version"))
+		}
+		if r := tc.getWith(1, "/reval-integrity"); !isHit(r) {
+			t.Fatalf("after 304 the entry is fresh: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/reval-integrity", 2)
+		r = tc.getWith(0, "/reval-other-etag")
+		if r.body != "o" || r.header.Get("Etag") != `"o1"` || r.header.Get("X-Version") != "1" {
+			t.Fatalf("after a 304 for another ETag: %q ETag %q X-Version %q, want the stored response unchanged", r.body, r.header.Get("Etag"), r.header.Get("X-Version"))
+		}
+		if r := tc.getWith(0, "/reval-other-etag"); isHit(r) {
+			t.Fatalf("a 304 for another ETag freshened the entry: %q", cacheStatus(r.header))
+		}
+		fetchesAfter(t, "/reval-other-etag", 3)
 	})
 	t.Run("§3.1 Connection-listed fields are not stored or served", func(t *testing.T) {
 		for i, r := range []confReply{tc.getWith(0, "/hop"), tc.getWith(0, "/hop")} {

@@ -98,14 +98,15 @@ func openProof(value, version string, now time.Time) (ts, sum string, ok bool) {
 }
 
 // outboundHop is the route.ForwarderConfig.Hop of this node: a proof for
-// the request as it leaves (its method and cache key). A request that has
+// the request as it leaves (its method, or invalidateMethod for a peer
+// invalidation, and its cache key). A request that has
 // no key gets no valid proof, and the peer treats it as a client's.
 func (n *Node) outboundHop(out *http.Request) string {
 	base, err := n.baseKey(out)
 	if err != nil {
 		return ""
 	}
-	return n.hop.proof(out.Method, base, n.hop.now())
+	return n.hop.proof(hopMethod(out), base, n.hop.now())
 }
 
 // admitHop is the one check of an incoming hop: it reports whether r
@@ -115,7 +116,7 @@ func (n *Node) outboundHop(out *http.Request) string {
 // before anything reads it.
 func (n *Node) admitHop(r *http.Request, base string) bool {
 	vv := r.Header[route.HopHeader]
-	if len(vv) == 1 && n.hop.verify(r.Method, base, vv[0], n.hop.now()) {
+	if len(vv) == 1 && n.hop.verify(hopMethod(r), base, vv[0], n.hop.now()) {
 		return true
 	}
 	if len(vv) > 0 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -15,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/purge"
+	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
 // purgeLogLen counts the entries in the cluster's purge log.
@@ -35,9 +37,11 @@ func (tc *testCluster) send(method, url string) int {
 	return status
 }
 
-// TestOnlyUnsafeMethodsInvalidate (issue 10, finding 5): OPTIONS (a CORS
-// preflight) and unknown methods pass through to the origin without
-// touching the cache or the purge log; POST, PUT, PATCH and DELETE do.
+// TestOnlyUnsafeMethodsInvalidate (issue 10, finding 5; RFC 9111 §4.4):
+// OPTIONS (a CORS preflight) and the other registered safe methods pass
+// through to the origin without touching the cache or the purge log; POST,
+// PUT, PATCH, DELETE and methods whose safety is unknown ("including
+// methods whose safety is unknown", §4.4) invalidate.
 func TestOnlyUnsafeMethodsInvalidate(t *testing.T) {
 	tc, eo := newEchoCluster(t, 3, nil)
 	const path = "/inv/page"
@@ -49,15 +53,15 @@ func TestOnlyUnsafeMethodsInvalidate(t *testing.T) {
 	if got := eo.gets(path); got != 1 {
 		t.Fatalf("origin GETs = %d after warm-up, want 1", got)
 	}
-	for _, m := range []string{http.MethodOptions, "PROPFIND", "FOO"} {
+	for _, m := range []string{http.MethodOptions, "PROPFIND", "REPORT", "SEARCH"} {
 		for i := range 3 {
 			if s := tc.send(m, tc.url(i, path)); s != 200 {
 				t.Fatalf("%s on n%d: %d", m, i, s)
 			}
 		}
 	}
-	if got := eo.fetches(path); got != 1+9 {
-		t.Fatalf("origin requests = %d, want the warm-up and 9 passed through", got)
+	if got := eo.fetches(path); got != 1+12 {
+		t.Fatalf("origin requests = %d, want the warm-up and 12 passed through", got)
 	}
 	for i := range 3 {
 		if s := tc.send(http.MethodGet, tc.url(i, path)); s != 200 {
@@ -65,12 +69,12 @@ func TestOnlyUnsafeMethodsInvalidate(t *testing.T) {
 		}
 	}
 	if got := eo.gets(path); got != 1 {
-		t.Errorf("origin GETs = %d after OPTIONS and unknown methods, want 1: they invalidated", got)
+		t.Errorf("origin GETs = %d after safe methods, want 1: they invalidated", got)
 	}
 	if got := tc.purgeLogLen(); got != 0 {
-		t.Errorf("purge log has %d entries after safe and unknown methods, want 0", got)
+		t.Errorf("purge log has %d entries after safe methods, want 0", got)
 	}
-	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, "M-SEARCH", "FOO"} {
 		before := eo.gets(path)
 		if s := tc.send(m, tc.url(0, path)); s != 200 {
 			t.Fatalf("%s: %d", m, s)
@@ -239,4 +243,110 @@ func TestInvalidatorCoalesces(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+// TestUnsafeInvalidatesReplicaSetFirst (RFC 9111 §4.4; issue 9: the same
+// answer every run): a successful unsafe request is answered only once the
+// key's replica set has dropped the key, so the client's next GET, through
+// the same router or another, misses, whether or not the purge log has
+// reached the owner. The log is held back here (one append per hour, the
+// first spent on another URL), so only the peer invalidation can drop the
+// owner's copy; a safe method drops nothing.
+func TestUnsafeInvalidatesReplicaSetFirst(t *testing.T) {
+	tc, eo := newEchoCluster(t, 3, func(c *Config) { c.InvalidateInterval = time.Hour })
+	for _, tt := range []struct {
+		name    string
+		method  string
+		via     int // the node that takes the write (the GETs go through node 0)
+		dropped bool
+	}{
+		{"POST through the same router", http.MethodPost, 0, true},
+		{"DELETE through another router", http.MethodDelete, 1, true},
+		{"unknown method M-SEARCH", "M-SEARCH", 0, true},
+		{"OPTIONS is safe", http.MethodOptions, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path, _ := tc.pathOwnedElsewhere(0, "/ryw/"+strings.ReplaceAll(tt.name, " ", "-")+"/")
+			// The one append the interval allows goes to another URL first.
+			if s := tc.send(http.MethodPost, tc.url(0, path+"-spent")); s != 200 {
+				t.Fatalf("POST elsewhere: %d", s)
+			}
+			tc.send(http.MethodGet, tc.url(0, path))
+			tc.send(http.MethodGet, tc.url(0, path))
+			if got := eo.gets(path); got != 1 {
+				t.Fatalf("warm-up: %d origin GETs, want 1 (the second from the owner's copy)", got)
+			}
+			if s := tc.send(tt.method, tc.url(tt.via, path)); s != 200 {
+				t.Fatalf("%s: %d", tt.method, s)
+			}
+			tc.send(http.MethodGet, tc.url(0, path))
+			want := 1
+			if tt.dropped {
+				want = 2
+			}
+			if got := eo.gets(path); got != want {
+				t.Errorf("GET right after %s: %d origin GETs in all, want %d", tt.method, got, want)
+			}
+		})
+	}
+	sent := 0.0
+	for _, nd := range tc.nodes {
+		sent += counterValue(nd.m.peerInvalidations.WithLabelValues("sent", "dropped"))
+	}
+	if sent == 0 {
+		t.Error("crowdpilot_peer_invalidations_total{direction=sent,result=dropped} stayed 0")
+	}
+}
+
+// TestPeerInvalidationProof: a peer invalidation is honoured only with a
+// hop proof made for it (method INVALIDATE and the key): a client's
+// invalidation mark, a GET's captured proof with the mark added, and an
+// invalidation's proof without the mark are all served as a client's GET,
+// and the owner's copy stays.
+func TestPeerInvalidationProof(t *testing.T) {
+	tc, eo := newEchoCluster(t, 3, nil)
+	path, owner := tc.pathOwnedElsewhere(0, "/inv-proof/")
+	own := tc.nodes[owner]
+	tc.send(http.MethodGet, tc.url(owner, path))
+	req, _ := http.NewRequest(http.MethodGet, tc.url(owner, path), nil)
+	key, err := own.baseKey(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(mark bool, proof string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, tc.url(owner, path), nil)
+		if mark {
+			req.Header.Set(invalidateHeader, "1")
+		}
+		if proof != "" {
+			req.Header.Set(route.HopHeader, proof)
+		}
+		status, _, _ := tc.do(req)
+		return status
+	}
+	for _, tt := range []struct {
+		name  string
+		mark  bool
+		proof string
+	}{
+		{"a client's mark", true, ""},
+		{"a GET's proof with the mark", true, own.hop.proof(http.MethodGet, key, time.Now())},
+		{"an invalidation's proof without the mark", false, own.hop.proof(invalidateMethod, key, time.Now())},
+		{"an invalidation's proof for another key", true, own.hop.proof(invalidateMethod, key+"x", time.Now())},
+	} {
+		if s := send(tt.mark, tt.proof); s != http.StatusOK {
+			t.Errorf("%s: status %d, want 200 (served as a client's GET)", tt.name, s)
+		}
+		if got := eo.gets(path); got != 1 {
+			t.Fatalf("%s: the owner's copy was dropped (%d origin GETs)", tt.name, got)
+		}
+	}
+	if s := send(true, own.hop.proof(invalidateMethod, key, time.Now())); s != http.StatusNoContent {
+		t.Fatalf("a real invalidation: status %d, want 204", s)
+	}
+	tc.send(http.MethodGet, tc.url(owner, path))
+	if got := eo.gets(path); got != 2 {
+		t.Errorf("after a real invalidation: %d origin GETs, want 2", got)
+	}
 }

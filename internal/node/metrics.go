@@ -19,6 +19,10 @@ type metrics struct {
 	sheds      *prometheus.CounterVec
 	nearKept   prometheus.Counter
 	reportsNow prometheus.Counter
+	// peerInvalidations counts invalidations of unsafe requests sent to
+	// and received from peers, by direction (sent, received) and result
+	// (dropped, failed).
+	peerInvalidations *prometheus.CounterVec
 
 	replicasHeld atomic.Int64 // replica sets this node is a leased member of
 }
@@ -51,11 +55,15 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 			Name: "crowdpilot_heat_reports_immediate_total",
 			Help: "Heat reports sent at once because a key turned hot here, ahead of the report tick.",
 		}),
+		peerInvalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crowdpilot_peer_invalidations_total",
+			Help: "Keys invalidated by unsafe requests, asked of the replica set's other members before the answer (sent) and asked by peers (received), by result (dropped, failed: left to the purge log).",
+		}, []string{"direction", "result"}),
 	}
 	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resPeer, resForwarded, resPass, resShed, resError, resBad} {
 		m.requests[r] = reqs.WithLabelValues(r)
 	}
-	reg.MustRegister(reqs, m.duration, m.failovers, m.sheds, m.nearKept, m.reportsNow,
+	reg.MustRegister(reqs, m.duration, m.failovers, m.sheds, m.nearKept, m.reportsNow, m.peerInvalidations,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "crowdpilot_inflight_requests",
 			Help: "Data requests being served.",

@@ -130,6 +130,8 @@ func New(cfg Config) (*Node, error) {
 		Timeout:        cfg.OriginTimeout,
 		MaxObjectBytes: cfg.MaxObjectBytes,
 		MaxLimit:       cfg.OriginMaxConcurrency,
+		MinLimit:       cfg.OriginMinConcurrency,
+		InitialLimit:   max(cfg.OriginMinConcurrency, min(16, cfg.OriginMaxConcurrency)),
 		Shed:           n.m.shed,
 		Registerer:     cfg.Registry,
 		Logger:         cfg.Logger,

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/crowdpilot/crowdpilot/internal/fill"
+	"github.com/crowdpilot/crowdpilot/internal/httpcache"
 	"github.com/crowdpilot/crowdpilot/internal/route"
 )
 
@@ -23,6 +24,7 @@ func (n *Node) newPassProxy() http.Handler {
 			// The client's address (admitClient); no X-Forwarded-Host or
 			// -Proto: the origin sees one site under its own Host.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			pr.Out.Header.Set("Surrogate-Capability", httpcache.SurrogateCapability) // never a client's
 			route.StripInternal(pr.Out.Header)
 		},
 		ModifyResponse: func(resp *http.Response) error {

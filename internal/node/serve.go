@@ -116,6 +116,9 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 		if _, peek := r.Header[peekHeader]; peek {
 			return n.servePeek(w, r, base) // a new owner asking; never fetches
 		}
+		if _, inv := r.Header[invalidateHeader]; inv {
+			return n.servePeerInvalidate(w, base) // a peer passed a write through
+		}
 		if rev := r.Header.Get(purgeRevHeader); rev != "" && rev != "0" {
 			// A replica filling from us has applied purges up to rev: never
 			// hand it a copy we have not purged yet.
