@@ -45,6 +45,8 @@ type autopilotParts struct {
 
 	leaderAdmin atomic.Pointer[string] // cached leader admin address, "" unknown
 	client      *http.Client           // node-to-node admin calls, bounded by timeouts
+
+	objects objectParts // operators' pins and caps per key (objects.go)
 }
 
 // newAutopilot builds the autopilot parts; Start runs them.
@@ -85,6 +87,9 @@ func (n *Node) newAutopilot() error {
 	if err != nil {
 		return fmt.Errorf("election: %w", err)
 	}
+	if err := n.newObjects(); err != nil {
+		return err
+	}
 	if n.cfg.DisableAutopilot {
 		return nil // routes to replicas, but never leads
 	}
@@ -105,6 +110,7 @@ func (n *Node) newAutopilot() error {
 		Tick:       min(n.cfg.ReportInterval, replicaTTL(n.cfg.Autopilot)/10),
 		Owner:      func(h uint64) string { p, _ := n.router.Owner(h); return p.ID },
 		Nodes:      n.nodeInfos,
+		Limits:     n.objectLimits,
 		Logger:     n.cfg.Logger,
 		Registerer: n.cfg.Registry,
 	}); err != nil {
@@ -117,6 +123,7 @@ func (n *Node) newAutopilot() error {
 func (n *Node) startAutopilot(ctx context.Context) {
 	n.goLoop(ctx, "replica registry", n.ap.registry.Run)
 	n.goLoop(ctx, "heat ticker", n.tickHeat)
+	n.startObjects(ctx)
 	if n.ap.leader == nil {
 		return
 	}
