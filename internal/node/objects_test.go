@@ -51,7 +51,9 @@ func TestObjectSettingsAPI(t *testing.T) {
 		c.MaxObjectSettings = 2
 	})
 	key := tc.key("/live/match-1?a=1&b=2")
-	put := func(token, body string) (int, string) { return tc.call("PUT", tc.admin(0, "/api/v1/objects"), token, body) }
+	put := func(token, body string) (int, string) {
+		return tc.call("PUT", tc.admin(0, "/api/v1/objects"), token, body)
+	}
 	for _, tt := range []struct {
 		token, body string
 		code        int
