@@ -30,8 +30,6 @@ crowdpilot status and /api/v1/hot show it. N is at most --max-replicas less
 the owner. A pin of 0 removes the pin; a cap keeps the pin and a pin the cap.
 
 Exit status: 0 ok; 1 refused or failed; 2 bad input.
-
-Flags:
 `
 
 // objectSetting is one entry of GET /api/v1/objects.
@@ -61,7 +59,7 @@ func runReplicas(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		adminToken = fs.String("admin-token", "", "admin bearer token")
 		reason     = fs.String("reason", "", "why, kept with the setting and shown in the events")
 	)
-	if err := parseFlags(fs, args, stdout, "crowdpilot replicas [pin KEY N | cap KEY N | clear KEY] [flags]", strings.TrimSpace(replicasAbout)); err != nil {
+	if err := parseFlags(fs, args, stdout, "crowdpilot replicas [pin KEY N | cap KEY N | clear KEY] [flags]", strings.TrimSpace(replicasAbout), "reason"); err != nil {
 		return badInput(stderr, "replicas", err)
 	}
 	given := map[string]bool{}
