@@ -295,7 +295,8 @@ type objectAnswer struct {
 }
 
 // handlePutObject changes a key's setting. The body gives the fields to
-// change; null clears a pin or cap, and a pin of 0 is no pin:
+// change; null clears a pin or cap, a pin of 0 is no pin, and the reason is
+// kept unless given:
 //
 //	{"key": "/live/match-1", "pin": 2, "cap": 4, "reason": "kick-off at 20:00"}
 func (n *Node) handlePutObject(w http.ResponseWriter, r *http.Request) {
@@ -323,9 +324,8 @@ func (n *Node) handlePutObject(w http.ResponseWriter, r *http.Request) {
 		if s.Cap != nil && s.Pin > *s.Cap {
 			return badObject{fmt.Sprintf("pin %d is above cap %d: a cap below the pin would win", s.Pin, *s.Cap)}
 		}
-		s.Reason = ""
 		if p.reason != nil {
-			s.Reason = *p.reason
+			s.Reason = *p.reason // kept unless given: a cap set later keeps the pin's why
 		}
 		s.By, s.Updated = "operator", n.cfg.Now().UTC()
 		return nil
