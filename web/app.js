@@ -47,23 +47,65 @@
   $("token-clear").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); showToken(); });
   showToken();
 
+  // With the token, reads show whole keys (query values included) too.
+  const auth = () => (token() ? { Authorization: "Bearer " + token() } : {});
   async function getJSON(path) {
-    const r = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
+    const r = await fetch(path, { cache: "no-store", headers: { Accept: "application/json", ...auth() } });
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
     return { status: r.status, body };
   }
-  async function postJSON(path, obj) {
-    const t = token();
-    if (!t) return { status: 0, body: { error: "paste the admin token first" } };
+  async function sendJSON(method, path, obj) {
+    if (!token()) return { status: 0, body: { error: "paste the admin token first" } };
     const r = await fetch(path, {
-      method: "POST", cache: "no-store",
-      headers: { "Content-Type": "application/json", Authorization: "Bearer " + t },
-      body: JSON.stringify(obj),
+      method, cache: "no-store",
+      headers: { "Content-Type": "application/json", ...auth() },
+      body: obj === undefined ? undefined : JSON.stringify(obj),
     });
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
     return { status: r.status, body };
+  }
+  const postJSON = (path, obj) => sendJSON("POST", path, obj);
+
+  // syncRows keeps tbody's rows in the order of items, one per key: made
+  // once by make(key), refreshed by update(tr, item). Rows keep their
+  // inputs across polls, and are not reordered while one is being edited.
+  function syncRows(tbody, rows, items, keyOf, make, update) {
+    const order = [], seen = new Set();
+    for (const it of items) {
+      const k = keyOf(it);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      let tr = rows.get(k);
+      if (!tr) { tr = make(k); rows.set(k, tr); }
+      update(tr, it);
+      order.push(tr);
+    }
+    for (const [k, tr] of rows) if (!seen.has(k)) { tr.remove(); rows.delete(k); }
+    const cur = tbody.children;
+    if (cur.length === order.length && order.every((tr, i) => cur[i] === tr)) return;
+    if (tbody.contains(document.activeElement)) {
+      for (const tr of order) if (tr.parentNode !== tbody) tbody.append(tr);
+      return;
+    }
+    tbody.replaceChildren(...order);
+  }
+  // cells returns a row's n cells, made on first use.
+  function cells(tr, n) {
+    while (tr.children.length < n) tr.append(el("td"));
+    return tr.children;
+  }
+  // wholeNumber reads an input as a whole number >= 0, or null.
+  function wholeNumber(input) {
+    const v = input.value.trim();
+    return /^[0-9]+$/.test(v) ? Number(v) : null;
+  }
+  function showResult(id, ok, msg) {
+    const p = $(id);
+    p.textContent = msg;
+    p.className = "result " + (ok ? "ok" : "err");
+    p.dataset.ok = String(ok);
   }
 
   // ---- charts ----
@@ -202,33 +244,200 @@
 
   // ---- hot objects ----
   let hot = [];
-  function renderHot() {
-    const tb = $("hot").querySelector("tbody");
+  const hotRows = new Map(); // key -> tr
+  function limitText(pin, cap) {
+    const parts = [];
+    if (pin) parts.push("pin " + pin);
+    if (cap !== undefined && cap !== null) parts.push("cap " + cap);
+    return parts.join(" · ");
+  }
+  function makeHotRow(key) {
+    const tr = el("tr");
+    tr.dataset.key = key;
+    const c = cells(tr, 9);
+    c[0].className = "key";
+    c[8].className = "controls";
+    const n = el("input");
+    n.type = "number"; n.min = "0"; n.step = "1"; n.value = "1"; n.className = "n";
+    n.setAttribute("aria-label", "leased replicas for " + key);
+    const pin = el("button", "pin"), cap = el("button", "cap"), clear = el("button", "clear");
+    pin.dataset.act = "pin"; cap.dataset.act = "cap"; clear.dataset.act = "clear";
+    pin.title = "keep at least N leased replicas, whatever the rate";
+    cap.title = "at most N leased replicas (0: the owner alone)";
+    pin.addEventListener("click", () => setLimit(key, "pin", n, "", pin));
+    cap.addEventListener("click", () => setLimit(key, "cap", n, "", cap));
+    clear.addEventListener("click", () => clearLimit(key, clear));
+    c[8].append(n, pin, cap, clear);
+    return tr;
+  }
+  function updateHotRow(tr, h) {
     const now = Date.now() + serverSkew;
-    const rows = hot.map((h) => {
-      const tr = el("tr");
-      const reps = el("td");
-      for (const r of h.replicas || []) {
-        let text = r.node;
-        if (r.released) text += " released";
-        else if (r.expires) text += " " + Math.max(0, (Date.parse(r.expires) - now) / 1000).toFixed(0) + " s";
-        reps.append(el("span", text, "replica" + (r.released ? " released" : "")));
+    const c = cells(tr, 9);
+    c[0].textContent = h.key;
+    c[1].textContent = fmtRate(h.rate);
+    c[2].textContent = fmtDur(h.p99);
+    c[3].textContent = h.owner;
+    c[4].textContent = String(h.desired);
+    const reps = [];
+    for (const r of h.replicas || []) {
+      let text = r.node;
+      if (r.released) text += " released";
+      else if (r.expires) text += " " + Math.max(0, (Date.parse(r.expires) - now) / 1000).toFixed(0) + " s";
+      reps.push(el("span", text, "replica" + (r.released ? " released" : "")));
+    }
+    if (!reps.length) reps.push(el("span", "owner only", "muted"));
+    c[5].replaceChildren(...reps);
+    // Near copies: routers keeping the object themselves (the data plane's own, seconds-long leases).
+    const near = [];
+    for (const [node, l] of loads) {
+      for (const nc of l.near_copies || []) {
+        if (nc.key !== h.key) continue;
+        near.push(el("span", node + " " + Math.max(0, (Date.parse(nc.expires) - now) / 1000).toFixed(1) + " s", "replica near"));
       }
-      if (!(h.replicas || []).length) reps.append(el("span", "owner only", "muted"));
-      // Near copies: routers keeping the object themselves (the data plane's own, seconds-long leases).
-      const near = el("td");
-      for (const [node, l] of loads) {
-        for (const c of l.near_copies || []) {
-          if (c.key !== h.key) continue;
-          near.append(el("span", node + " " + Math.max(0, (Date.parse(c.expires) - now) / 1000).toFixed(1) + " s", "replica near"));
-        }
+    }
+    if (!near.length) near.push(el("span", "none", "muted"));
+    c[6].replaceChildren(...near);
+    const lt = limitText(h.pin, h.cap);
+    c[7].textContent = lt || "–";
+    c[7].className = lt ? "limit" : "muted";
+  }
+  function renderHot() {
+    syncRows($("hot").querySelector("tbody"), hotRows, hot, (h) => h.key, makeHotRow, updateHotRow);
+  }
+
+  // ---- pins and caps ----
+  async function setLimit(key, kind, input, reason, button) {
+    const n = wholeNumber(input);
+    if (n === null) { showResult("limit-result", false, kind + " " + key + ": N must be a whole number ≥ 0"); return; }
+    const body = { key, [kind]: n };
+    if (reason) body.reason = reason;
+    button.disabled = true;
+    try {
+      const r = await sendJSON("PUT", "/api/v1/objects", body);
+      const b = r.body || {};
+      if (r.status === 200) {
+        showResult("limit-result", true, b.key + ": " + (limitText(b.pin, b.cap) || "no pin or cap") + (b.cleared ? " (cleared)" : ""));
+        loadLimits();
+      } else {
+        showResult("limit-result", false, kind + " " + key + " refused (" + r.status + "): " + (b.error || "no reason given"));
       }
-      if (!near.childNodes.length) near.append(el("span", "none", "muted"));
-      tr.append(el("td", h.key, "key"), el("td", fmtRate(h.rate)), el("td", fmtDur(h.p99)), el("td", h.owner),
-        el("td", h.desired), reps, near);
-      return tr;
-    });
-    tb.replaceChildren(...rows);
+    } catch (e) {
+      showResult("limit-result", false, kind + " " + key + " failed: " + e);
+    } finally {
+      button.disabled = false;
+    }
+  }
+  async function clearLimit(key, button) {
+    button.disabled = true;
+    try {
+      const r = await sendJSON("DELETE", "/api/v1/objects?key=" + encodeURIComponent(key));
+      const b = r.body || {};
+      if (r.status === 200) { showResult("limit-result", true, key + ": cleared, back to the rate alone"); loadLimits(); }
+      else showResult("limit-result", false, "clear " + key + " refused (" + r.status + "): " + (b.error || "no reason given"));
+    } catch (e) {
+      showResult("limit-result", false, "clear " + key + " failed: " + e);
+    } finally {
+      button.disabled = false;
+    }
+  }
+  $("limit-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const key = $("limit-key").value.trim();
+    if (!key) { showResult("limit-result", false, "enter a key: a path such as /live/match-1"); return; }
+    setLimit(key, $("limit-kind").value, $("limit-n"), $("limit-reason").value.trim(), $("limit-go"));
+  });
+  const limitRows = new Map();
+  function makeLimitRow(key) {
+    const tr = el("tr");
+    tr.dataset.key = key;
+    const c = cells(tr, 6);
+    c[0].className = "key";
+    const b = el("button", "clear");
+    b.addEventListener("click", () => clearLimit(key, b));
+    c[5].append(b);
+    return tr;
+  }
+  function updateLimitRow(tr, o) {
+    const c = cells(tr, 6);
+    c[0].textContent = o.key;
+    c[1].textContent = o.pin ? String(o.pin) : "–";
+    c[2].textContent = o.cap !== undefined && o.cap !== null ? String(o.cap) : "–";
+    c[3].textContent = o.reason || "";
+    c[3].className = "reason";
+    c[4].textContent = o.updated ? clock(Date.parse(o.updated) / 1000) : "–";
+  }
+  function renderLimits(b) {
+    const objs = b.objects || [];
+    syncRows($("limits").querySelector("tbody"), limitRows, objs, (o) => o.key, makeLimitRow, updateLimitRow);
+    $("limits-note").textContent = (objs.length ? objs.length + " of at most " + b.max : "none set; at most " + b.max) +
+      "; N is at most " + b.max_leased + " (--max-replicas less the owner)";
+  }
+  async function loadLimits() {
+    const r = await getJSON("/api/v1/objects");
+    if (r.status === 200 && r.body) renderLimits(r.body);
+  }
+
+  // ---- tenants ----
+  const tenantRows = new Map();
+  function makeTenantRow(name) {
+    const tr = el("tr");
+    tr.dataset.tenant = name;
+    const c = cells(tr, 7);
+    c[6].className = "controls";
+    const mn = el("input"), mx = el("input");
+    for (const [i, what] of [[mn, "min"], [mx, "max"]]) {
+      i.type = "number"; i.min = "1"; i.step = "1"; i.className = "n " + what; i.placeholder = what;
+      i.setAttribute("aria-label", what + " nodes of " + name);
+    }
+    const b = el("button", "set");
+    b.addEventListener("click", () => setTenant(name, mn, mx, b));
+    c[6].append(mn, mx, b);
+    return tr;
+  }
+  function updateTenantRow(tr, t) {
+    const c = cells(tr, 7);
+    c[0].textContent = t.name;
+    c[1].textContent = t.size + (t.hold ? " (held)" : "");
+    c[2].textContent = String(t.min);
+    c[3].textContent = t.max !== undefined && t.max !== null ? String(t.max) : "–";
+    const iso = [];
+    for (const [k, v] of Object.entries(t.labels || {})) iso.push(k + "=" + v);
+    if ((t.pin || []).length) iso.push("pin " + t.pin.join(","));
+    if ((t.exclude || []).length) iso.push("exclude " + t.exclude.join(","));
+    if (t.fallback) iso.push("no node eligible: all");
+    c[4].textContent = iso.join("; ") || "–";
+    c[5].replaceChildren(...(t.nodes || []).map((n) => el("span", n, "node")));
+    c[5].dataset.nodes = String((t.nodes || []).length);
+  }
+  async function setTenant(name, mn, mx, button) {
+    const body = {};
+    for (const [i, what] of [[mn, "min"], [mx, "max"]]) {
+      if (!i.value.trim()) continue;
+      const n = wholeNumber(i);
+      if (n === null) { showResult("tenant-result", false, name + ": " + what + " must be a whole number"); return; }
+      body[what] = n;
+    }
+    if (!Object.keys(body).length) { showResult("tenant-result", false, name + ": enter a min, a max or both"); return; }
+    button.disabled = true;
+    try {
+      const r = await sendJSON("PUT", "/api/v1/tenants/" + encodeURIComponent(name), body);
+      const b = r.body || {};
+      if (r.status === 200) {
+        mn.value = ""; mx.value = "";
+        showResult("tenant-result", true, "tenant " + name + ": size " + b.size + ", min " + b.min + ", max " + (b.max ?? "none"));
+      } else {
+        showResult("tenant-result", false, "tenant " + name + " refused (" + r.status + "): " + (b.error || "no reason given"));
+      }
+    } catch (e) {
+      showResult("tenant-result", false, "tenant " + name + " failed: " + e);
+    } finally {
+      button.disabled = false;
+    }
+  }
+  function renderTenants(b) {
+    const ts = b.tenants || [];
+    syncRows($("tenants").querySelector("tbody"), tenantRows, ts, (t) => t.name, makeTenantRow, updateTenantRow);
+    $("tenants-note").textContent = ts.length ? "" : "no tenants declared (--tenants FILE): every node serves every key";
   }
 
   // ---- events ----
@@ -240,7 +449,8 @@
     for (const e of evs) {
       const t = Date.parse(e.time);
       const age = now - t;
-      const what = e.action + " " + e.key + " on " + e.node + ": " + e.reason + (e.error ? " (failed: " + e.error + ")" : "");
+      const op = e.action === "operator";
+      const what = e.action + " " + e.key + (e.node ? " on " + e.node : "") + ": " + e.reason + (e.error ? " (failed: " + e.error + ")" : "");
       if (age >= 0 && age <= TIMELINE_MS) {
         const m = el("div", null, "ev " + e.action + (e.error ? " failed" : ""));
         m.style.left = (100 * (1 - age / TIMELINE_MS)).toFixed(2) + "%";
@@ -250,7 +460,7 @@
       if (rows.length < 50) {
         const tr = el("tr");
         tr.append(el("td", clock(t / 1000)), el("td", e.action, e.error ? "err" : ""),
-          el("td", e.key, "key"), el("td", e.node), el("td", e.current + " → " + e.desired),
+          el("td", e.key, "key"), el("td", e.node || "–"), el("td", op ? "–" : e.current + " → " + e.desired),
           el("td", e.reason + (e.error ? " (failed: " + e.error + ")" : ""), "reason"));
         rows.push(tr);
       }
@@ -295,8 +505,9 @@
 
   // ---- polling ----
   async function tick() {
-    const [st, cl, ht, evs] = await Promise.allSettled([
+    const [st, cl, ht, evs, tn, ob] = await Promise.allSettled([
       getJSON("/api/v1/stats?scope=cluster"), getJSON("/api/v1/cluster"), getJSON("/api/v1/hot"), getJSON("/api/v1/events"),
+      getJSON("/api/v1/tenants"), getJSON("/api/v1/objects"),
     ]);
     if (ht.status === "fulfilled" && ht.value.status === 200 && ht.value.body) {
       const b = ht.value.body;
@@ -323,6 +534,8 @@
     }
     renderHot();
     if (evs.status === "fulfilled" && evs.value.status === 200 && evs.value.body) renderEvents(evs.value.body.events || []);
+    if (tn.status === "fulfilled" && tn.value.status === 200 && tn.value.body) renderTenants(tn.value.body);
+    if (ob.status === "fulfilled" && ob.value.status === 200 && ob.value.body) renderLimits(ob.value.body);
   }
 
   let running = false;

@@ -198,7 +198,8 @@ func TestUpChecksNodeConfigBeforeEtcd(t *testing.T) {
 }
 
 // TestStatusReleasedReplicas: status lists released replicas apart,
-// without an expiry, and --json keeps every replica.
+// without an expiry, and the operator's pin and cap; --json keeps every
+// replica.
 func TestStatusReleasedReplicas(t *testing.T) {
 	exp := time.Now().Add(20 * time.Second).UTC().Format(time.RFC3339Nano)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -207,7 +208,7 @@ func TestStatusReleasedReplicas(t *testing.T) {
 		case "/api/v1/cluster":
 			io.WriteString(w, `{"self":"n0","members":[{"id":"n0","addr":"a:1","admin":"a:2","state":"up","purge_rev":3}]}`)
 		case "/api/v1/hot":
-			fmt.Fprintf(w, `{"leader":"n0","hot":[{"key":"x/live/<1>","rate":900,"owner":"n0","replicas":[
+			fmt.Fprintf(w, `{"leader":"n0","hot":[{"key":"x/live/<1>","rate":900,"owner":"n0","pin":1,"cap":2,"replicas":[
 				{"node":"n1","expires":%q},{"node":"n2","expires":%q,"released":true}]}],
 				"nodes":[{"node":"n0","cpu":0.2,"cpu_limit":2,"in_flight":3,"p99":1000000,"error_rate":0},
 				{"node":"n3","near_copies":[{"key":"x/live/<1>","expires":%q}]}]}`, exp, exp, exp)
@@ -221,9 +222,9 @@ func TestStatusReleasedReplicas(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	out := stdout.String()
-	row := regexp.MustCompile(`(?m)^x/live/<1>\s+900\s+n0\s+n1\s+(1\d|20)s\s+n2\s+n3\s*$`)
+	row := regexp.MustCompile(`(?m)^x/live/<1>\s+900\s+n0\s+n1\s+(1\d|20)s\s+n2\s+n3\s+1/2\s*$`)
 	if !row.MatchString(out) || !strings.Contains(out, "RELEASED (LAPSING)") || !strings.Contains(out, "CPU USED/LIMIT (CORES)") || !strings.Contains(out, "0.20/2.00") {
-		t.Errorf("status:\n%s\nwant n1 with its expiry, n2 released without one, n3's near copy, and a labelled CPU column", out)
+		t.Errorf("status:\n%s\nwant n1 with its expiry, n2 released without one, n3's near copy, pin 1 and cap 2, and a labelled CPU column", out)
 	}
 	stdout.Reset()
 	if code := runStatus(context.Background(), []string{"--admin", srv.URL, "--json"}, &stdout, &stderr); code != 0 {

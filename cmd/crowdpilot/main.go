@@ -8,6 +8,7 @@
 //	crowdpilot status  members, leader, hot objects and their replicas
 //	crowdpilot version module version and VCS revision
 //	crowdpilot tenant  list tenants, or show or change one
+//	crowdpilot replicas  pin or cap an object's leased replicas
 package main
 
 import (
@@ -22,14 +23,15 @@ import (
 // subcommands maps a name to its entry point. Each returns an exit code:
 // 0 ok, 1 failure at run time, 2 bad input.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
-	"up":      runUp,
-	"node":    runNode,
-	"load":    runLoad,
-	"purge":   runPurge,
-	"status":  runStatus,
-	"version": runVersion,
-	"tenant":  runTenant,
-	"drain":   runDrain,
+	"up":       runUp,
+	"node":     runNode,
+	"load":     runLoad,
+	"purge":    runPurge,
+	"status":   runStatus,
+	"version":  runVersion,
+	"tenant":   runTenant,
+	"drain":    runDrain,
+	"replicas": runReplicas,
 }
 
 const usage = `crowdpilot: a flash-crowd autopilot for read-heavy HTTP services.
@@ -42,6 +44,8 @@ Usage:
   crowdpilot status [flags]   members, autopilot leader, hot objects and replicas (--admin host:port)
   crowdpilot version          module version and VCS revision of this binary
   crowdpilot tenant [NAME] [flags]  list tenants, or show or change one (size, hold, min, max, isolation)
+  crowdpilot replicas [pin KEY N | cap KEY N | clear KEY]  list, or pin or cap an object's leased replicas
+  crowdpilot drain  [flags]   drain a node and wait until it serves nothing
 
 Run "crowdpilot <command> --help" for the flags of a command. Every flag can
 also be set as CROWDPILOT_<FLAG> in the environment (--store-bytes as
@@ -65,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status, version or tenant; see crowdpilot --help)\n", args[0])
+		fmt.Fprintf(stderr, "crowdpilot: unknown command %q (want up, node, load, purge, status, version, tenant, replicas or drain; see crowdpilot --help)\n", args[0])
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

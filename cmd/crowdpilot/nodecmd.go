@@ -18,23 +18,23 @@ import (
 // nodeFlags are the flags of one node, shared by `node` and `up` (where they
 // apply to every node).
 type nodeFlags struct {
-	id, zone, cluster, etcd, listen, admin, advertise, advertiseAdmin, origin, adminToken string
-	storeBytes, maxObjectBytes, maxBodyBytes                                              byteSize
-	defaultTTL, swr, sie, originTimeout, forwardTimeout                                   time.Duration
-	memberTTL, shutdownGrace, purgeMaxDisconnect                                          time.Duration
-	prefresh                                                                              float64
-	originMaxConcurrency, originMinConcurrency, maxHeaderBytes, maxInflight               int
-	rejectUnsafe, leanHTTP, autopilotOn, strict, ignoreClientRevalidate                   bool
-	ap                                                                                    autopilot.Config
-	heatWindow, electionTTL                                                               time.Duration
-	near                                                                                  node.NearCopyConfig
-	logFormat, logLevel                                                                   string
-	allowedHosts                                                                          string
-	adminOpenKeys                                                                         bool
-	ignoreCookies                                                                         string
-	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                             time.Duration
-	tenants                                                                               tenantsFlag
-	labels                                                                                labelsFlag
+	id, zone, cluster, etcd, listen, admin, advertise, advertiseAdmin, origin, adminToken      string
+	storeBytes, maxObjectBytes, maxBodyBytes                                                   byteSize
+	defaultTTL, swr, sie, originTimeout, forwardTimeout                                        time.Duration
+	memberTTL, shutdownGrace, purgeMaxDisconnect                                               time.Duration
+	prefresh                                                                                   float64
+	originMaxConcurrency, originMinConcurrency, maxHeaderBytes, maxInflight, maxObjectSettings int
+	rejectUnsafe, leanHTTP, autopilotOn, strict, ignoreClientRevalidate                        bool
+	ap                                                                                         autopilot.Config
+	heatWindow, electionTTL                                                                    time.Duration
+	near                                                                                       node.NearCopyConfig
+	logFormat, logLevel                                                                        string
+	allowedHosts                                                                               string
+	adminOpenKeys                                                                              bool
+	ignoreCookies                                                                              string
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                                  time.Duration
+	tenants                                                                                    tenantsFlag
+	labels                                                                                     labelsFlag
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -89,6 +89,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.ap.ScaleInHold, "scale-in-hold", apd.ScaleInHold, "how long a key must stay cool before its replicas are released")
 	fs.Float64Var(&f.ap.BudgetPerSecond, "replica-budget", apd.BudgetPerSecond, "cluster-wide new replicas per second")
 	fs.IntVar(&f.ap.MaxExtraReplicas, "max-extra-replicas", apd.MaxExtraReplicas, "cap on extra replicas over all objects")
+	fs.IntVar(&f.maxObjectSettings, "max-object-settings", d.MaxObjectSettings, "most operator pins and caps on objects (crowdpilot replicas) the cluster holds; the same on every node")
 	fs.DurationVar(&f.ap.P99Objective, "replica-p99-objective", 0, "add replicas to a hot object while a member's p99 exceeds this (0: off)")
 	fs.Float64Var(&f.ap.ErrorObjective, "replica-error-objective", 0, "add replicas to a hot object while a member's error rate exceeds this fraction (0: off)")
 	fs.Float64Var(&f.near.RPS, "near-copy-rps", d.NearCopy.RPS, "a router keeps a near copy of a key it does not own once the key's rate at this node reaches this (requests/s over --heat-window)")
@@ -134,7 +135,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.LeanHTTP = f.leanHTTP
 	c.MemberTTL, c.ShutdownGrace, c.PurgeMaxDisconnect = f.memberTTL, f.shutdownGrace, f.purgeMaxDisconnect
 	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
-	c.NearCopy = f.near
+	c.NearCopy, c.MaxObjectSettings = f.near, f.maxObjectSettings
 	c.Tenants, c.Labels = f.tenants.cfg, f.labels.m
 	c.AllowedHosts, c.AdminOpenKeys, c.IgnoreCookies = hosts, f.adminOpenKeys, cookies
 	c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = f.readHeaderTimeout, f.readTimeout, f.writeTimeout, f.idleTimeout

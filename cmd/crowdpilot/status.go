@@ -51,6 +51,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			Rate     float64 `json:"rate"`
 			Owner    string  `json:"owner"`
 			Desired  int     `json:"desired"`
+			Pin      int     `json:"pin"`
+			Cap      *int    `json:"cap"`
 			Replicas []struct {
 				Node     string    `json:"node"`
 				Expires  time.Time `json:"expires"`
@@ -132,7 +134,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			near[c.Key] = append(near[c.Key], l.Node)
 		}
 	}
-	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\tRELEASED (LAPSING)\tNEAR COPIES\n")
+	fmt.Fprintf(tw, "HOT OBJECT\tRATE/S\tOWNER\tREPLICAS\tLEASE EXPIRES IN\tRELEASED (LAPSING)\tNEAR COPIES\tPIN/CAP\n")
 	now := time.Now()
 	for _, h := range hot.Hot {
 		var nodes, exp, released []string
@@ -148,8 +150,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				exp = append(exp, max(r.Expires.Sub(now), 0).Round(time.Second).String())
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")),
-			orDash(strings.Join(exp, ",")), orDash(strings.Join(released, ",")), orDash(strings.Join(near[h.Key], ",")))
+		limits := "-"
+		if h.Pin > 0 || h.Cap != nil {
+			limits = fmt.Sprintf("%d/", h.Pin)
+			if h.Cap != nil {
+				limits += fmt.Sprint(*h.Cap)
+			} else {
+				limits += "-"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Key, h.Rate, h.Owner, orDash(strings.Join(nodes, ",")),
+			orDash(strings.Join(exp, ",")), orDash(strings.Join(released, ",")), orDash(strings.Join(near[h.Key], ",")), limits)
 	}
 	tw.Flush()
 	return 0

@@ -27,8 +27,6 @@ the tenant through PUT /api/v1/tenants/NAME (needs the admin token):
   crowdpilot tenant news --no-hold --reset size,labels   (back to automatic and the file)
 
 Exit status: 0 ok; 1 refused or failed; 2 bad input.
-
-Flags:
 `
 
 // runTenant runs "crowdpilot tenant".

@@ -12,6 +12,8 @@ const DefaultMaxEvents = 512
 const (
 	EventScaleOut = "scale_out"
 	EventScaleIn  = "scale_in"
+	// EventOperator is an operator's change, such as a key's pin or cap.
+	EventOperator = "operator"
 )
 
 // Event is one scale decision and how carrying it out went, for
@@ -19,8 +21,8 @@ const (
 type Event struct {
 	Time    time.Time `json:"time"`
 	Key     string    `json:"key"`
-	Action  string    `json:"action"` // EventScaleOut or EventScaleIn
-	Node    string    `json:"node"`   // the replica's node
+	Action  string    `json:"action"`         // EventScaleOut, EventScaleIn or EventOperator
+	Node    string    `json:"node,omitempty"` // the replica's node
 	Reason  string    `json:"reason"`
 	Desired int       `json:"desired"`         // members wanted, owner included
 	Current int       `json:"current"`         // members when decided

@@ -50,6 +50,9 @@ type LeaderConfig struct {
 	// flags and requests in flight. Required; an empty list means
 	// membership is unknown, and nothing is placed or released.
 	Nodes func() []NodeInfo
+	// Limits returns the operators' pins and caps on keys (the object
+	// settings in etcd), read every tick. Nil means none.
+	Limits func() []KeyLimits
 	// Now is the clock for decisions and events; it must keep the real
 	// clock's pace, since leases expire in real time. Nil means time.Now.
 	Now func() time.Time
@@ -64,6 +67,14 @@ type LeaderConfig struct {
 	MaxEvents int
 }
 
+// KeyLimits is an operator's Limits on one key, as LeaderConfig.Limits
+// gives them.
+type KeyLimits struct {
+	Key  string
+	Hash uint64
+	Limits
+}
+
 // HotObject is a hot object as the leader sees it, for /api/v1/hot.
 type HotObject struct {
 	Key      string        `json:"key"`
@@ -72,7 +83,12 @@ type HotObject struct {
 	P99      time.Duration `json:"p99,omitempty"` // worst p99 reported by the owner's or a replica's node, if known
 	Owner    string        `json:"owner"`
 	Replicas []ReplicaView `json:"replicas"`
-	Desired  int           `json:"desired"` // members the rate calls for, owner included
+	// Desired is the members the rate calls for, owner included, within
+	// MaxReplicas and the operator's pin and cap.
+	Desired int `json:"desired"`
+	// Pin and Cap are the operator's limits on its leased replicas, if any.
+	Pin int  `json:"pin,omitempty"`
+	Cap *int `json:"cap,omitempty"`
 }
 
 // NodeLoad is a node's load as its latest fresh report gave it: what
@@ -107,6 +123,7 @@ type Leader struct {
 	tick       time.Duration
 	owner      func(uint64) string
 	nodes      func() []NodeInfo
+	limits     func() []KeyLimits
 	now        func() time.Time
 	log        *slog.Logger
 	maxReports int
@@ -199,6 +216,9 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Limits == nil {
+		cfg.Limits = func() []KeyLimits { return nil }
+	}
 	l := &Leader{
 		policy:     p.Config(),
 		act:        cfg.Actuator,
@@ -206,6 +226,7 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 		tick:       cfg.Tick,
 		owner:      cfg.Owner,
 		nodes:      cfg.Nodes,
+		limits:     cfg.Limits,
 		now:        cfg.Now,
 		log:        orDiscard(cfg.Logger),
 		maxReports: cfg.MaxReports,
@@ -314,7 +335,7 @@ func (l *Leader) step(ctx context.Context, fence cluster.Fence, p *Policy) {
 	reports := l.freshReports(now)
 	records := l.reg.Records()
 	l.act.adoptMissing(ctx, records, adoptPerTick)
-	objects, owners := l.objects(now, records, reports)
+	objects, owners := l.objects(now, records, reports, l.limits())
 
 	acts := p.Decide(now, reports, objects, l.nodes())
 	errs := l.act.apply(ctx, fence, acts, owners)
@@ -344,10 +365,10 @@ func (l *Leader) freshReports(now time.Time) []Report {
 	return out
 }
 
-// objects builds the replica sets for Decide: one Object per registered or
-// reported key, owner from Owner, lease expiry from the Actuator. It also
-// returns the owners by hash.
-func (l *Leader) objects(now time.Time, records []Record, reports []Report) ([]Object, map[uint64]string) {
+// objects builds the replica sets for Decide: one Object per registered,
+// reported or limited key, owner from Owner, lease expiry from the
+// Actuator, the operator's limits. It also returns the owners by hash.
+func (l *Leader) objects(now time.Time, records []Record, reports []Report, limits []KeyLimits) ([]Object, map[uint64]string) {
 	idx := make(map[uint64]int)
 	var objs []Object
 	get := func(hash uint64, key string) *Object {
@@ -374,6 +395,11 @@ func (l *Leader) objects(now time.Time, records []Record, reports []Report) ([]O
 			get(kr.Hash, kr.Key)
 		}
 	}
+	for _, kl := range limits {
+		if !kl.Limits.IsZero() {
+			get(kl.Hash, kl.Key).Limits = kl.Limits
+		}
+	}
 	owners := make(map[uint64]string, len(objs))
 	for _, o := range objs {
 		owners[o.Hash] = o.Owner
@@ -397,12 +423,14 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 	var hot []HotObject
 	for _, o := range objects {
 		rate := rates[o.Hash]
-		if len(o.Replicas) == 0 && rate < c.TargetRPS*c.LowWatermark {
+		if len(o.Replicas) == 0 && rate < c.TargetRPS*c.LowWatermark && o.Limits.IsZero() {
 			continue
 		}
+		floor, ceil := c.bounds(o.Limits)
 		h := HotObject{
 			Key: o.Key, Hash: o.Hash, Rate: rate, Owner: o.Owner, P99: p99[o.Owner],
-			Desired: max(1, ceilDiv(rate, c.TargetRPS, c.MaxReplicas)),
+			Desired: min(max(floor, ceilDiv(rate, c.TargetRPS, c.MaxReplicas)), ceil),
+			Pin:     o.Limits.Pin, Cap: o.Limits.Cap,
 		}
 		for _, r := range o.Replicas {
 			v := ReplicaView{Node: r.Node, Since: r.Since}
@@ -485,3 +513,7 @@ func (l *Leader) Loads() []NodeLoad {
 // Events returns up to n recent scale decisions, newest first; n <= 0 means
 // all that are kept.
 func (l *Leader) Events(n int) []Event { return l.events.last(n) }
+
+// Record adds an event that is not the policy's decision, such as an
+// operator's change of a key's limits, to Events.
+func (l *Leader) Record(ev Event) { l.events.add(ev) }

@@ -435,3 +435,47 @@ func TestLeaderTakeover(t *testing.T) {
 		t.Errorf("new leader's replicas_active = %v, %v; want 3", v, ok)
 	}
 }
+
+// TestLeaderLimits: the operators' limits reach the policy's objects, and
+// the hot view lists limited keys, even cold ones, with what they want
+// within the limits.
+func TestLeaderLimits(t *testing.T) {
+	c := deadClient(t)
+	a, _ := newTestActuator(t, c, &fakeCopier{}, nil)
+	r, _ := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
+	one := 1
+	limits := []KeyLimits{
+		{Key: "/cold", Hash: hashOf("/cold"), Limits: Limits{Pin: 2}},
+		{Key: "/hot", Hash: hashOf("/hot"), Limits: Limits{Cap: &one}},
+		{Key: "/none", Hash: hashOf("/none")}, // zero: not a limit
+	}
+	l, err := NewLeader(LeaderConfig{
+		Actuator: a, Registry: r, Limits: func() []KeyLimits { return limits },
+		Owner: func(uint64) string { return "n0" }, Nodes: func() []NodeInfo { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	reports := []Report{{Node: "n1", At: now, Keys: []heat.KeyRate{{Key: "/hot", Hash: hashOf("/hot"), Rate: 50000}}}}
+	objs, _ := l.objects(now, nil, reports, l.limits())
+	got := map[string]Limits{}
+	for _, o := range objs {
+		got[o.Key] = o.Limits
+	}
+	if len(objs) != 2 || got["/cold"].Pin != 2 || got["/hot"].Cap == nil || *got["/hot"].Cap != 1 {
+		t.Fatalf("objects = %+v, want /hot capped and /cold pinned", objs)
+	}
+	l.publish(objs, reports, nil)
+	var view []string
+	for _, h := range l.Hot() {
+		cp := "-"
+		if h.Cap != nil {
+			cp = fmt.Sprint(*h.Cap)
+		}
+		view = append(view, fmt.Sprintf("%s pin %d cap %s desired %d", h.Key, h.Pin, cp, h.Desired))
+	}
+	if want := "[/hot pin 0 cap 1 desired 2 /cold pin 2 cap - desired 3]"; fmt.Sprint(view) != want {
+		t.Errorf("hot view = %v, want %s", view, want)
+	}
+}

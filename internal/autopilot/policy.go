@@ -17,7 +17,8 @@
 //     expiry; the actuator adds jitter.
 //
 // A key's rate is the sum of the rates in the fresh reports. It wants
-// ceil(rate/TargetRPS) members (owner included), clamped to [1, MaxReplicas],
+// ceil(rate/TargetRPS) members (owner included), clamped to [1, MaxReplicas]
+// and to an operator's Limits (a pin from below, a cap from above),
 // and one more, step by step, while a member's node breaches the p99 or
 // error objective. It scales out as soon as its rate crosses the high
 // watermark, at most once per MinInterval and never within Cooldown of a
@@ -75,12 +76,14 @@ type Replica struct {
 // Object is an object's replica set as seen in etcd. Replicas excludes the
 // owner. Decide needs an Object for every key it may scale out, since only
 // the caller knows the owner (by rendezvous hashing): pass one, possibly
-// without replicas, for each reported key.
+// without replicas, for each reported key and each key with Limits.
 type Object struct {
 	Key      string
 	Hash     uint64
 	Owner    string
 	Replicas []Replica
+	// Limits are an operator's pin and cap on the key; zero for none.
+	Limits Limits
 }
 
 // NodeInfo is a cluster member as placement sees it. A replica on a node
@@ -163,6 +166,7 @@ type Stats struct {
 	CapDenied          uint64 // replicas wanted but not granted: MaxExtraReplicas reached
 	PlacementDenied    uint64 // replicas wanted but not granted: no eligible node
 	UnknownOwner       uint64 // scale-outs skipped because the key had no Object
+	CapHeld            uint64 // scale-outs the rate called for but an operator's cap held back
 	ActuationTimeouts  uint64 // asked-for replicas that never appeared
 	ForgottenKeys      uint64 // per-key states dropped to stay within the bound
 	Keys               int    // per-key states held now
@@ -259,15 +263,18 @@ type keyView struct {
 	recent   float64    // rate over each report's last interval (the decayed rate where unknown)
 	zones    []zoneRate // demand by known zone, highest first
 	st       *keyState  // nil until the key needs memory
+	limits   Limits     // the operator's pin and cap
 
-	active  []Replica // serving replicas, not released
-	members int       // owner + active + in flight
+	active      []Replica // serving replicas, not released
+	members     int       // owner + active + in flight
+	floor, ceil int       // fewest and most members: the pin, MaxReplicas and the cap
 
 	// For scale-out candidates.
 	want, need, granted int
 	above               bool   // rate above the high watermark
 	rising              bool   // sized on the recent rate: the key is still climbing
 	breach              string // why an objective is breached, or ""
+	pinned              bool   // want raised to the floor by the operator's pin
 	reason              string // scaleOutReason, once built
 }
 
@@ -337,6 +344,9 @@ func (p *Policy) newTick(now time.Time, reports []Report, objects []Object, node
 		kv := view(o.Hash, o.Key)
 		kv.owner = o.Owner
 		kv.replicas = append(kv.replicas, o.Replicas...)
+		if !o.Limits.IsZero() {
+			kv.limits = o.Limits
+		}
 	}
 	for h, st := range p.keys {
 		kv := view(h, st.key)

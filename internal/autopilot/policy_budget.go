@@ -87,12 +87,20 @@ func (p *Policy) grant(t *tick) {
 	}
 }
 
-// busiest returns the index of the candidate with the highest rate per
-// member, counting replicas granted this tick; ties go to the lower hash.
+// busiest returns the index of the candidate to grant next: one still
+// short of its operator pin first, then the highest rate per member,
+// counting replicas granted this tick; ties go to the lower hash.
 func busiest(open []*keyView) int {
 	best := 0
+	short := func(kv *keyView) bool { return kv.pinned && kv.members+kv.granted < kv.floor }
 	for i, kv := range open[1:] {
 		b := open[best]
+		if a, bs := short(kv), short(b); a != bs {
+			if a {
+				best = i + 1
+			}
+			continue
+		}
 		l, r := kv.rate/float64(kv.members+kv.granted), b.rate/float64(b.members+b.granted)
 		if l > r || (l == r && cmp.Less(kv.hash, b.hash)) {
 			best = i + 1

@@ -14,10 +14,14 @@ func (p *Policy) decideKey(t *tick, kv *keyView) {
 	c := &p.cfg
 	p.syncState(t, kv)
 	p.classify(t, kv)
+	kv.floor, kv.ceil = c.bounds(kv.limits)
 
 	// A lowered cap: release the newest replicas beyond it at once.
-	if over := kv.members - c.MaxReplicas; over > 0 && len(kv.active) > 0 {
+	if over := kv.members - kv.ceil; over > 0 && len(kv.active) > 0 {
 		reason := fmt.Sprintf("%d members > max %d per object", kv.members, c.MaxReplicas)
+		if kv.ceil < c.MaxReplicas {
+			reason = fmt.Sprintf("%d members > %d under the %s", kv.members, kv.ceil, kv.limits.capText())
+		}
 		p.release(t, kv, min(over, len(kv.active)), reason, kv.members-over, false)
 	}
 
@@ -27,6 +31,7 @@ func (p *Policy) decideKey(t *tick, kv *keyView) {
 	} else if kv.st != nil {
 		kv.st.belowSince = time.Time{} // a hold must be seen whole
 	}
+	p.pin(t, kv)
 	t.extra += kv.members - 1
 
 	for _, r := range kv.active {
@@ -52,6 +57,9 @@ func (p *Policy) renewReason(t *tick, kv *keyView, left time.Duration) string {
 		r += "; no fresh heat reports, holding"
 	case kv.st != nil && !kv.st.belowSince.IsZero():
 		r += fmt.Sprintf("; under the low watermark for %v of the %v hold", t.now.Sub(kv.st.belowSince), c.ScaleInHold)
+	}
+	if kv.floor > 1 && kv.members <= kv.floor {
+		r += "; held by the " + kv.limits.pinText()
 	}
 	return r
 }
@@ -162,7 +170,7 @@ func (p *Policy) emitRelease(t *tick, kv *keyView, node, reason string, desired,
 func (p *Policy) scaleIn(t *tick, kv *keyView) {
 	c := &p.cfg
 	low := float64(kv.members-1) * c.TargetRPS * c.LowWatermark
-	if len(kv.active) == 0 || !(kv.rate < low) {
+	if len(kv.active) == 0 || !(kv.rate < low) || kv.members <= kv.floor {
 		if kv.st != nil {
 			kv.st.belowSince = time.Time{}
 		}
@@ -177,13 +185,18 @@ func (p *Policy) scaleIn(t *tick, kv *keyView) {
 	}
 	// Keep enough members that the rate is under the high watermark, so
 	// the release is not undone by the next scale-out.
-	keep := max(1, ceilDiv(kv.rate, c.TargetRPS, c.MaxReplicas), ceilDiv(kv.rate, c.TargetRPS*c.HighWatermark, c.MaxReplicas))
+	keep := max(1, ceilDiv(kv.rate, c.TargetRPS, kv.ceil), ceilDiv(kv.rate, c.TargetRPS*c.HighWatermark, kv.ceil))
+	pinned := kv.floor > keep
+	keep = max(keep, kv.floor)
 	n := min(kv.members-keep, len(kv.active))
 	if n <= 0 {
 		return
 	}
 	reason := fmt.Sprintf("rate %s/s < %d × %s/s low watermark for %v; want %d",
 		fmtRate(kv.rate), kv.members-1, fmtRate(c.TargetRPS*c.LowWatermark), t.now.Sub(st.belowSince), keep)
+	if pinned {
+		reason += ", held by the " + kv.limits.pinText()
+	}
 	p.release(t, kv, n, reason, keep, true)
 	st.belowSince = time.Time{}
 }
@@ -206,7 +219,13 @@ func (p *Policy) scaleOut(t *tick, kv *keyView) {
 	if kv.rate >= float64(m)*c.TargetRPS*c.LowWatermark {
 		breach = p.breach(t, kv)
 	}
-	if (!above && breach == "") || m >= c.MaxReplicas {
+	if !above && breach == "" {
+		return
+	}
+	if m >= kv.ceil {
+		if kv.ceil < c.MaxReplicas {
+			p.stats.CapHeld++ // the operator's cap, not the policy's
+		}
 		return
 	}
 	// A key still climbing is sized on its rate over the last report
@@ -218,11 +237,11 @@ func (p *Policy) scaleOut(t *tick, kv *keyView) {
 	if kv.recent > risingFactor*kv.rate {
 		sizing, kv.rising = kv.recent, true
 	}
-	want := ceilDiv(sizing, c.TargetRPS, c.MaxReplicas)
+	want := ceilDiv(sizing, c.TargetRPS, kv.ceil)
 	if breach != "" {
 		want++ // one step more while an objective is breached
 	}
-	want = min(max(want, m+1), c.MaxReplicas)
+	want = min(max(want, m+1), kv.ceil)
 
 	st := kv.st
 	if st != nil {
@@ -260,6 +279,17 @@ func (kv *keyView) scaleOutReason(c *Config) string {
 		if kv.breach != "" {
 			r += "; " + kv.breach
 		}
+	}
+	if kv.pinned {
+		pin := fmt.Sprintf("%s, %d held", kv.limits.pinText(), kv.members-1)
+		if r == "" {
+			r = pin
+		} else {
+			r += "; " + pin
+		}
+	}
+	if kv.ceil < c.MaxReplicas && kv.want == kv.ceil {
+		r += "; at the " + kv.limits.capText()
 	}
 	kv.reason = fmt.Sprintf("%s; want %d", r, kv.want)
 	return kv.reason

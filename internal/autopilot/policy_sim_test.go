@@ -23,6 +23,8 @@ type sim struct {
 	nodes []NodeInfo
 	zone  map[string]string // reporting node -> zone
 	objs  map[uint64]*simObject
+	// limits are the operator's, by key, passed with the objects.
+	limits map[string]Limits
 
 	// ignoreScaleOut makes the actuator drop ScaleOut actions (slow or
 	// failing actuation).
@@ -112,10 +114,13 @@ func (s *sim) objects(rates map[string]float64) []Object {
 	for key := range rates {
 		s.object(key)
 	}
+	for key := range s.limits {
+		s.object(key)
+	}
 	var out []Object
 	for _, h := range slices.Sorted(maps.Keys(s.objs)) {
 		o := s.objs[h]
-		obj := Object{Key: o.key, Hash: o.hash, Owner: o.owner}
+		obj := Object{Key: o.key, Hash: o.hash, Owner: o.owner, Limits: s.limits[o.key]}
 		for _, n := range slices.Sorted(maps.Keys(o.replicas)) {
 			r := o.replicas[n]
 			obj.Replicas = append(obj.Replicas, Replica{Node: n, Since: r.since, Expires: r.expires})
@@ -223,6 +228,9 @@ func (s *sim) check() {
 		total += n
 		if n+1 > s.cfg.MaxReplicas {
 			s.t.Errorf("%v: %s has %d members > max %d", s.now.Sub(epoch), o.key, n+1, s.cfg.MaxReplicas)
+		}
+		if c := s.limits[o.key].Cap; c != nil && n > *c {
+			s.t.Errorf("%v: %s has %d live replicas > the operator's cap %d", s.now.Sub(epoch), o.key, n, *c)
 		}
 	}
 	if total > s.cfg.MaxExtraReplicas {

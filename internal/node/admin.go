@@ -42,6 +42,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.Handle("/api/v1/purge", n.authorized(purge.NewHandler(n.purgeLog, n.members.Members, n.cfg.Logger)))
 	n.mountUI(mux) // the dashboard (ui.go)
 	n.mountTenants(mux)
+	n.mountObjects(mux) // pins and caps (objects.go)
 	return jsonMuxErrors{mux}
 }
 
@@ -62,7 +63,7 @@ func (j jsonMuxErrors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(probe, r)
 	switch probe.code {
 	case http.StatusNotFound:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no admin endpoint %s %s (see /api/v1/cluster, /api/v1/hot, /api/v1/events, /api/v1/purge, /metrics, /healthz, /readyz)", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no admin endpoint %s %s (see /api/v1/cluster, /api/v1/hot, /api/v1/events, /api/v1/purge, /api/v1/objects, /api/v1/tenants, /metrics, /healthz, /readyz)", r.Method, r.URL.Path)})
 	case http.StatusMethodNotAllowed:
 		allow := probe.h.Get("Allow")
 		w.Header().Set("Allow", allow)

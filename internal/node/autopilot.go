@@ -48,6 +48,8 @@ type autopilotParts struct {
 	cachedLeader atomic.Pointer[leaderRef] // cached leader, nil unknown
 	client       *http.Client              // node-to-node admin calls, bounded by timeouts
 	peer         peerProver                // signs and checks node-to-node admin calls
+
+	objects objectParts // operators' pins and caps per key (objects.go)
 }
 
 // leaderRef is the autopilot leader as the election names it.
@@ -94,6 +96,9 @@ func (n *Node) newAutopilot() error {
 		return fmt.Errorf("election: %w", err)
 	}
 	a.hot.init(n.cfg.Registry, n.fill.Origin, n.cfg.AdminOpenKeys)
+	if err := n.newObjects(); err != nil {
+		return err
+	}
 	if n.cfg.DisableAutopilot {
 		return nil // routes to replicas, but never leads
 	}
@@ -115,6 +120,7 @@ func (n *Node) newAutopilot() error {
 		Tick:       min(n.cfg.ReportInterval, replicaTTL(n.cfg.Autopilot)/10),
 		Owner:      func(h uint64) string { p, _ := n.router.Owner(h); return p.ID },
 		Nodes:      n.nodeInfos,
+		Limits:     n.objectLimits,
 		Logger:     n.cfg.Logger,
 		Registerer: n.cfg.Registry,
 	}); err != nil {
@@ -127,6 +133,7 @@ func (n *Node) newAutopilot() error {
 func (n *Node) startAutopilot(ctx context.Context) {
 	n.goLoop(ctx, "replica registry", n.ap.registry.Run)
 	n.goLoop(ctx, "heat ticker", n.tickHeat)
+	n.startObjects(ctx)
 	if n.ap.leader == nil {
 		return
 	}

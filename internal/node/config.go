@@ -188,6 +188,11 @@ type Config struct {
 	// tests): the process's CPU is not this node's, so reports carry none
 	// and placement weighs in-flight requests only.
 	SharesProcess bool
+	// MaxObjectSettings bounds the operators' object settings (pins and
+	// caps on keys' leased replicas, /api/v1/objects) the cluster holds: a
+	// new one beyond it is refused with 409. Every node should use the
+	// same. Default 1000 (cluster.DefaultMaxObjects); 0 allows none.
+	MaxObjectSettings int
 
 	// MemberTTL is the lease TTL of the membership record. Default 5s.
 	MemberTTL time.Duration
@@ -227,6 +232,7 @@ func DefaultConfig() Config {
 		HeatWindow:             250 * time.Millisecond,
 		ReportInterval:         250 * time.Millisecond,
 		ElectionTTL:            5 * time.Second,
+		MaxObjectSettings:      cluster.DefaultMaxObjects,
 		ShutdownGrace:          10 * time.Second,
 		NearCopy:               NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
 		InvalidateInterval:     250 * time.Millisecond,
@@ -431,6 +437,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))
+	}
+	if c.MaxObjectSettings < 0 {
+		errs = append(errs, fmt.Errorf("max object settings %d must not be negative", c.MaxObjectSettings))
 	}
 	return errors.Join(errs...)
 }

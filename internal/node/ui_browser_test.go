@@ -19,6 +19,7 @@ import (
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/demo"
+	"github.com/crowdpilot/crowdpilot/internal/tenant"
 )
 
 // chromiumPath is Debian's chromium, which .ci/run installs.
@@ -30,7 +31,9 @@ const browserCrowdMax = 30000
 // TestDashboardInBrowser loads /ui/ in a real headless Chromium against a
 // 3-node cluster: no console errors, exceptions or CSP violations, the
 // charts move while a crowd is driven, a purge typed into the page reaches
-// every node, and a node drained from the page leaves routing.
+// every node, the tenants table shows a tenant's node set and a limit set
+// from it reaches the API and routing, a pin and a cap set from the page
+// reach the API, and a node drained from the page leaves routing.
 // A full-page screenshot is kept: in $CROWDPILOT_ARTIFACTS if set, else in
 // the test's temporary directory (the path is logged).
 func TestDashboardInBrowser(t *testing.T) {
@@ -40,9 +43,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Skipf("%s not installed (apt-get install chromium); set CROWDPILOT_REQUIRE_BROWSER=1 to fail instead", chromiumPath)
 	}
+	// A tenant no request of the crowd resolves to, so routing of the
+	// crowd is as without tenants.
+	tenants, err := tenant.Parse([]byte("tenants: {news: {hosts: [news.example], min: 1, max: 3}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: time.Minute, Capacity: 64}, func(c *Config) {
 		c.Autopilot = autopilot.Config{TargetRPS: 50, MaxReplicas: 3, ReplicaTTL: 10 * time.Second}
 		c.ReportInterval = 200 * time.Millisecond
+		c.Tenants = tenants
 	})
 	eventually(t, 15*time.Second, func() string {
 		if leader, _, err := tc.hot(0); err != nil || leader == "" {
@@ -254,6 +264,84 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.WithPollingArgs(last), chromedp.WithPollingTimeout(10*time.Second)),
 	)
 
+	// Tenants: the table shows the tenant's node set (its min, one node);
+	// a min set from the row reaches the API, and every router gives the
+	// tenant that many nodes.
+	const newsRow = `#tenants tbody tr[data-tenant="news"]`
+	run("tenants table shows the node set",
+		chromedp.Poll[chromedp.Void](`(() => {
+			const tr = document.querySelector('`+newsRow+`');
+			return tr !== null && tr.children[1].textContent === "1" && tr.children[5].dataset.nodes === "1";
+		})()`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	run("set the tenant's limits from the page",
+		chromedp.SendKeys(chromedp.CSS(newsRow+" input.min"), "2"),
+		chromedp.SendKeys(chromedp.CSS(newsRow+" input.max"), "3"),
+		chromedp.Click(chromedp.CSS(newsRow+" button")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("tenant-result").dataset.ok === "true"`, chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.Poll[chromedp.Void](`(() => {
+			const tr = document.querySelector('`+newsRow+`');
+			return tr.children[2].textContent === "2" && tr.children[3].textContent === "3" && tr.children[5].dataset.nodes === "2";
+		})()`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if code, body := tc.call("GET", tc.admin(1, "/api/v1/tenants/news"), "", ""); code != 200 || !strings.Contains(body, `"min": 2`) || !strings.Contains(body, `"max": 3`) {
+		t.Errorf("GET /api/v1/tenants/news after the page set min 2, max 3: %d %s", code, body)
+	}
+	eventually(t, 10*time.Second, func() string {
+		for _, nd := range tc.nodes {
+			if ids, _ := nd.router.TenantPeers("news"); len(ids) != 2 {
+				return fmt.Sprintf("%s routes news to %v, want 2 nodes", nd.ID(), ids)
+			}
+		}
+		return ""
+	})
+
+	// Pins and caps: a pin typed into the form reaches the API; the pinned
+	// key is listed with its hot objects' row, whose controls set a cap.
+	key := tc.key(hotPath)
+	run("pin from the page",
+		chromedp.SendKeys(chromedp.ID("limit-key"), hotPath),
+		chromedp.SetValue(chromedp.ID("limit-kind"), "pin"),
+		clearInput("limit-n"),
+		chromedp.SendKeys(chromedp.ID("limit-n"), "1"),
+		chromedp.SendKeys(chromedp.ID("limit-reason"), "from the page"),
+		chromedp.Click(chromedp.ID("limit-go")),
+		chromedp.PollFunction[chromedp.Void](`(key) => {
+			const r = document.getElementById("limit-result");
+			return r.dataset.ok === "true" && r.textContent === key + ": pin 1";
+		}`, chromedp.WithPollingArgs(key), chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	eventually(t, 10*time.Second, func() string {
+		if got := tc.objects(2)[key]; got != "pin 1 cap -" {
+			return fmt.Sprintf("n2 has %q for %s, want pin 1 from the page", got, key)
+		}
+		return ""
+	})
+	hotRow := fmt.Sprintf(`#hot tbody tr[data-key=%q]`, key)
+	run("cap from the hot objects' row",
+		chromedp.Poll[chromedp.Void](`document.querySelector('`+hotRow+`') !== null`, chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(document.querySelector('`+hotRow+` input.n').value = "", true)`)(ctx, tg)
+			return err
+		}),
+		chromedp.SendKeys(chromedp.CSS(hotRow+" input.n"), "2"),
+		chromedp.Click(chromedp.CSS(hotRow+` button[data-act="cap"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('`+hotRow+`').children[7].textContent === "pin 1 · cap 2"`,
+			chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.PollFunction[chromedp.Void](`(key) => {
+			const tr = document.querySelector('#limits tbody tr[data-key="' + key + '"]');
+			return tr !== null && tr.children[1].textContent === "1" && tr.children[2].textContent === "2" && tr.children[3].textContent === "from the page";
+		}`, chromedp.WithPollingArgs(key), chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if got := tc.objects(0)[key]; got != "pin 1 cap 2" {
+		t.Errorf("n0 has %q for %s, want pin 1 cap 2 from the page", got, key)
+	}
+	// The leader acts on the pin: the key gets its leased replica.
+	run("the pinned key shows its replica",
+		chromedp.Poll[chromedp.Void](`document.querySelector('`+hotRow+` td:nth-child(6) span.replica') !== null`,
+			chromedp.WithPollingTimeout(15*time.Second)),
+	)
+
 	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +358,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	// Cleared from the pins and caps table: gone from the API.
+	run("clear the pin and cap from the page",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#limits tbody tr[data-key=%q] button`, key))),
+		chromedp.PollFunction[chromedp.Void](`(key) => document.querySelector('#limits tbody tr[data-key="' + key + '"]') === null`,
+			chromedp.WithPollingArgs(key), chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	eventually(t, 10*time.Second, func() string {
+		if got := tc.objects(1); len(got) != 0 {
+			return fmt.Sprintf("settings after the clear from the page: %v, want none", got)
+		}
+		return ""
+	})
 
 	// Drain n2 from its row (the page asks to confirm: say yes), then undrain.
 	routesToN2 := func() bool {
