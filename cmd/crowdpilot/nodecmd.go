@@ -20,7 +20,7 @@ import (
 type nodeFlags struct {
 	id, zone, cluster, etcd, listen, admin, advertise, advertiseAdmin, origin, adminToken      string
 	storeBytes, maxObjectBytes, maxBodyBytes                                                   byteSize
-	defaultTTL, swr, sie, originTimeout, forwardTimeout                                        time.Duration
+	defaultTTL, swr, sie, originTimeout, forwardTimeout, originQueueWait                       time.Duration
 	memberTTL, shutdownGrace, purgeMaxDisconnect                                               time.Duration
 	prefresh                                                                                   float64
 	originMaxConcurrency, originMinConcurrency, maxHeaderBytes, maxInflight, maxObjectSettings int
@@ -62,6 +62,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.strict, "strict", d.Strict, "RFC 9111 strict: no default TTL, no operator grace, clients' request directives honoured")
 	fs.Float64Var(&f.prefresh, "prefresh", d.Prefresh, "fraction of the TTL after which hits also refresh in the background (1 = off)")
 	fs.DurationVar(&f.originTimeout, "origin-timeout", d.OriginTimeout, "bound on one origin fetch, body included")
+	fs.DurationVar(&f.originQueueWait, "origin-queue-wait", d.OriginQueueWait, "how long a fetch may wait for a slot when the origin limit is full before it is shed with 503 (0: shed at once)")
 	fs.IntVar(&f.originMaxConcurrency, "origin-max-concurrency", int(d.OriginMaxConcurrency), "ceiling of the adaptive origin concurrency limit per node")
 	fs.IntVar(&f.originMinConcurrency, "origin-min-concurrency", int(d.OriginMinConcurrency), "floor of the adaptive origin concurrency limit per node (equal to the ceiling: a fixed limit)")
 	fs.DurationVar(&f.forwardTimeout, "forward-timeout", 0, "wait for a peer's response headers before failing over (if 0, origin-timeout + 1s)")
@@ -130,6 +131,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.DefaultTTL, c.StaleWhileRevalidate, c.StaleIfError, c.Prefresh = f.defaultTTL, f.swr, f.sie, f.prefresh
 	c.IgnoreClientRevalidate, c.Strict = f.ignoreClientRevalidate, f.strict
 	c.OriginTimeout, c.OriginMaxConcurrency = f.originTimeout, uint(max(f.originMaxConcurrency, 0))
+	c.OriginQueueWait = f.originQueueWait
 	c.OriginMinConcurrency = uint(max(f.originMinConcurrency, 0))
 	c.ForwardTimeout, c.MaxHeaderBytes, c.RejectUnsafe, c.MaxInflight = f.forwardTimeout, f.maxHeaderBytes, f.rejectUnsafe, int64(f.maxInflight)
 	c.LeanHTTP = f.leanHTTP
@@ -240,7 +242,7 @@ var configFlags = []struct{ phrase, flag string }{
 	{"stale-while-revalidate ", "--stale-while-revalidate "}, {"stale-if-error ", "--stale-if-error "},
 	{"shutdown grace ", "--shutdown-grace "}, {"purge max disconnect ", "--purge-max-disconnect "},
 	{"origin timeout ", "--origin-timeout "}, {"forward timeout ", "--forward-timeout "},
-	{"origin min concurrency ", "--origin-min-concurrency "},
+	{"origin min concurrency ", "--origin-min-concurrency "}, {"origin queue wait ", "--origin-queue-wait "},
 	{"member ttl ", "--member-ttl "}, {"heat window ", "--heat-window "}, {"election ttl ", "--election-ttl "},
 	{"max header bytes ", "--max-header-bytes "}, {"max inflight ", "--max-inflight "},
 	{"max body bytes ", "--max-body-bytes "},

@@ -66,6 +66,12 @@ type Config struct {
 	// MinLimit, MaxLimit and InitialLimit bound the adaptive origin
 	// concurrency limit. Defaults 1, 64 and 16.
 	MinLimit, MaxLimit, InitialLimit uint
+	// LimitWait is how long a fetch that finds the origin limit full may
+	// wait for a permit, in a queue of at most four times the limit, before
+	// it is shed (ErrShed). It absorbs a burst of distinct misses (a page's
+	// assets, a test suite) without letting a queue drown the origin: the
+	// adaptive limit still falls when the origin slows. Zero: shed at once.
+	LimitWait time.Duration
 	// RefreshWorkers bounds concurrent background refreshes. Default 32.
 	RefreshWorkers int
 	// Transport reaches the origin. Nil means a pooled http.Transport.
@@ -162,9 +168,7 @@ func New(cfg Config) (*Group, error) {
 		refresh:    make(chan struct{}, cfg.RefreshWorkers),
 		joinable:   make(map[string]*relay),
 		relaysLive: make(map[*relay]struct{}),
-		limit: adaptivelimiter.NewBuilder[any]().
-			WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit).
-			Build(),
+		limit:      newLimit(cfg),
 	}
 	if g.rt == nil {
 		g.rt = &http.Transport{
@@ -546,10 +550,31 @@ func (g *Group) put(e *httpcache.Entry, since uint64) bool {
 	return g.cfg.Store.PutUnlessPurged(e, since) // counted there when refused
 }
 
+// newLimit is the adaptive origin limit, queueing briefly when LimitWait
+// allows it.
+func newLimit(cfg Config) adaptivelimiter.AdaptiveLimiter[any] {
+	b := adaptivelimiter.NewBuilder[any]().WithLimits(cfg.MinLimit, cfg.MaxLimit, cfg.InitialLimit)
+	if cfg.LimitWait > 0 {
+		b = b.WithQueueing(2, 4).WithMaxWaitTime(cfg.LimitWait)
+	}
+	return b.Build()
+}
+
+// permit takes an origin permit: at once, or within LimitWait when the
+// limit is full. False means shed.
+func (g *Group) permit(ctx context.Context) (adaptivelimiter.Permit, bool) {
+	if p, ok := g.limit.TryAcquirePermit(); ok || g.cfg.LimitWait <= 0 {
+		return p, ok
+	}
+	p, err := g.limit.AcquirePermitWithMaxWait(ctx, g.cfg.LimitWait)
+	return p, err == nil
+}
+
 // Origin sends out to the origin through the adaptive limit. A full limit
-// fails at once (ErrShed): queueing is what drowns an origin.
+// sheds (ErrShed) unless a permit frees within LimitWait: a long queue is
+// what drowns an origin.
 func (g *Group) Origin(out *http.Request) (*http.Response, error) {
-	permit, ok := g.limit.TryAcquirePermit()
+	permit, ok := g.permit(out.Context())
 	if !ok {
 		g.cfg.Shed("origin_limit")
 		g.m.fetches.WithLabelValues("shed").Inc()

@@ -316,3 +316,51 @@ func TestRefreshWindowAsksOnce(t *testing.T) {
 		t.Errorf("%d refreshes shed, want 0: the asks of a running refresh are not work", got)
 	}
 }
+
+// TestLimitWaitAbsorbsABurst: with the origin limit full, a fetch of
+// another object waits for a permit within LimitWait instead of being
+// shed; with LimitWait 0 it is shed at once.
+func TestLimitWaitAbsorbsABurst(t *testing.T) {
+	for _, wait := range []time.Duration{0, 5 * time.Second} {
+		t.Run(wait.String(), func(t *testing.T) {
+			entered, release := make(chan struct{}, 1), make(chan struct{})
+			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/slow" {
+					entered <- struct{}{}
+					<-release
+				}
+				w.Header().Set("Cache-Control", "max-age=60")
+				w.Write([]byte("body"))
+			}))
+			defer origin.Close()
+			defer close(release)
+			g, _ := newGroup(t, origin.URL, func(c *Config) {
+				c.MinLimit, c.MaxLimit, c.InitialLimit = 1, 1, 1
+				c.LimitWait = wait
+				c.Timeout = 10 * time.Second
+			})
+			go func() {
+				r, base := get("/slow")
+				g.Fetch(context.Background(), r, base, nil, nil)
+			}()
+			<-entered // the one permit is held
+			done := make(chan error, 1)
+			go func() {
+				r, base := get("/other")
+				_, err := g.Fetch(context.Background(), r, base, nil, nil)
+				done <- err
+			}()
+			if wait == 0 {
+				if err := <-done; !errors.Is(err, ErrShed) {
+					t.Fatalf("with no wait: %v, want ErrShed", err)
+				}
+				return
+			}
+			testwait.Eventually(t, 10*time.Second, "the second fetch queues", func() bool { return g.limit.Queued() == 1 })
+			release <- struct{}{}
+			if err := <-done; err != nil {
+				t.Fatalf("queued fetch: %v, want it served once the permit frees", err)
+			}
+		})
+	}
+}

@@ -6,7 +6,7 @@ import (
 
 // Limited returns a RoundTripper that sends requests through rt under the
 // same adaptive origin limit as fills: a request that finds the limit full
-// fails at once with ErrShed (counted), and a permit is held until the
+// fails with ErrShed (counted) unless a permit frees within LimitWait, and a permit is held until the
 // response body is closed. Node uses it for GETs it streams through
 // uncached (objects over MaxObjectBytes), so a crowd for a large object
 // cannot open origin requests outside the limit.
@@ -23,7 +23,7 @@ func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return t.rt.RoundTrip(r)
 	}
-	permit, ok := t.g.limit.TryAcquirePermit()
+	permit, ok := t.g.permit(r.Context())
 	if !ok {
 		t.g.cfg.Shed("origin_limit")
 		t.g.m.fetches.WithLabelValues("shed").Inc()

@@ -111,6 +111,12 @@ type Config struct {
 	// distinct misses is never shed, however the origin's latency moves.
 	// Default 1; at most OriginMaxConcurrency.
 	OriginMinConcurrency uint
+	// OriginQueueWait is how long a fetch that finds the origin limit full
+	// may wait for a permit (in a queue of at most four times the limit)
+	// before it is shed with 503: a burst of distinct misses is absorbed,
+	// a slow origin is not queued on for long. Zero: shed at once.
+	// Default 250 ms.
+	OriginQueueWait time.Duration
 	// ForwardTimeout bounds waiting for a peer's response headers; it must
 	// exceed OriginTimeout. Default OriginTimeout + 1s.
 	ForwardTimeout time.Duration
@@ -223,6 +229,7 @@ func DefaultConfig() Config {
 		OriginTimeout:          2500 * time.Millisecond,
 		OriginMaxConcurrency:   64,
 		OriginMinConcurrency:   1,
+		OriginQueueWait:        250 * time.Millisecond,
 		MaxHeaderBytes:         32 << 10,
 		LeanHTTP:               true,
 		MaxBodyBytes:           1 << 20,
@@ -396,6 +403,9 @@ func (c Config) Validate() error {
 	}
 	if c.PurgeMaxDisconnect <= 0 {
 		errs = append(errs, fmt.Errorf("purge max disconnect %v must be positive (the purge follower needs time to confirm its position)", c.PurgeMaxDisconnect))
+	}
+	if c.OriginQueueWait < 0 || c.OriginQueueWait >= c.OriginTimeout {
+		errs = append(errs, fmt.Errorf("origin queue wait %v must be at least 0 and below the origin timeout %v", c.OriginQueueWait, c.OriginTimeout))
 	}
 	if c.OriginMinConcurrency > c.OriginMaxConcurrency {
 		errs = append(errs, fmt.Errorf("origin min concurrency %d must not exceed origin max concurrency %d", c.OriginMinConcurrency, c.OriginMaxConcurrency))

@@ -132,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 		MaxLimit:       cfg.OriginMaxConcurrency,
 		MinLimit:       cfg.OriginMinConcurrency,
 		InitialLimit:   max(cfg.OriginMinConcurrency, min(16, cfg.OriginMaxConcurrency)),
+		LimitWait:      cfg.OriginQueueWait,
 		Shed:           n.m.shed,
 		Registerer:     cfg.Registry,
 		Logger:         cfg.Logger,
