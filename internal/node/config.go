@@ -114,8 +114,8 @@ type Config struct {
 	// OriginQueueWait is how long a fetch that finds the origin limit full
 	// may wait for a permit (in a queue of at most four times the limit)
 	// before it is shed with 503: a burst of distinct misses is absorbed,
-	// a slow origin is not queued on for long. Zero: shed at once.
-	// Default 250 ms.
+	// a slow origin is not queued on for long. The wait is part of the
+	// fetch, within OriginTimeout. Zero: shed at once. Default 250 ms.
 	OriginQueueWait time.Duration
 	// ForwardTimeout bounds waiting for a peer's response headers; it must
 	// exceed OriginTimeout. Default OriginTimeout + 1s.
@@ -404,8 +404,8 @@ func (c Config) Validate() error {
 	if c.PurgeMaxDisconnect <= 0 {
 		errs = append(errs, fmt.Errorf("purge max disconnect %v must be positive (the purge follower needs time to confirm its position)", c.PurgeMaxDisconnect))
 	}
-	if c.OriginQueueWait < 0 || c.OriginQueueWait >= c.OriginTimeout {
-		errs = append(errs, fmt.Errorf("origin queue wait %v must be at least 0 and below the origin timeout %v", c.OriginQueueWait, c.OriginTimeout))
+	if c.OriginQueueWait < 0 {
+		errs = append(errs, fmt.Errorf("origin queue wait %v must not be negative", c.OriginQueueWait))
 	}
 	if c.OriginMinConcurrency > c.OriginMaxConcurrency {
 		errs = append(errs, fmt.Errorf("origin min concurrency %d must not exceed origin max concurrency %d", c.OriginMinConcurrency, c.OriginMaxConcurrency))
