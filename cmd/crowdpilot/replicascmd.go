@@ -117,25 +117,9 @@ func runReplicas(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return badInput(stderr, "replicas", fmt.Errorf("--admin %q: %w", *admin, err))
 	}
-	req.Header.Set("Authorization", "Bearer "+*adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "crowdpilot replicas: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(rb, &e)
-		fmt.Fprintf(stderr, "crowdpilot replicas: refused by %s (%d): %s\n", base, resp.StatusCode, orDash(e.Error))
-		if resp.StatusCode == http.StatusBadRequest {
-			return 2
-		}
-		return 1
+	rb, exit := adminDo(c, req, *adminToken, "replicas", base, stderr)
+	if exit >= 0 {
+		return exit
 	}
 	var set objectSetting
 	json.Unmarshal(rb, &set)

@@ -148,25 +148,9 @@ func runTenant(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return badInput(stderr, "tenant", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "crowdpilot tenant: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(rb, &e)
-		fmt.Fprintf(stderr, "crowdpilot tenant: refused by %s (%d): %s\n", base, resp.StatusCode, orDash(e.Error))
-		if resp.StatusCode == http.StatusBadRequest {
-			return 2
-		}
-		return 1
+	rb, exit := adminDo(c, req, tok, "tenant", base, stderr)
+	if exit >= 0 {
+		return exit
 	}
 	var v struct {
 		Size int  `json:"size"`
