@@ -479,16 +479,12 @@ func TestApplyWaitBound(t *testing.T) {
 				a := &Actuator{applyWait: wait}
 				var outcomes sync.WaitGroup
 				outcomes.Add(1)
+				finish := tt.finish
+				if finish == 0 {
+					finish = time.Hour // held past every bound under test
+				}
 				finished := make(chan struct{})
-				go func() {
-					defer close(finished)
-					if tt.finish > 0 {
-						time.Sleep(tt.finish)
-					} else {
-						time.Sleep(time.Hour) // held: ends only with the bubble's test
-					}
-					outcomes.Done()
-				}()
+				time.AfterFunc(finish, func() { outcomes.Done(); close(finished) }) // the bubble's clock
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				if tt.stop > 0 {

@@ -78,7 +78,6 @@ func (w *response) reset(req *http.Request) {
 	w.wroteHeader, w.committed, w.chunked, w.hasDate, w.hasType, w.closeAfter, w.broken = false, false, false, false, false, false, false
 	w.head = req.Method == http.MethodHead
 	w.fields, w.body, w.out = w.fields[:0], keep(w.body), keep(w.out)
-	w.c.setWriteDeadline(time.Now())
 }
 
 // idle lets go of what the connection should not hold while it waits.

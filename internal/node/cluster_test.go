@@ -169,21 +169,7 @@ func TestOriginDown(t *testing.T) {
 // shedCount is the node's crowdpilot_shed_total for reason.
 func shedCount(t *testing.T, nd *Node, reason string) float64 {
 	t.Helper()
-	mfs, err := nd.cfg.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "crowdpilot_shed_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if hasLabel(m, "reason", reason) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return counter(t, nd, "crowdpilot_shed_total", map[string]string{"reason": reason})
 }
 
 // TestNodeKilledMidLoad: a node whose process dies (listeners closed, no

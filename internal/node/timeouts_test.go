@@ -14,23 +14,7 @@ import (
 // clientTimeouts reads crowdpilot_client_timeouts_total{phase}.
 func clientTimeouts(t *testing.T, nd *Node, phase string) float64 {
 	t.Helper()
-	mfs, err := nd.cfg.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "crowdpilot_client_timeouts_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "phase" && l.GetValue() == phase {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return counter(t, nd, "crowdpilot_client_timeouts_total", map[string]string{"phase": phase})
 }
 
 // dialSlow opens a connection to addr and writes head, then nothing more.
