@@ -551,8 +551,11 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 		st.h1.mu.Lock()
 		defer st.h1.mu.Unlock()
 		for cn := range st.h1.conns {
-			idle = cn.state.Load() == stateIdle
-			n = cap(cn.resp.body) + cap(cn.resp.out)
+			// Read only once the connection says idle: its goroutine is
+			// done with the buffers (the atomic state orders the reads).
+			if idle = cn.state.Load() == stateIdle; idle {
+				n = cap(cn.resp.body) + cap(cn.resp.out)
+			}
 		}
 		return n, idle
 	}
