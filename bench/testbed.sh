@@ -429,6 +429,10 @@ cgcpu() {
 	awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
 }
 
+# passive_opens: the machine's TCP connections accepted so far (all of
+# them: the contender's, its peers' and the harness's own).
+passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; }
+
 # run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
 # snapshots. The contender's processes are up and ready.
 run_load() {
@@ -444,6 +448,8 @@ run_load() {
 	la0=$(cut -d' ' -f1-3 /proc/loadavg)
 	local cpu0 cpu1
 	cpu0=$(cgcpu)
+	local po0 po1
+	po0=$(passive_opens)
 	log "$name: load ${TOTAL}s, $RATE/s, crowd $CROWD on $HOT (load average $la0)"
 	t0=$(date +%s%3N)
 	# In the background and waited for, so that a trapped signal (Ctrl-C,
@@ -455,12 +461,24 @@ run_load() {
 		timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
 	local lp=$!
 	PIDS+=("$lp")
+	# PROFILE=1: a CPU profile of each crowdpilot node over the crowd's first
+	# seconds (from PROFILE_AT s after its start, default 0, for PROFILE_S s, default
+	# 3), for `go tool pprof`.
+	if [[ ${PROFILE:-} == 1 && -n $admins ]]; then
+		local -a pa
+		IFS=, read -r -a pa <<<"$admins"
+		for ((i = 0; i < ${#pa[@]}; i++)); do
+			(sleep "$((BEFORE + ${PROFILE_AT:-0}))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
+				"http://${pa[i]}/debug/pprof/profile?seconds=${PROFILE_S:-3}" -o "$d/n$i.pprof") &
+		done
+	fi
 	wait "$lp"
 	rc=$?
 	la1=$(cut -d' ' -f1-3 /proc/loadavg)
 	cpu1=$(cgcpu)
-	printf '{"start_ms":%s,"loadavg_before":"%s","loadavg_after":"%s","cpu_s_before":%s,"cpu_s_after":%s}\n' \
-		"$t0" "$la0" "$la1" "$cpu0" "$cpu1" >"$d/clock.json"
+	po1=$(passive_opens)
+	printf '{"start_ms":%s,"loadavg_before":"%s","loadavg_after":"%s","cpu_s_before":%s,"cpu_s_after":%s,"tcp_passive_opens":%s}\n' \
+		"$t0" "$la0" "$la1" "$cpu0" "$cpu1" $((po1 - po0)) >"$d/clock.json"
 	cat "$d/load.txt" >&2
 	local a i=0
 	mkdir -p "$d/metrics" "$d/cpustat"
