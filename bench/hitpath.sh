@@ -8,6 +8,9 @@
 #   CPU=0.25 THREADS=1 CONNS=32 bash bench/hitpath.sh
 #                                    # each server alone in a cgroup of 0.25
 #                                    # core (nginx: one worker), as root
+#   SPARSE=1 CPU=0.25 bash bench/hitpath.sh
+#                                    # open loop, 2,250/s over 200 connections
+#                                    # (RATE, SPARSE_CONNS): CPU per answer
 #
 # etcd and the demo origin run outside any cap (`up --nodes 0`); the node is
 # a `crowdpilot node` of its own. Needs nginx and wrk (installed from Debian
@@ -72,7 +75,7 @@ run_in "$CP_PROCS" "$OUT/crowdpilot" node --etcd "http://127.0.0.1:$ETCD_C" --cl
 pids+=($!)
 
 WORKERS=auto
-[ -n "$CPU" ] && WORKERS=1
+[ -n "$CPU${SPARSE:-}" ] && WORKERS=1 # one worker: the CPU is read off one process
 cat >"$OUT/nginx.conf" <<EOF
 worker_processes $WORKERS;
 pid $PWD/$OUT/nginx.pid;
@@ -103,6 +106,23 @@ wait_ok() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sl
 wait_ok "http://127.0.0.1:$CP_DATA/obj/1"
 wait_ok "http://127.0.0.1:$NGINX/obj/1"
 curl -s -o /dev/null "http://127.0.0.1:$NGINX/obj/1"
+
+if [ -n "${SPARSE:-}" ]; then
+  # SPARSE=1: open-loop traffic at RATE/s over SPARSE_CONNS keep-alive
+  # connections (one request per wakeup, as a node behind a round-robin
+  # balancer sees), twice each, alternated; the figure is the server's CPU
+  # per answer.
+  go build -o "$OUT/olc" ./bench/olc
+  RATE=${RATE:-2250}; SC=${SPARSE_CONNS:-200}
+  NGPID=$(cat "$OUT/nginx.pid"); NGPID=$(pgrep -P "$NGPID" | head -1)
+  CPPID=$(pgrep -f "crowdpilot node --etcd http://127.0.0.1:$ETCD_C" | head -1)
+  echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); olc $RATE/s over $SC connections for $DURATION, 1 KiB object${CPU:+; each server in a cgroup of $CPU core}"
+  for i in 1 2; do
+    echo "nginx      $("$OUT/olc" -addr 127.0.0.1:$NGINX -path /obj/1 -rate "$RATE" -conns "$SC" -d "$DURATION" -pid "$NGPID")"
+    echo "crowdpilot $("$OUT/olc" -addr 127.0.0.1:$CP_DATA -path /obj/1 -rate "$RATE" -conns "$SC" -d "$DURATION" -pid "$CPPID")"
+  done
+  exit 0
+fi
 
 run() { # name url
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2" >"$OUT/$1.txt"
