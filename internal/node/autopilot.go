@@ -80,6 +80,7 @@ func (n *Node) newAutopilot() error {
 		Value:   n.self.Admin, // what peers dial to reach the leader
 		TTL:     n.cfg.ElectionTTL,
 		Logger:  n.cfg.Logger,
+		Records: n.records,
 		OnElected: func(ctx context.Context, fence cluster.Fence) {
 			n.cfg.Logger.Info("autopilot leader elected", "id", n.cfg.ID)
 			done := make(chan struct{})

@@ -44,7 +44,7 @@ type Node struct {
 	hop      hopProver // proves and checks that a request comes from a peer
 
 	etcd    *clientv3.Client
-	records *cluster.Records // seals and opens member and replica records
+	records *cluster.Records // seals and opens every record the node writes to etcd and reads back
 	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
 
@@ -196,7 +196,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.etcd.Close()
 		return fmt.Errorf("membership: %w", err)
 	}
-	n.purgeLog = purge.NewLog(n.etcd, n.cfg.Cluster)
+	n.purgeLog = purge.NewLog(n.etcd, n.cfg.Cluster, n.records)
 	n.follower, err = purge.NewFollower(purge.FollowerConfig{
 		Client:        n.etcd,
 		Cluster:       n.cfg.Cluster,
@@ -204,6 +204,7 @@ func (n *Node) Start(ctx context.Context) error {
 		OnApplied:     n.onPurgeApplied,
 		MaxDisconnect: n.cfg.PurgeMaxDisconnect,
 		Logger:        n.cfg.Logger,
+		Records:       n.records,
 		Registerer:    n.cfg.Registry,
 	})
 	if err != nil {
