@@ -79,7 +79,7 @@ func server(t *testing.T) (*httptest.Server, *clientv3.Client, *applier) {
 		}
 		return ms
 	}
-	h := purge.NewHandler(purge.NewLog(c, testCluster), members, nil)
+	h := purge.NewHandler(purge.NewLog(c, testCluster, nil), members, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != purgeclient.Path {
 			http.NotFound(w, r)

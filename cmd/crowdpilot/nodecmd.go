@@ -197,6 +197,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	nf.register(fs)
 	var ef etcdFlags
 	ef.register(fs)
+	var pf peerFlags
+	pf.register(fs)
 	if err := parseFlags(fs, args, stdout, "crowdpilot node --etcd URL[,URL...] --origin URL [flags]", nodeAbout); err != nil {
 		return badInput(stderr, "node", err)
 	}
@@ -214,6 +216,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := ef.apply(&cfg, os.LookupEnv); err != nil {
 		return badInput(stderr, "node", err)
 	}
+	if err := pf.apply(fs, &cfg); err != nil {
+		return badInput(stderr, "node", err)
+	}
 	memoryLimit(logger, cfg.StoreBytes, 1)
 	maxProcs(logger, node.CPULimit())
 	n, err := node.New(cfg)
@@ -224,7 +229,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "crowdpilot node: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "node %s: data http://%s admin http://%s\n", n.ID(), n.DataAddr(), n.AdminAddr())
+	if p := n.PeerAddr(); p != "" {
+		fmt.Fprintf(stdout, "node %s: data http://%s admin http://%s peers https://%s (mutual TLS)\n", n.ID(), n.DataAddr(), n.AdminAddr(), p)
+	} else {
+		fmt.Fprintf(stdout, "node %s: data http://%s admin http://%s\n", n.ID(), n.DataAddr(), n.AdminAddr())
+	}
 	<-ctx.Done()
 	logger.Info("shutting down: leaving the cluster, finishing in-flight requests")
 	if err := n.Shutdown(context.Background()); err != nil {
@@ -248,6 +257,8 @@ var configFlags = []struct{ phrase, flag string }{
 	{"max body bytes ", "--max-body-bytes "},
 	{"etcd cacert ", "--etcd-cacert "}, {"etcd cert ", "--etcd-cert "}, {"etcd key ", "--etcd-key "},
 	{"etcd username ", "--etcd-username "}, {"etcd password ", "--etcd-password-file "},
+	{"peer cacert ", "--peer-cacert "}, {"peer cert ", "--peer-cert "}, {"peer key ", "--peer-key "},
+	{"peer listen ", "--peer-listen "}, {"advertise peer ", "--advertise-peer "},
 }
 
 // withFlagNames rewrites a node config error so that each problem starts

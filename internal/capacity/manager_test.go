@@ -31,7 +31,7 @@ func TestManagerWritesSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	store := cluster.NewTenantStore(client, "test")
+	store := cluster.NewTenantStore(client, "test", nil)
 
 	var mu sync.Mutex
 	now := t0

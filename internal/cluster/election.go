@@ -42,6 +42,11 @@ type ElectionConfig struct {
 	TTL time.Duration
 	// Logger receives election events; nil discards them.
 	Logger *slog.Logger
+	// Records seals this candidate's key and opens the others': a
+	// candidate key without a valid MAC is not a candidate, neither for
+	// Leader nor for the campaign (it cannot block it). Nil means keys are
+	// neither sealed nor checked.
+	Records *Records
 	// OnElected, if not nil, is called in its own goroutine each time this
 	// candidate becomes leader. ctx is cancelled when leadership is lost or
 	// Run ends; Run waits for OnElected to return before campaigning again
@@ -78,6 +83,7 @@ type Election struct {
 	value      string // encoded leaderRecord
 	ttlSeconds int64
 	log        *slog.Logger
+	records    *Records
 	onElected  func(context.Context, Fence)
 
 	leader  atomic.Bool
@@ -110,6 +116,7 @@ func NewElection(cfg ElectionConfig) (*Election, error) {
 		value:      string(val),
 		ttlSeconds: ttl,
 		log:        orDiscard(cfg.Logger).With("candidate", cfg.ID),
+		records:    cfg.Records,
 		onElected:  cfg.OnElected,
 	}, nil
 }
@@ -117,21 +124,28 @@ func NewElection(cfg ElectionConfig) (*Election, error) {
 // IsLeader reports whether this candidate currently holds the election.
 func (e *Election) IsLeader() bool { return e.leader.Load() }
 
-// Leader returns the ID and Value of the current leader, or ErrNoLeader. It
-// asks etcd, so bound ctx: while etcd is unreachable it waits for ctx.
+// Leader returns the ID and Value of the current leader, or ErrNoLeader: the
+// oldest candidate key that opens (a key the cluster did not write is
+// skipped, counted and logged). It asks etcd, so bound ctx: while etcd is
+// unreachable it waits for ctx.
 func (e *Election) Leader(ctx context.Context) (id, value string, err error) {
-	resp, err := e.client.Get(ctx, e.prefix+"/", clientv3.WithFirstCreate()...)
+	resp, err := e.client.Get(ctx, e.prefix+"/", clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return "", "", fmt.Errorf("election leader under %s: %w", e.prefix, err)
 	}
-	if len(resp.Kvs) == 0 {
-		return "", "", ErrNoLeader
+	for _, kv := range resp.Kvs {
+		raw, ok := e.records.Open(KindLeader, string(kv.Key), kv.Lease, kv.Value)
+		if !ok {
+			continue
+		}
+		var rec leaderRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return "", "", fmt.Errorf("election leader %s: decode: %w", kv.Key, err)
+		}
+		return rec.ID, rec.Value, nil
 	}
-	var rec leaderRecord
-	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return "", "", fmt.Errorf("election leader %s: decode: %w", resp.Kvs[0].Key, err)
-	}
-	return rec.ID, rec.Value, nil
+	return "", "", ErrNoLeader
 }
 
 // Run campaigns until ctx is done, then resigns (revokes its session) and
@@ -194,7 +208,7 @@ func (e *Election) term(ctx context.Context) error {
 		}
 		return fmt.Errorf("campaign: %w", err)
 	}
-	e.lead(cctx, fence)
+	e.lead(cctx, fence, e.sealed(fence.Key, sess.Lease()))
 	return nil
 }
 
@@ -219,10 +233,11 @@ func (e *Election) revoke(ctx context.Context, lease clientv3.LeaseID) {
 // caller revokes the session instead).
 func (e *Election) campaign(ctx context.Context, sess *concurrency.Session) (Fence, error) {
 	key := fmt.Sprintf("%s/%x", e.prefix, int64(sess.Lease()))
+	val := e.sealed(key, sess.Lease())
 	tctx, cancel := context.WithTimeout(ctx, opTimeout)
 	resp, err := e.client.Txn(tctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, e.value, clientv3.WithLease(sess.Lease()))).
+		Then(clientv3.OpPut(key, val, clientv3.WithLease(sess.Lease()))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	cancel()
@@ -246,13 +261,23 @@ func (e *Election) campaign(ctx context.Context, sess *concurrency.Session) (Fen
 	if len(got.Kvs) == 0 || got.Kvs[0].CreateRevision != rev {
 		return Fence{}, fmt.Errorf("confirm %s: key lost while waiting", key)
 	}
+	if string(got.Kvs[0].Value) != val {
+		return Fence{}, fmt.Errorf("confirm %s: key overwritten while waiting", key)
+	}
 	return Fence{Key: key, Rev: rev}, nil
 }
 
+// sealed is this candidate's value as stored at key under lease.
+func (e *Election) sealed(key string, lease clientv3.LeaseID) string {
+	return string(e.records.Seal(key, int64(lease), []byte(e.value)))
+}
+
 // waitDeletes waits until no candidate key created at or before maxRev is
-// left.
+// left, among those that open: a key the cluster did not write does not
+// hold the election.
 func (e *Election) waitDeletes(ctx context.Context, maxRev int64) error {
-	opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(maxRev))
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(maxRev),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend)}
 	for {
 		gctx, cancel := context.WithTimeout(ctx, opTimeout)
 		resp, err := e.client.Get(gctx, e.prefix+"/", opts...)
@@ -260,10 +285,17 @@ func (e *Election) waitDeletes(ctx context.Context, maxRev int64) error {
 		if err != nil {
 			return fmt.Errorf("list candidates under %s: %w", e.prefix, err)
 		}
-		if len(resp.Kvs) == 0 {
+		var older string // the newest genuine candidate older than this one
+		for _, kv := range resp.Kvs {
+			if _, ok := e.records.Open(KindLeader, string(kv.Key), kv.Lease, kv.Value); ok {
+				older = string(kv.Key)
+				break
+			}
+		}
+		if older == "" {
 			return nil
 		}
-		if err := e.waitDelete(ctx, string(resp.Kvs[0].Key), resp.Header.Revision); err != nil {
+		if err := e.waitDelete(ctx, older, resp.Header.Revision); err != nil {
 			return err
 		}
 	}
@@ -290,8 +322,9 @@ func (e *Election) waitDelete(ctx context.Context, key string, rev int64) error 
 }
 
 // lead holds leadership until ctx ends (session lost or Run stopping) or the
-// key is deleted, running OnElected meanwhile.
-func (e *Election) lead(ctx context.Context, fence Fence) {
+// key is deleted or no longer holds own (the value this candidate wrote),
+// running OnElected meanwhile.
+func (e *Election) lead(ctx context.Context, fence Fence, own string) {
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
 	e.leader.Store(true)
@@ -313,7 +346,10 @@ func (e *Election) lead(ctx context.Context, fence Fence) {
 				continue
 			}
 			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE {
+				// Deleted, or overwritten by someone else: the others no
+				// longer see this key as the leader's, so step down (the
+				// session is revoked and the next candidate leads).
+				if ev.Type == mvccpb.DELETE || string(ev.Kv.Value) != own {
 					held = false
 				}
 			}

@@ -22,6 +22,12 @@ type candidate struct {
 
 func newCandidate(t *testing.T, e *Embedded, id string) *candidate {
 	t.Helper()
+	return newSealedCandidate(t, e, id, nil)
+}
+
+// newSealedCandidate is a candidate whose key records seals (nil: none).
+func newSealedCandidate(t *testing.T, e *Embedded, id string, records *Records) *candidate {
+	t.Helper()
 	c := &candidate{id: id, client: newTestClient(t, e), terms: make(chan Fence, 8), ended: make(chan Fence, 8)}
 	el, err := NewElection(ElectionConfig{
 		Client:  c.client,
@@ -30,6 +36,7 @@ func newCandidate(t *testing.T, e *Embedded, id string) *candidate {
 		Value:   id + "-admin",
 		TTL:     testTTL,
 		Logger:  testLogger(t),
+		Records: records,
 		OnElected: func(ctx context.Context, f Fence) {
 			c.terms <- f
 			<-ctx.Done()

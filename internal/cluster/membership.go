@@ -49,9 +49,12 @@ func MembersPrefix(cluster string) string { return Prefix(cluster) + "members/" 
 
 // Member is one node's record under MembersPrefix, stored as JSON.
 type Member struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`  // data listener host:port
-	Admin    string `json:"admin"` // admin listener host:port
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`  // data listener host:port
+	Admin string `json:"admin"` // admin listener host:port
+	// Peer is the peer listener host:port, where nodes with node-to-node
+	// TLS reach this one; empty without it.
+	Peer     string `json:"peer,omitempty"`
 	Zone     string `json:"zone,omitempty"`
 	Draining bool   `json:"draining,omitempty"`
 	PurgeRev int64  `json:"purge_rev,omitempty"` // last purge-log revision applied

@@ -61,16 +61,20 @@ var (
 
 // ObjectStore reads and writes object settings, at most a bound of them.
 type ObjectStore struct {
-	client *clientv3.Client
-	prefix string
-	hash   func(key string) uint64
-	max    int
+	client  *clientv3.Client
+	prefix  string
+	hash    func(key string) uint64
+	max     int
+	records *Records
 }
 
 // NewObjectStore returns the store of cluster's object settings. hash is
 // the cache key hash the etcd keys are named by (httpcache.KeyHash); max
-// bounds the settings Update creates (0 allows none).
-func NewObjectStore(client *clientv3.Client, cluster string, hash func(key string) uint64, max int) (*ObjectStore, error) {
+// bounds the settings Update creates (0 allows none). records seals what
+// the store writes and opens what it reads: a setting the cluster did not
+// write is taken as none (and overwritten by the next update). Nil records
+// means neither sealed nor checked.
+func NewObjectStore(client *clientv3.Client, cluster string, hash func(key string) uint64, max int, records *Records) (*ObjectStore, error) {
 	switch {
 	case client == nil:
 		return nil, errors.New("object store: client is required")
@@ -82,7 +86,7 @@ func NewObjectStore(client *clientv3.Client, cluster string, hash func(key strin
 	if err := ValidName("Cluster", cluster); err != nil {
 		return nil, fmt.Errorf("object store: %w", err)
 	}
-	return &ObjectStore{client: client, prefix: ObjectsPrefix(cluster), hash: hash, max: max}, nil
+	return &ObjectStore{client: client, prefix: ObjectsPrefix(cluster), hash: hash, max: max, records: records}, nil
 }
 
 // Max is the bound on settings.
@@ -177,7 +181,7 @@ func (s *ObjectStore) Update(ctx context.Context, key string, edit func(set *Obj
 			if err != nil {
 				return ObjectSetting{}, fmt.Errorf("encode object setting %q: %w", key, err)
 			}
-			op = clientv3.OpPut(ek, string(val))
+			op = clientv3.OpPut(ek, string(s.records.Seal(ek, 0, val)))
 			if rev == 0 {
 				n, at, err := s.count(ctx)
 				if err != nil {
@@ -248,8 +252,8 @@ func (s *ObjectStore) Watcher(onChange func(map[uint64]ObjectSetting), logger *s
 	}
 }
 
-// decode reads a setting whose key hashes to its etcd key, with a pin and
-// cap in range.
+// decode opens and reads a setting whose key hashes to its etcd key, with a
+// pin and cap in range.
 func (s *ObjectStore) decode(kv *mvccpb.KeyValue) (ObjectSetting, bool) {
 	hexHash, ok := strings.CutPrefix(string(kv.Key), s.prefix)
 	if !ok || len(hexHash) != 16 {
@@ -259,8 +263,12 @@ func (s *ObjectStore) decode(kv *mvccpb.KeyValue) (ObjectSetting, bool) {
 	if err != nil {
 		return ObjectSetting{}, false
 	}
+	raw, ok := s.records.Open(KindObject, string(kv.Key), kv.Lease, kv.Value)
+	if !ok {
+		return ObjectSetting{}, false // counted and logged by Open
+	}
 	var set ObjectSetting
-	if err := json.Unmarshal(kv.Value, &set); err != nil {
+	if err := json.Unmarshal(raw, &set); err != nil {
 		return ObjectSetting{}, false
 	}
 	if set.Key == "" || s.hash(set.Key) != h || set.Pin < 0 || (set.Cap != nil && *set.Cap < 0) || set.IsZero() {

@@ -22,7 +22,7 @@ func fnvHash(key string) uint64 {
 func newObjectStore(t *testing.T, max int) (*ObjectStore, *Embedded) {
 	t.Helper()
 	e := startEtcd(t, t.TempDir(), "", "")
-	s, err := NewObjectStore(newTestClient(t, e), "test", fnvHash, max)
+	s, err := NewObjectStore(newTestClient(t, e), "test", fnvHash, max, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,10 @@ import (
 const (
 	KindMember  = "member"
 	KindReplica = "replica"
+	KindLeader  = "leader" // election candidates
+	KindPurge   = "purge"  // purge log entries
+	KindTenant  = "tenant"
+	KindObject  = "object" // per-object settings (pins, caps)
 )
 
 // recordLabel separates the record key from every other key derived from
@@ -66,7 +70,7 @@ func NewRecords(secret string, reg prometheus.Registerer, logger *slog.Logger) (
 		log:    orDiscard(logger),
 		warned: make(map[string]struct{}),
 	}
-	for _, k := range []string{KindMember, KindReplica} {
+	for _, k := range []string{KindMember, KindReplica, KindLeader, KindPurge, KindTenant, KindObject} {
 		r.rejected.WithLabelValues(k)
 	}
 	if reg != nil {

@@ -44,13 +44,17 @@ var ErrTenantConflict = errors.New("tenant record changed concurrently or guard 
 
 // TenantStore reads and writes tenant records.
 type TenantStore struct {
-	client *clientv3.Client
-	prefix string
+	client  *clientv3.Client
+	prefix  string
+	records *Records
 }
 
-// NewTenantStore returns the store of cluster's tenant records.
-func NewTenantStore(client *clientv3.Client, cluster string) *TenantStore {
-	return &TenantStore{client: client, prefix: TenantsPrefix(cluster)}
+// NewTenantStore returns the store of cluster's tenant records. records
+// seals what it writes and opens what it reads: a record the cluster did
+// not write is taken as none (and overwritten by the next update). Nil
+// records means neither sealed nor checked.
+func NewTenantStore(client *clientv3.Client, cluster string, records *Records) *TenantStore {
+	return &TenantStore{client: client, prefix: TenantsPrefix(cluster), records: records}
 }
 
 func (s *TenantStore) key(name string) (string, error) {
@@ -80,7 +84,13 @@ func (s *TenantStore) get(ctx context.Context, name string) (TenantRecord, bool,
 	if len(resp.Kvs) == 0 {
 		return TenantRecord{Name: name}, false, 0, nil
 	}
-	rec, ok := decodeTenant(resp.Kvs[0])
+	kv := resp.Kvs[0]
+	raw, ok := s.records.Open(KindTenant, key, kv.Lease, kv.Value)
+	if !ok {
+		// Not written by the cluster: as if there were none.
+		return TenantRecord{Name: name}, false, kv.ModRevision, nil
+	}
+	rec, ok := decodeTenant(key, raw)
 	if !ok {
 		return TenantRecord{}, false, 0, fmt.Errorf("tenant %q: undecodable record", name)
 	}
@@ -97,7 +107,7 @@ func (s *TenantStore) List(ctx context.Context) (map[string]TenantRecord, error)
 	}
 	out := make(map[string]TenantRecord, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		if rec, ok := decodeTenant(kv); ok {
+		if rec, ok := s.decode(kv); ok {
 			out[rec.Name] = rec
 		}
 	}
@@ -133,7 +143,7 @@ func (s *TenantStore) Update(ctx context.Context, name string, edit func(rec *Te
 		}
 		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guards...)
 		tctx, cancel := context.WithTimeout(ctx, opTimeout)
-		resp, err := s.client.Txn(tctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Commit()
+		resp, err := s.client.Txn(tctx).If(cmps...).Then(clientv3.OpPut(key, string(s.records.Seal(key, 0, val)))).Commit()
 		cancel()
 		if err != nil {
 			return TenantRecord{}, fmt.Errorf("write tenant %q: %w", name, err)
@@ -176,7 +186,7 @@ func (s *TenantStore) Watcher(onChange func(map[string]TenantRecord), logger *sl
 	return &PrefixWatcher[TenantRecord]{
 		Client: s.client,
 		Prefix: s.prefix,
-		Decode: decodeTenant,
+		Decode: s.decode,
 		OnChange: func(view map[string]TenantRecord) {
 			out := make(map[string]TenantRecord, len(view))
 			for _, rec := range view {
@@ -188,13 +198,21 @@ func (s *TenantStore) Watcher(onChange func(map[string]TenantRecord), logger *sl
 	}
 }
 
+// decode opens and decodes a record.
+func (s *TenantStore) decode(kv *mvccpb.KeyValue) (TenantRecord, bool) {
+	raw, ok := s.records.Open(KindTenant, string(kv.Key), kv.Lease, kv.Value)
+	if !ok {
+		return TenantRecord{}, false // counted and logged by Open
+	}
+	return decodeTenant(string(kv.Key), raw)
+}
+
 // decodeTenant decodes a record whose name matches its key.
-func decodeTenant(kv *mvccpb.KeyValue) (TenantRecord, bool) {
+func decodeTenant(key string, raw []byte) (TenantRecord, bool) {
 	var rec TenantRecord
-	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		return TenantRecord{}, false
 	}
-	key := string(kv.Key)
 	if i := strings.LastIndexByte(key, '/'); i < 0 || key[i+1:] != rec.Name || rec.Size < 0 {
 		return TenantRecord{}, false
 	}

@@ -15,7 +15,7 @@ func TestTenantStore(t *testing.T) {
 	e := startEtcd(t, t.TempDir(), "", "")
 	c := newTestClient(t, e)
 	ctx := t.Context()
-	s := NewTenantStore(c, "test")
+	s := NewTenantStore(c, "test", nil)
 
 	if _, ok, err := s.Get(ctx, "news"); ok || err != nil {
 		t.Fatalf("Get before any write = %v, %v", ok, err)
@@ -97,7 +97,7 @@ func TestTenantWatcher(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t, t.TempDir(), "", "")
 	c := newTestClient(t, e)
-	s := NewTenantStore(c, "test")
+	s := NewTenantStore(c, "test", nil)
 	var mu sync.Mutex
 	var view map[string]TenantRecord
 	w := s.Watcher(func(v map[string]TenantRecord) { mu.Lock(); view = v; mu.Unlock() }, testLogger(t))

@@ -97,6 +97,7 @@ type memberView struct {
 	ID       string `json:"id"`
 	Addr     string `json:"addr"`
 	Admin    string `json:"admin"`
+	Peer     string `json:"peer,omitempty"` // peer listener, with peer TLS
 	Zone     string `json:"zone,omitempty"`
 	State    string `json:"state"` // up, draining
 	PurgeRev int64  `json:"purge_rev"`
@@ -115,7 +116,7 @@ func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
 		if m.Draining {
 			state = "draining"
 		}
-		out.Members = append(out.Members, memberView{ID: m.ID, Addr: m.Addr, Admin: m.Admin, Zone: m.Zone, State: state, PurgeRev: m.PurgeRev})
+		out.Members = append(out.Members, memberView{ID: m.ID, Addr: m.Addr, Admin: m.Admin, Peer: m.Peer, Zone: m.Zone, State: state, PurgeRev: m.PurgeRev})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

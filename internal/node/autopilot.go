@@ -59,7 +59,7 @@ type leaderRef struct{ id, admin string }
 func (n *Node) newAutopilot() error {
 	var err error
 	a := &n.ap
-	a.client = &http.Client{Timeout: 2 * time.Second}
+	a.client = n.newPeerClient()
 	a.peer = newPeerProver(n.cfg.AdminToken, nil, n.cfg.Registry)
 	if a.heat, err = heat.New(heat.Config{Window: n.cfg.HeatWindow}); err != nil {
 		return fmt.Errorf("heat: %w", err)
@@ -77,9 +77,10 @@ func (n *Node) newAutopilot() error {
 		Client:  n.etcd,
 		Cluster: n.cfg.Cluster,
 		ID:      n.cfg.ID,
-		Value:   n.self.Admin, // what peers dial to reach the leader
+		Value:   n.callAddrOf(n.self), // what peers dial to reach the leader
 		TTL:     n.cfg.ElectionTTL,
 		Logger:  n.cfg.Logger,
+		Records: n.records,
 		OnElected: func(ctx context.Context, fence cluster.Fence) {
 			n.cfg.Logger.Info("autopilot leader elected", "id", n.cfg.ID)
 			done := make(chan struct{})
@@ -298,7 +299,7 @@ func (n *Node) findLeader(ctx context.Context) (leaderRef, error) {
 // with a peer proof (never the token), and decodes a JSON answer into out
 // (if non-nil).
 func (n *Node) adminCall(ctx context.Context, method, to, addr, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, n.callURL(addr, path), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -369,7 +370,7 @@ func (n *Node) proxyToLeader(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no autopilot leader: " + err.Error()})
 		return
 	}
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+l.admin+r.URL.Path, nil)
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, n.callURL(l.admin, r.URL.Path), nil)
 	req.Header.Set("X-Crowdpilot-Proxied", n.cfg.ID)
 	if n.hasToken(r) {
 		n.signPeerCall(req, l.id, nil) // the leader shows full keys too; the token stays here

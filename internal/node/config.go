@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -48,6 +49,23 @@ type Config struct {
 	// AdvertiseAddr and AdvertiseAdmin are what peers dial; default the
 	// bound listener addresses.
 	AdvertiseAddr, AdvertiseAdmin string
+	// PeerCert, PeerKey and PeerCACert turn on node-to-node TLS (all three
+	// or none): the node then serves its peers on a listener of its own,
+	// PeerListen, with mutual TLS (a peer must present a certificate the
+	// CA signed), and dials every peer there over https, verifying its
+	// certificate against PeerCACert. Forwards, fills, peeks, peer
+	// invalidations and node-to-node admin calls all go that way; the data
+	// and admin listeners then accept neither hop nor peer proofs. The
+	// certificate serves both ends (server and client auth) and must name
+	// the host of AdvertisePeer. Empty: peers talk plain HTTP on the data
+	// and admin listeners, as without TLS.
+	PeerCert, PeerKey, PeerCACert string
+	// PeerListen is the peer listener address (with PeerCert). Default
+	// 127.0.0.1:7080.
+	PeerListen string
+	// AdvertisePeer is the peer address other nodes dial; default the bound
+	// peer listener address.
+	AdvertisePeer string
 	// Origin is the origin's base URL. Required.
 	Origin string
 	// AdminToken guards mutating admin calls and node-to-node calls
@@ -247,6 +265,7 @@ func DefaultConfig() Config {
 		ReadTimeout:            30 * time.Second,
 		WriteTimeout:           60 * time.Second,
 		IdleTimeout:            60 * time.Second,
+		PeerListen:             "127.0.0.1:7080",
 	}
 }
 
@@ -265,6 +284,7 @@ func (c Config) withDefaults() Config {
 	set(&c.Cluster, d.Cluster)
 	set(&c.Listen, d.Listen)
 	set(&c.Admin, d.Admin)
+	set(&c.PeerListen, d.PeerListen)
 	if c.StoreBytes == 0 {
 		c.StoreBytes = d.StoreBytes
 	}
@@ -374,6 +394,15 @@ func (c Config) Validate() error {
 	}
 	if err := c.etcdClient().Validate(); err != nil {
 		errs = append(errs, err) // "etcd endpoints are required", "etcd cacert ...", ...
+	}
+	if p, err := c.peerTLS(); err != nil {
+		errs = append(errs, err) // "peer cert ...", "peer cacert ..."
+	} else if p != nil {
+		for _, a := range []struct{ name, v string }{{"peer listen", c.PeerListen}, {"advertise peer", c.AdvertisePeer}} {
+			if _, port, err := net.SplitHostPort(a.v); a.v != "" && (err != nil || port == "") {
+				errs = append(errs, fmt.Errorf("%s %q is not host:port", a.name, a.v))
+			}
+		}
 	}
 	if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("origin %q must be an http(s) URL with a host", c.Origin))

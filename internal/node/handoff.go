@@ -172,8 +172,8 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 func (n *Node) previousOwners(hash uint64, dst []route.Peer) []route.Peer {
 	drained := 0
 	for _, m := range n.members.Members() {
-		if m.Draining && m.ID != n.cfg.ID && drained < peekDraining && route.Outranks(m.ID, n.cfg.ID, hash) {
-			dst = append(dst, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone})
+		if m.Draining && m.ID != n.cfg.ID && drained < peekDraining && route.Outranks(m.ID, n.cfg.ID, hash) && n.dataAddrOf(m) != "" {
+			dst = append(dst, route.Peer{ID: m.ID, Addr: n.dataAddrOf(m), Zone: m.Zone})
 			drained++
 		}
 	}

@@ -110,13 +110,14 @@ func (n *Node) outboundHop(out *http.Request) string {
 }
 
 // admitHop is the one check of an incoming hop: it reports whether r
-// carries a valid proof for its own method and key (base). Anything else
-// is a client's request, and every internal header it carries (a forged
+// carries a valid proof for its own method and key (base), on the peer
+// listener when the node runs peer TLS. Anything else is a client's
+// request, and every internal header it carries (a forged
 // or replayed hop, a purge revision that would expose tags) is deleted
 // before anything reads it.
 func (n *Node) admitHop(r *http.Request, base string) bool {
 	vv := r.Header[route.HopHeader]
-	if len(vv) == 1 && n.hop.verify(hopMethod(r), base, vv[0], n.hop.now()) {
+	if len(vv) == 1 && n.peerChannelOK(r) && n.hop.verify(hopMethod(r), base, vv[0], n.hop.now()) {
 		return true
 	}
 	if len(vv) > 0 {

@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,9 +43,13 @@ type Node struct {
 
 	servedBy []string  // X-Served-By value, shared read-only by every response
 	hop      hopProver // proves and checks that a request comes from a peer
+	ptls     *peerTLS  // node-to-node TLS; nil: plain HTTP between nodes
+	// noPeerTLS are the members left out of routing for want of a peer
+	// listener, as logged (at most maxNoPeerTLSWarned); onMembers only.
+	noPeerTLS map[string]struct{}
 
 	etcd    *clientv3.Client
-	records *cluster.Records // seals and opens member and replica records
+	records *cluster.Records // seals and opens every record the node writes to etcd and reads back
 	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
 
@@ -70,8 +75,10 @@ type Node struct {
 	ho       *handoff                // warm handoff and drain (handoff.go)
 
 	dataLn, adminLn net.Listener
-	data            dataServer // h1's front, or net/http alone (Config.LeanHTTP)
+	peerLn          net.Listener // with peer TLS: the peer listener (TLS); else nil
+	data            dataServer   // h1's front, or net/http alone (Config.LeanHTTP)
 	admin           *http.Server
+	peer            *http.Server // serves peerLn; nil without peer TLS
 
 	cancel context.CancelFunc // stops background loops
 	wg     sync.WaitGroup     // background loops and servers
@@ -145,8 +152,14 @@ func New(cfg Config) (*Node, error) {
 	n.router = route.NewRouter(route.Config{Self: cfg.ID, Zone: cfg.Zone, Now: cfg.Now, PeerLimit: cfg.PeerLimit})
 	n.tenants.init(cfg.Tenants)
 	n.hop = newHopProver(cfg.AdminToken, nil, cfg.Registry)
-	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout})
-	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer})
+	if n.ptls, err = cfg.peerTLS(); err != nil { // Validate read the files once already
+		n.fill.Close()
+		n.store.Close()
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	tlsc := n.ptls.clientConfig()
+	n.fwd = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, TLS: tlsc})
+	n.fills = route.NewForwarder(route.ForwarderConfig{Self: cfg.ID, Hop: n.outboundHop, Timeout: cfg.ForwardTimeout, MaxConnsPerPeer: fillConnsPerPeer, TLS: tlsc})
 	n.pass = n.newPassProxy()
 	return n, nil
 }
@@ -162,6 +175,14 @@ func (n *Node) Start(ctx context.Context) error {
 		n.dataLn.Close()
 		return fmt.Errorf("admin listener %s: %w", n.cfg.Admin, err)
 	}
+	if n.ptls != nil {
+		ln, err := net.Listen("tcp", n.cfg.PeerListen)
+		if err != nil {
+			n.closeListeners()
+			return fmt.Errorf("peer listener %s: %w", n.cfg.PeerListen, err)
+		}
+		n.peerLn = tls.NewListener(ln, n.ptls.server)
+	}
 	n.hosts = n.newHostSet() // before anything is served; read-only after
 	self := cluster.Member{
 		ID:    n.cfg.ID,
@@ -169,9 +190,12 @@ func (n *Node) Start(ctx context.Context) error {
 		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
 		Zone:  n.cfg.Zone,
 	}
+	if n.peerLn != nil {
+		self.Peer = orDefault(n.cfg.AdvertisePeer, n.peerLn.Addr().String())
+	}
 	self.Labels = route.FormatLabels(n.cfg.Labels)
 	n.self = self
-	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: self.Addr, Zone: self.Zone}})
+	n.router.SetPeers([]route.Peer{{ID: self.ID, Addr: n.dataAddrOf(self), Zone: self.Zone}})
 
 	if n.etcd, err = cluster.Dial(ctx, n.cfg.etcdClient(), cluster.Prefix(n.cfg.Cluster), n.cfg.Logger); err != nil {
 		n.closeListeners()
@@ -196,7 +220,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.etcd.Close()
 		return fmt.Errorf("membership: %w", err)
 	}
-	n.purgeLog = purge.NewLog(n.etcd, n.cfg.Cluster)
+	n.purgeLog = purge.NewLog(n.etcd, n.cfg.Cluster, n.records)
 	n.follower, err = purge.NewFollower(purge.FollowerConfig{
 		Client:        n.etcd,
 		Cluster:       n.cfg.Cluster,
@@ -204,6 +228,7 @@ func (n *Node) Start(ctx context.Context) error {
 		OnApplied:     n.onPurgeApplied,
 		MaxDisconnect: n.cfg.PurgeMaxDisconnect,
 		Logger:        n.cfg.Logger,
+		Records:       n.records,
 		Registerer:    n.cfg.Registry,
 	})
 	if err != nil {
@@ -220,22 +245,29 @@ func (n *Node) Start(ctx context.Context) error {
 
 	n.registerStateGauges()
 	dataLn := n.newDataServer()
+	adminH := n.adminHandler()
 	n.admin = &http.Server{
-		Handler:           n.adminHandler(),
+		Handler:           adminH,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          newStdLogger(n.cfg.Logger),
+	}
+	if n.peerLn != nil {
+		n.peer = n.newPeerServer(adminH)
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
 	n.startTenants(bg) // before the admin API and the election use its parts
 	n.goServe(n.data.Serve, dataLn)
 	n.goServe(n.admin.Serve, n.adminLn)
+	if n.peer != nil {
+		n.goServe(n.peer.Serve, n.peerLn)
+	}
 	n.goLoop(bg, "membership", n.join) // once the purge follower has a position
 	n.goLoop(bg, "purge follower", n.follower.Run)
 	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.inv.run(ctx); return nil })
 	n.startAutopilot(bg)
-	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "origin", n.cfg.Origin)
+	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "peer", self.Peer, "origin", n.cfg.Origin)
 	return nil
 }
 
@@ -261,7 +293,9 @@ func (n *Node) goLoop(ctx context.Context, name string, run func(context.Context
 }
 
 // onMembers turns a membership snapshot into routing peers. Draining nodes
-// stop owning keys; this node always routes to itself.
+// stop owning keys; this node always routes to itself. With peer TLS, a
+// member without a peer listener (a node without peer TLS) is left out:
+// this node will not talk to it in plaintext.
 func (n *Node) onMembers(ms []cluster.Member) {
 	peers := make([]route.Peer, 0, len(ms)+1)
 	selfSeen := false
@@ -269,11 +303,16 @@ func (n *Node) onMembers(ms []cluster.Member) {
 		if m.Draining && m.ID != n.cfg.ID {
 			continue
 		}
+		addr := n.dataAddrOf(m)
+		if addr == "" && m.ID != n.cfg.ID {
+			n.warnNoPeerTLS(m.ID)
+			continue
+		}
 		selfSeen = selfSeen || m.ID == n.cfg.ID
-		peers = append(peers, route.Peer{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Labels: m.Labels, Draining: m.Draining})
+		peers = append(peers, route.Peer{ID: m.ID, Addr: addr, Zone: m.Zone, Labels: m.Labels, Draining: m.Draining})
 	}
 	if !selfSeen {
-		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.self.Addr, Zone: n.self.Zone, Labels: n.self.Labels})
+		peers = append(peers, route.Peer{ID: n.self.ID, Addr: n.dataAddrOf(n.self), Zone: n.self.Zone, Labels: n.self.Labels})
 	}
 	n.router.SetPeers(peers)
 }
@@ -283,6 +322,14 @@ func (n *Node) DataAddr() string { return n.dataLn.Addr().String() }
 
 // AdminAddr is the bound admin listener address.
 func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// PeerAddr is the bound peer listener address; "" without peer TLS.
+func (n *Node) PeerAddr() string {
+	if n.peerLn == nil {
+		return ""
+	}
+	return n.peerLn.Addr().String()
+}
 
 // ID is the node's ID.
 func (n *Node) ID() string { return n.cfg.ID }
@@ -306,6 +353,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		gctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		err = errors.Join(n.data.Shutdown(gctx), n.admin.Shutdown(gctx))
+		if n.peer != nil {
+			err = errors.Join(err, n.peer.Shutdown(gctx))
+		}
 		n.stop()
 	})
 	return err
@@ -328,6 +378,9 @@ func (n *Node) crash() {
 	n.once.Do(func() {
 		n.data.Close()
 		n.admin.Close()
+		if n.peer != nil {
+			n.peer.Close()
+		}
 		n.etcd.Close() // keep-alives stop; the lease expires on its own
 		n.stop()
 	})
@@ -336,6 +389,9 @@ func (n *Node) crash() {
 func (n *Node) closeListeners() {
 	n.dataLn.Close()
 	n.adminLn.Close()
+	if n.peerLn != nil {
+		n.peerLn.Close()
+	}
 }
 
 func orDefault(v, d string) string {

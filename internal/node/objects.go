@@ -48,7 +48,7 @@ type objectParts struct {
 func (n *Node) newObjects() error {
 	op := &n.ap.objects
 	var err error
-	if op.store, err = cluster.NewObjectStore(n.etcd, n.cfg.Cluster, httpcache.KeyHash, n.cfg.MaxObjectSettings); err != nil {
+	if op.store, err = cluster.NewObjectStore(n.etcd, n.cfg.Cluster, httpcache.KeyHash, n.cfg.MaxObjectSettings, n.records); err != nil {
 		return err
 	}
 	op.refused = prometheus.NewCounter(prometheus.CounterOpts{

@@ -150,7 +150,7 @@ func TestPartitionedNodeFlushesAfterCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	log := purge.NewLog(cli, "default")
+	log := purge.NewLog(cli, "default", nd.records)
 	tc.origin.Update("/live/a")
 	e, err := log.Append(t.Context(), purge.Request{Tag: "live"})
 	if err != nil {

@@ -114,6 +114,12 @@ func (n *Node) peerProved(w http.ResponseWriter, r *http.Request) (bool, error) 
 	if len(vv) == 0 {
 		return false, nil
 	}
+	if !n.peerChannelOK(r) {
+		// With peer TLS, node-to-node calls come in on the peer listener
+		// only: a proof on the admin listener is refused unread.
+		n.ap.peer.rejected.Inc()
+		return false, nil
+	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPeerBodyBytes))

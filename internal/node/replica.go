@@ -26,7 +26,7 @@ func (c copier) Copy(ctx context.Context, node, key, from string) error {
 	var addr string
 	for _, m := range c.n.members.Members() {
 		if m.ID == node {
-			addr = m.Admin
+			addr = c.n.callAddrOf(m)
 		}
 	}
 	if addr == "" {

@@ -53,7 +53,7 @@ func (n *Node) startTenants(ctx context.Context) {
 	if tp.declared == nil || len(tp.declared.Tenants) == 0 {
 		return
 	}
-	tp.store = cluster.NewTenantStore(n.etcd, n.cfg.Cluster)
+	tp.store = cluster.NewTenantStore(n.etcd, n.cfg.Cluster, n.records)
 	tp.sizes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "crowdpilot_tenant_nodes",
 		Help: "Nodes in each declared tenant's set as this node routes it (its size, or fewer when fewer are eligible).",

@@ -109,7 +109,7 @@ tenants:
 		t.Errorf("PUT of an undeclared tenant = %d, want 404", code)
 	}
 	// Nothing the bad requests sent was written.
-	rec, ok, err := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster).Get(t.Context(), "a")
+	rec, ok, err := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster, tc.nodes[0].records).Get(t.Context(), "a")
 	if err != nil || !ok || rec.Size != 3 || !rec.Hold || rec.Reason != "ticket sale" || rec.Pin != nil || rec.Max != nil {
 		t.Fatalf("record after bad requests = %+v, %v, %v", rec, ok, err)
 	}
@@ -202,7 +202,7 @@ func TestCapacityManagerOnLeader(t *testing.T) {
 	}
 	// Nodes report no CPU here (one process) and shed nothing: a is cold,
 	// and the leader steps it down to its min.
-	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster)
+	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster, tc.nodes[0].records)
 	eventually(t, 20*time.Second, func() string {
 		rec, _, err := store.Get(t.Context(), "a")
 		if err != nil || rec.Size != 1 || rec.By != "capacity" {
@@ -340,7 +340,7 @@ tenants:
 		wg.Wait()
 		return nil
 	})
-	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster)
+	store := cluster.NewTenantStore(tc.nodes[0].etcd, tc.nodes[0].cfg.Cluster, tc.nodes[0].records)
 	eventually(t, 20*time.Second, func() string {
 		rec, _, err := store.Get(t.Context(), "a")
 		if err != nil || rec.Size < 3 || rec.By != "capacity" || !strings.Contains(rec.Reason, "shedding") {

@@ -144,7 +144,7 @@ func (n *Node) peerStats(ctx context.Context, m cluster.Member) (nodeStats, erro
 	ctx, cancel := context.WithTimeout(ctx, statsPeerTimeout)
 	defer cancel()
 	var st nodeStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Admin+"/api/v1/stats", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.callURL(n.callAddrOf(m), "/api/v1/stats"), nil)
 	if err != nil {
 		return st, fmt.Errorf("stats of %s: %w", m.ID, err)
 	}
@@ -219,7 +219,7 @@ func (n *Node) handleDrain(w http.ResponseWriter, r *http.Request) {
 	if draining {
 		state = "draining"
 	}
-	writeJSON(w, http.StatusOK, memberView{ID: n.self.ID, Addr: n.self.Addr, Admin: n.self.Admin, Zone: n.self.Zone, State: state, PurgeRev: n.purgeRev.Load()})
+	writeJSON(w, http.StatusOK, memberView{ID: n.self.ID, Addr: n.self.Addr, Admin: n.self.Admin, Peer: n.self.Peer, Zone: n.self.Zone, State: state, PurgeRev: n.purgeRev.Load()})
 }
 
 // forwardDrain passes a drain for another member to that member's admin
@@ -238,7 +238,7 @@ func (n *Node) forwardDrain(w http.ResponseWriter, r *http.Request, id string, d
 		return
 	}
 	b, _ := json.Marshal(drainRequest{Draining: &draining})
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://"+target.Admin+"/api/v1/drain", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, n.callURL(n.callAddrOf(*target), "/api/v1/drain"), bytes.NewReader(b))
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return

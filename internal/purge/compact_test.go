@@ -13,7 +13,7 @@ import (
 func TestCompactToBoundsSize(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
-	l := NewLog(c, testCluster)
+	l := NewLog(c, testCluster, nil)
 	ctx := context.Background()
 	var last []Entry
 	for i := range 30 {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/crowdpilot/crowdpilot/internal/backoff"
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
 // Applier applies purges to a node's cache. It is declared here, by its
@@ -75,6 +76,11 @@ type FollowerConfig struct {
 	Now func() time.Time
 	// Logger receives warnings about the log; nil discards them.
 	Logger *slog.Logger
+	// Records opens the entries (see NewLog): an entry that does not open
+	// was not written by the cluster and is skipped, counted and logged by
+	// Records; one that opens but cannot be read purges everything. Nil
+	// means entries are not checked.
+	Records *cluster.Records
 	// Registerer receives the follower's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -305,7 +311,11 @@ func (f *Follower) apply(events []*clientv3.Event) {
 		if ev.Type != mvccpb.PUT {
 			continue // Log.Compact deleting old keys
 		}
-		e, err := decodeEntry(rev, ev.Kv.Value)
+		raw, ok := f.cfg.Records.Open(cluster.KindPurge, string(ev.Kv.Key), ev.Kv.Lease, ev.Kv.Value)
+		if !ok {
+			continue // not the cluster's: ignored (counted and logged by Open)
+		}
+		e, err := decodeEntry(rev, raw)
 		if err != nil {
 			// Never skip a purge: one we cannot read purges everything.
 			f.cfg.Logger.Error("purge log: unreadable entry; purging everything instead", "key", string(ev.Kv.Key), "err", err)

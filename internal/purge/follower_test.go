@@ -69,7 +69,7 @@ func entryRevs(es []Entry) []int64 {
 func TestFollowersApplyEveryEntryInOrder(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
-	l := NewLog(c, testCluster)
+	l := NewLog(c, testCluster, nil)
 
 	var recs [3]*recorder
 	var fs [3]*Follower
@@ -121,7 +121,7 @@ func TestFollowersApplyEveryEntryInOrder(t *testing.T) {
 func TestFollowerResumesWithExactlyTheMissedEntries(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
-	l := NewLog(c, testCluster)
+	l := NewLog(c, testCluster, nil)
 
 	rec1 := &recorder{}
 	f1, stop1 := startFollower(t, FollowerConfig{Client: c, Applier: rec1})
@@ -170,7 +170,7 @@ func TestFollowerResumesWithExactlyTheMissedEntries(t *testing.T) {
 func TestFollowerFlushesWhenItsPositionIsCompacted(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
-	l := NewLog(c, testCluster)
+	l := NewLog(c, testCluster, nil)
 
 	// live keeps following through the compaction and must not flush.
 	live := &recorder{}
@@ -273,7 +273,7 @@ func TestFollowerConnectedTracksEtcd(t *testing.T) {
 	restarted := time.Now()
 	testwait.Eventually(t, testTimeout, "Connected again after etcd returned", f.Connected)
 	t.Logf("Connected again %s after etcd restarted", time.Since(restarted))
-	l := NewLog(te.client(), testCluster)
+	l := NewLog(te.client(), testCluster, nil)
 	e, err := l.Append(context.Background(), Request{Tag: "back"})
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +292,7 @@ func TestFollowerPurgesEverythingForAnUnreadableEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewLog(c, testCluster).Append(context.Background(), Request{Tag: "x"})
+	e, err := NewLog(c, testCluster, nil).Append(context.Background(), Request{Tag: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestFollowerFlushesWhenEtcdRevisionWentBackwards(t *testing.T) {
 	// recreated): purges at revisions up to it in this etcd are new.
 	f, _ := startFollower(t, FollowerConfig{Client: c, Applier: rec, StartRev: 1_000_000})
 	testwait.Eventually(t, testTimeout, "flush", func() bool { return rec.flushCount() == 1 && f.Applied() < 1_000_000 })
-	e, err := NewLog(c, testCluster).Append(context.Background(), Request{Tag: "x"})
+	e, err := NewLog(c, testCluster, nil).Append(context.Background(), Request{Tag: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}

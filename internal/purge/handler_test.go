@@ -48,7 +48,7 @@ func currentRev(t *testing.T, c *clientv3.Client) int64 {
 func TestHandlerRefusesBadInputAndChangesNothing(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
-	h := NewHandler(NewLog(c, testCluster), func() []cluster.Member { return nil }, nil)
+	h := NewHandler(NewLog(c, testCluster, nil), func() []cluster.Member { return nil }, nil)
 	before := currentRev(t, c)
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -107,7 +107,7 @@ func TestHandlerWaitsForEveryLiveNode(t *testing.T) {
 	te := startEtcd(t)
 	c := te.client()
 	members := etcdMembers(t, c)
-	h := NewHandler(NewLog(c, testCluster), members, nil)
+	h := NewHandler(NewLog(c, testCluster, nil), members, nil)
 
 	var fs []*Follower
 	var recs []*recorder

@@ -31,7 +31,7 @@ func (a stampApplier) Flush()             {}
 // applied it.
 func propagation(tb testing.TB, n int) []time.Duration {
 	te := startEtcd(tb)
-	l := NewLog(te.client(), testCluster)
+	l := NewLog(te.client(), testCluster, nil)
 	ch := make(chan stamp, 3*64)
 	for range 3 {
 		f, _ := startFollower(tb, FollowerConfig{Client: te.client(), Applier: stampApplier{ch}})
@@ -99,7 +99,7 @@ func BenchmarkConfirmedPurge(b *testing.B) {
 		startFollower(b, FollowerConfig{Client: te.client(), Applier: &discard{}, OnApplied: publishTo(b, te.client(), fmt.Sprintf("n%d", i))})
 	}
 	testwait.Eventually(b, testTimeout, "3 members", func() bool { return len(members()) == 3 })
-	h := NewHandler(NewLog(c, testCluster), members, nil)
+	h := NewHandler(NewLog(c, testCluster, nil), members, nil)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {

@@ -39,17 +39,20 @@ type record struct {
 // Compact can drop everything older than an age with one range delete. The
 // key's name plays no part in ordering: followers order by revision.
 type Log struct {
-	client *clientv3.Client
-	prefix string           // "/crowdpilot/<cluster>/purge/"
-	now    func() time.Time // clock for At and Compact; tests replace it
+	client  *clientv3.Client
+	prefix  string           // "/crowdpilot/<cluster>/purge/"
+	records *cluster.Records // seals entries; nil: not sealed
+	now     func() time.Time // clock for At and Compact; tests replace it
 }
 
 // LogPrefix is the etcd prefix of cluster's invalidation log.
 func LogPrefix(clusterName string) string { return cluster.Prefix(clusterName) + "purge/" }
 
-// NewLog returns the log of cluster, stored through client.
-func NewLog(client *clientv3.Client, clusterName string) *Log {
-	return &Log{client: client, prefix: LogPrefix(clusterName), now: time.Now}
+// NewLog returns the log of cluster, stored through client, its entries
+// sealed by records (nil: not sealed) so that followers opening them with
+// the same secret ignore entries the cluster did not write.
+func NewLog(client *clientv3.Client, clusterName string, records *cluster.Records) *Log {
+	return &Log{client: client, prefix: LogPrefix(clusterName), records: records, now: time.Now}
 }
 
 // Append validates r and commits it to the log. It returns once etcd has
@@ -67,7 +70,7 @@ func (l *Log) Append(ctx context.Context, r Request) (Entry, error) {
 	key := fmt.Sprintf("%s%020d-%016x", l.prefix, rec.At.UnixNano(), rand.Uint64())
 	resp, err := l.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(b))).
+		Then(clientv3.OpPut(key, string(l.records.Seal(key, 0, b)))).
 		Commit()
 	if err != nil {
 		return Entry{}, fmt.Errorf("purge %s %q: append to %s: %w", kind, value, l.prefix, err)

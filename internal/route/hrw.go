@@ -12,7 +12,7 @@ import "github.com/cespare/xxhash/v2"
 // Peer is one node as routing sees it.
 type Peer struct {
 	ID   string
-	Addr string // data listener host:port
+	Addr string // what peers dial: the data listener host:port, or the peer listener's with node-to-node TLS
 	Zone string
 	// Labels are the node's operator labels in their canonical form (see
 	// FormatLabels); tenant isolation keeps a tenant on nodes carrying its
