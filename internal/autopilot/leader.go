@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,10 @@ type LeaderConfig struct {
 	Now func() time.Time
 	// Logger receives leader events; nil discards them.
 	Logger *slog.Logger
+	// KeyLabel is the key label value of an object's per-object series (a
+	// cache key may carry what an operator must not export, such as query
+	// values); nil exports keys as they are.
+	KeyLabel func(key string) string
 	// Registerer receives the leader's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// MaxReports bounds the heat reports kept, the latest per node; a
@@ -124,6 +129,7 @@ type Leader struct {
 	owner      func(uint64) string
 	nodes      func() []NodeInfo
 	limits     func() []KeyLimits
+	keyLabel   func(string) string
 	now        func() time.Time
 	log        *slog.Logger
 	maxReports int
@@ -162,8 +168,9 @@ func newLeaderMetrics(reg prometheus.Registerer) (leaderMetrics, error) {
 		}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "crowdpilot_autopilot_replicas_active",
-			Help: "Extra replicas registered per object, for objects holding any (leader only; removed when none are left).",
-		}, []string{"key"}),
+			Help: "Extra replicas registered per object, for objects holding any (leader only; removed when none are left). " +
+				"Query values in key are redacted unless --admin-open-keys; hash is the hash /api/v1/hot shows.",
+		}, []string{"key", "hash"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.dropped, m.changes, m.leading, m.active} {
@@ -219,6 +226,9 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 	if cfg.Limits == nil {
 		cfg.Limits = func() []KeyLimits { return nil }
 	}
+	if cfg.KeyLabel == nil {
+		cfg.KeyLabel = func(key string) string { return key }
+	}
 	l := &Leader{
 		policy:     p.Config(),
 		act:        cfg.Actuator,
@@ -227,6 +237,7 @@ func NewLeader(cfg LeaderConfig) (*Leader, error) {
 		owner:      cfg.Owner,
 		nodes:      cfg.Nodes,
 		limits:     cfg.Limits,
+		keyLabel:   cfg.KeyLabel,
 		now:        cfg.Now,
 		log:        orDiscard(cfg.Logger),
 		maxReports: cfg.MaxReports,
@@ -453,10 +464,10 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 	}
 
 	counts := make(map[uint64]int)
-	keys := make(map[uint64]string)
+	keys := make(map[uint64]string) // hash -> key label
 	for _, rec := range records {
 		counts[rec.Hash]++
-		keys[rec.Hash] = rec.Key
+		keys[rec.Hash] = l.keyLabel(rec.Key)
 	}
 	loads := make([]NodeLoad, 0, len(reports))
 	for _, r := range reports {
@@ -470,12 +481,12 @@ func (l *Leader) publish(objects []Object, reports []Report, records []Record) {
 	l.loads = loads
 	for h, key := range l.active {
 		if counts[h] == 0 || keys[h] != key {
-			l.m.active.DeleteLabelValues(key)
+			l.m.active.DeleteLabelValues(key, strconv.FormatUint(h, 10))
 			delete(l.active, h)
 		}
 	}
 	for h, n := range counts {
-		l.m.active.WithLabelValues(keys[h]).Set(float64(n))
+		l.m.active.WithLabelValues(keys[h], strconv.FormatUint(h, 10)).Set(float64(n))
 		l.active[h] = keys[h]
 	}
 }
@@ -487,7 +498,7 @@ func (l *Leader) clearView() {
 	defer l.viewMu.Unlock()
 	l.hot, l.loads = nil, nil
 	for h, key := range l.active {
-		l.m.active.DeleteLabelValues(key)
+		l.m.active.DeleteLabelValues(key, strconv.FormatUint(h, 10))
 		delete(l.active, h)
 	}
 }

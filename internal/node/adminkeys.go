@@ -115,3 +115,12 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	}
 	return b.body.Write(p)
 }
+
+// metricKey is a cache key as a metric label: query values redacted unless
+// AdminOpenKeys, as the read-only views show it without the token.
+func (n *Node) metricKey(key string) string {
+	if n.cfg.AdminOpenKeys {
+		return key
+	}
+	return redactQuery(key)
+}

@@ -122,6 +122,7 @@ func (n *Node) newAutopilot() error {
 		Owner:      func(h uint64) string { p, _ := n.router.Owner(h); return p.ID },
 		Nodes:      n.nodeInfos,
 		Limits:     n.objectLimits,
+		KeyLabel:   n.metricKey,
 		Logger:     n.cfg.Logger,
 		Registerer: n.cfg.Registry,
 	}); err != nil {

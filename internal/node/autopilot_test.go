@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
 	"github.com/crowdpilot/crowdpilot/internal/demo"
 	"github.com/crowdpilot/crowdpilot/internal/httpcache"
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // autopilotCluster is 5 nodes with short autopilot timings, so a test sees
@@ -361,5 +363,41 @@ func TestReplicateFromNamedPeer(t *testing.T) {
 	}
 	if _, ok := tc.nodes[2].store.Get(tc.key("/other"), http.Header{}); ok {
 		t.Error("a refused copy stored something")
+	}
+}
+
+// TestReplicaSeriesRedactKeys: the leader's per-object replica series shows
+// a key as the read-only views do, query values redacted, with the hash
+// /api/v1/hot shows (issue 12: keys may carry what must not be exported).
+func TestReplicaSeriesRedactKeys(t *testing.T) {
+	tc := autopilotCluster(t)
+	const objPath = "/live/match-r"
+	path := objPath + "?token=s3cret"
+	c := tc.startCrowd(path, func() []int { return all(5) }, 16)
+	t.Cleanup(func() {
+		select {
+		case <-c.stop:
+		default:
+			c.end()
+		}
+	})
+	hash := strconv.FormatUint(tc.hashOf(path), 10)
+	want := tc.key(objPath) + "?token=" + redactedValue
+	var got []string
+	testwait.Eventually(t, 30*time.Second, "a replicas_active series for the key", func() bool {
+		got = got[:0]
+		for _, nd := range tc.nodes {
+			for h, key := range keyLabels(t, nd.cfg.Registry, "crowdpilot_autopilot_replicas_active") {
+				if h == hash {
+					got = append(got, key)
+				}
+			}
+		}
+		return len(got) > 0
+	})
+	for _, key := range got {
+		if key != want {
+			t.Errorf("key label %q, want %q", key, want)
+		}
 	}
 }

@@ -57,13 +57,20 @@ func hotSeries(t *testing.T, reg prometheus.Gatherer) map[string][2]float64 {
 // hotLabels returns the key label of each per-object series by hash label.
 func hotLabels(t *testing.T, reg prometheus.Gatherer) map[string]string {
 	t.Helper()
+	return keyLabels(t, reg, "crowdpilot_hot_object_requests_total")
+}
+
+// keyLabels maps the hash label of every series of the metric name to its
+// key label.
+func keyLabels(t *testing.T, reg prometheus.Gatherer, name string) map[string]string {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for _, mf := range mfs {
-		if mf.GetName() != "crowdpilot_hot_object_requests_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
