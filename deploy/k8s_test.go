@@ -268,7 +268,7 @@ func checkEtcd(t *testing.T, o objects) {
 	// The initial cluster names exactly the members the StatefulSet makes.
 	args := strings.Join(ss.Spec.Template.Spec.Containers[0].Args, " ")
 	for i := range 3 {
-		want := fmt.Sprintf("etcd-%d=http://etcd-%d.%s.", i, i, svc.Name)
+		want := fmt.Sprintf("etcd-%d=https://etcd-%d.%s.", i, i, svc.Name)
 		if !strings.Contains(args, want) {
 			t.Errorf("etcd --initial-cluster lacks %q", want)
 		}
@@ -279,6 +279,48 @@ func checkEtcd(t *testing.T, o objects) {
 	if len(ss.Spec.VolumeClaimTemplates) == 0 {
 		t.Error("etcd has no persistent volume")
 	}
+	// Whoever can write to etcd steers the cluster (issue 10, finding 3):
+	// TLS with client certificates on the client and the peer port, from
+	// files a mounted Secret holds.
+	c := ss.Spec.Template.Spec.Containers[0]
+	flags := map[string]string{}
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok {
+			flags[k] = v
+		}
+	}
+	for _, k := range []string{"listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls"} {
+		if !strings.HasPrefix(flags[k], "https://") {
+			t.Errorf("etcd --%s=%s, want https", k, flags[k])
+		}
+	}
+	for _, k := range []string{"client-cert-auth", "peer-client-cert-auth"} {
+		if flags[k] != "true" {
+			t.Errorf("etcd --%s=%q, want true", k, flags[k])
+		}
+	}
+	for _, k := range []string{"cert-file", "key-file", "trusted-ca-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file"} {
+		if !inSecret(ss.Spec.Template.Spec, c, flags[k]) {
+			t.Errorf("etcd --%s=%q is not a file of a mounted Secret", k, flags[k])
+		}
+	}
+}
+
+// inSecret reports whether path is a file of a Secret volume mounted in c
+// (its directory the mount path, its name a key, as a Secret without items
+// projects them).
+func inSecret(pod corev1.PodSpec, c corev1.Container, path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, m := range c.VolumeMounts {
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName != "" && len(v.Secret.Items) == 0 && filepath.Dir(path) == m.MountPath {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func checkCrowdpilot(t *testing.T, o objects) {
@@ -361,6 +403,11 @@ func checkCrowdpilot(t *testing.T, o objects) {
 		t.Fatalf("ConfigMap %s: %v", cm.Name, err)
 	}
 	checkEtcdURLs(t, o, conf["etcd"])
+	for _, k := range []string{"etcd-cacert", "etcd-cert", "etcd-key"} {
+		if p, _ := conf[k].(string); !inSecret(pod, c, p) {
+			t.Errorf("ConfigMap %s = %v, want a file of a mounted Secret", k, conf[k])
+		}
+	}
 	grace := 10 * time.Second // the node's default --shutdown-grace
 	if s, ok := conf["shutdown-grace"].(string); ok {
 		var err error
@@ -457,7 +504,7 @@ func checkEtcdURLs(t *testing.T, o objects, v any) {
 	port, _ := containerPort(ss.Spec.Template.Spec.Containers, "client")
 	var want []string
 	for i := range int(*ss.Spec.Replicas) {
-		want = append(want, fmt.Sprintf("http://%s-%d.%s:%d", ss.Name, i, ss.Spec.ServiceName, port))
+		want = append(want, fmt.Sprintf("https://%s-%d.%s:%d", ss.Name, i, ss.Spec.ServiceName, port))
 	}
 	if got := strings.Split(s, ","); !slices.Equal(got, want) {
 		t.Errorf("ConfigMap etcd = %v, want %v", got, want)
