@@ -22,12 +22,15 @@ the owner not counted) through the admin API (needs the admin token):
   crowdpilot replicas                                  list the pins and caps
   crowdpilot replicas pin /live/match-1 3 --reason "kick-off at 20:00"
                                                        keep at least 3, whatever the rate
+  crowdpilot replicas pin /live/match-1 3 --for 3h     ... for 3 hours, then back to the rate
   crowdpilot replicas cap /live/match-1 1              at most 1 (0: the owner alone)
   crowdpilot replicas clear /live/match-1              back to the rate alone
 
 KEY is a path with its query, a URL (its path and query), or a key as
 crowdpilot status and /api/v1/hot show it. N is at most --max-replicas less
 the owner. A pin of 0 removes the pin; a cap keeps the pin and a pin the cap.
+--for D ends the setting D from now (etcd deletes it then, on its own);
+--for 0 takes an end away. Without --for, an end set before is kept.
 
 Exit status: 0 ok; 1 refused or failed; 2 bad input.
 `
@@ -38,6 +41,7 @@ type objectSetting struct {
 	Pin     int       `json:"pin"`
 	Cap     *int      `json:"cap"`
 	Reason  string    `json:"reason"`
+	Until   time.Time `json:"until"`
 	By      string    `json:"by"`
 	Updated time.Time `json:"updated"`
 }
@@ -58,6 +62,7 @@ func runReplicas(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		admin      = fs.String("admin", "http://127.0.0.1:9080", "admin URL (or host:port) of any node")
 		adminToken = fs.String("admin-token", "", "admin bearer token")
 		reason     = fs.String("reason", "", "why, kept with the setting and shown in the events")
+		lasts      = fs.Duration("for", 0, "with pin or cap: the setting ends this long from now, e.g. 3h (0: no end)")
 	)
 	if err := parseFlags(fs, args, stdout, "crowdpilot replicas [pin KEY N | cap KEY N | clear KEY] [flags]", strings.TrimSpace(replicasAbout), "reason"); err != nil {
 		return badInput(stderr, "replicas", err)
@@ -90,6 +95,10 @@ func runReplicas(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return badInput(stderr, "replicas", fmt.Errorf("unexpected argument %q (list takes none)", pos[n]))
 	case given["reason"] && (verb == "list" || verb == "clear"):
 		return badInput(stderr, "replicas", fmt.Errorf("--reason goes with pin or cap, not %s", verb))
+	case given["for"] && (verb == "list" || verb == "clear"):
+		return badInput(stderr, "replicas", fmt.Errorf("--for goes with pin or cap, not %s", verb))
+	case *lasts < 0:
+		return badInput(stderr, "replicas", fmt.Errorf("--for %v: want a duration >= 0 such as 3h (0: no end)", *lasts))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -108,6 +117,12 @@ func runReplicas(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		body := map[string]any{"key": pos[1], verb: v}
 		if given["reason"] {
 			body["reason"] = *reason
+		}
+		if given["for"] {
+			body["for"] = nil // no end
+			if *lasts > 0 {
+				body["for"] = lasts.String()
+			}
 		}
 		b, _ := json.Marshal(body)
 		req, err = http.NewRequestWithContext(ctx, http.MethodPut, base+"/api/v1/objects", bytes.NewReader(b))
@@ -139,6 +154,9 @@ func limitsText(s objectSetting) string {
 	if len(parts) == 0 {
 		return "no pin or cap (the rate alone)"
 	}
+	if !s.Until.IsZero() {
+		return strings.Join(parts, ", ") + " leased replicas until " + s.Until.UTC().Format(time.RFC3339)
+	}
 	return strings.Join(parts, ", ") + " leased replicas"
 }
 
@@ -167,7 +185,7 @@ func listObjects(ctx context.Context, c *http.Client, base, token string, stdout
 		return 1
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "KEY\tPIN\tCAP\tUPDATED\tREASON\n")
+	fmt.Fprintf(tw, "KEY\tPIN\tCAP\tUNTIL\tUPDATED\tREASON\n")
 	for _, o := range list.Objects {
 		capText := "-"
 		if o.Cap != nil {
@@ -181,7 +199,11 @@ func listObjects(ctx context.Context, c *http.Client, base, token string, stdout
 		if !o.Updated.IsZero() {
 			updated = o.Updated.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Key, pin, capText, updated, orDash(o.Reason))
+		until := "-"
+		if !o.Until.IsZero() {
+			until = o.Until.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Key, pin, capText, until, updated, orDash(o.Reason))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d of at most %d settings\n", len(list.Objects), list.Max)

@@ -21,7 +21,7 @@ func TestRunReplicasCLI(t *testing.T) {
 			if r.Header.Get("Authorization") != "Bearer tok" {
 				t.Errorf("list without the token: keys would be redacted")
 			}
-			io.WriteString(w, `{"objects":[{"key":"o/live/a","pin":2,"reason":"sale","updated":"2026-12-01T20:00:00Z"},{"key":"o/live/b","cap":0}],"max":1000}`)
+			io.WriteString(w, `{"objects":[{"key":"o/live/a","pin":2,"reason":"sale","updated":"2026-12-01T20:00:00Z"},{"key":"o/live/b","cap":0,"until":"2026-12-01T23:00:00Z"}],"max":1000}`)
 			return
 		case r.URL.Path != "/api/v1/objects":
 			w.WriteHeader(404)
@@ -61,7 +61,8 @@ func TestRunReplicasCLI(t *testing.T) {
 		out, err string
 		sent     string // the request sent, if any
 	}{
-		{args: nil, out: "o/live/a  2    -    2026-12-01T20:00:00Z  sale"},
+		{args: nil, out: "o/live/a  2    -    -                     2026-12-01T20:00:00Z  sale"},
+		{args: nil, out: "o/live/b  -    0    2026-12-01T23:00:00Z  -"},
 		{args: []string{"list"}, out: "2 of at most 1000 settings"},
 		{args: []string{"pin", "/live/a", "3", "--reason", "kick-off"}, out: "o/live/a: pinned at 3 leased replicas",
 			sent: `PUT {"key":"/live/a","pin":3,"reason":"kick-off"}`},
@@ -78,6 +79,11 @@ func TestRunReplicasCLI(t *testing.T) {
 		{args: []string{"list", "x"}, code: 2, err: "list takes none"},
 		{args: []string{"unpin", "/live/a"}, code: 2, err: `unknown action "unpin"`},
 		{args: []string{"clear", "/live/a", "--reason", "x"}, code: 2, err: "--reason goes with pin or cap"},
+		{args: []string{"pin", "/live/a", "3", "--for", "3h"}, out: "o/live/a: pinned at 3", sent: `PUT {"for":"3h0m0s","key":"/live/a","pin":3}`},
+		{args: []string{"pin", "/live/a", "3", "--for", "0"}, out: "o/live/a: pinned at 3", sent: `PUT {"for":null,"key":"/live/a","pin":3}`},
+		{args: []string{"pin", "/live/a", "3", "--for", "-1h"}, code: 2, err: "--for -1h0m0s: want a duration >= 0"},
+		{args: []string{"pin", "/live/a", "3", "--for", "soon"}, code: 2, err: "for"},
+		{args: []string{"clear", "/live/a", "--for", "1h"}, code: 2, err: "--for goes with pin or cap"},
 		{args: []string{"pin", "/live/a", "1", "extra"}, code: 2, err: "unexpected argument"},
 		{args: []string{"-h"}, out: "Exit status"},
 	} {

@@ -40,6 +40,10 @@ type ObjectSetting struct {
 	// Cap, if not nil, allows at most *Cap leased replicas; 0 keeps the key
 	// on its owner alone.
 	Cap *int `json:"cap,omitempty"`
+	// Until, if not zero, is when the setting lapses: it is stored under an
+	// etcd lease that ends then, so etcd deletes it (and frees its place
+	// in the bound) even if no node is up to notice.
+	Until time.Time `json:"until,omitzero"`
 	// Reason, By and Updated say why, who and when it was changed last.
 	Reason  string    `json:"reason,omitempty"`
 	By      string    `json:"by,omitempty"`
@@ -181,7 +185,15 @@ func (s *ObjectStore) Update(ctx context.Context, key string, edit func(set *Obj
 			if err != nil {
 				return ObjectSetting{}, fmt.Errorf("encode object setting %q: %w", key, err)
 			}
-			op = clientv3.OpPut(ek, string(s.records.Seal(ek, 0, val)))
+			lease, err := s.leaseUntil(ctx, set.Until)
+			if err != nil {
+				return ObjectSetting{}, fmt.Errorf("object setting %q: %w", key, err)
+			}
+			if lease != 0 {
+				op = clientv3.OpPut(ek, string(s.records.Seal(ek, int64(lease), val)), clientv3.WithLease(lease))
+			} else {
+				op = clientv3.OpPut(ek, string(s.records.Seal(ek, 0, val)))
+			}
 			if rev == 0 {
 				n, at, err := s.count(ctx)
 				if err != nil {
@@ -205,6 +217,33 @@ func (s *ObjectStore) Update(ctx context.Context, key string, edit func(set *Obj
 		}
 	}
 	return ObjectSetting{}, fmt.Errorf("write object setting %q after %d tries: %w", key, maxUpdateTries, ErrObjectConflict)
+}
+
+// MaxObjectFor bounds how far ahead a setting's Until may be.
+const MaxObjectFor = 366 * 24 * time.Hour
+
+// ErrObjectUntil: a setting's Until is not in (now, now+MaxObjectFor].
+var ErrObjectUntil = errors.New("object setting's end is not ahead")
+
+// leaseUntil grants a lease ending at until (rounded up to the second), or
+// none for the zero time. A lease left without a key when the write that
+// asked for it fails ends by itself.
+func (s *ObjectStore) leaseUntil(ctx context.Context, until time.Time) (clientv3.LeaseID, error) {
+	if until.IsZero() {
+		return 0, nil
+	}
+	left := time.Until(until)
+	if left <= 0 || left > MaxObjectFor {
+		return 0, fmt.Errorf("until %s: %w", until.Format(time.RFC3339), ErrObjectUntil)
+	}
+	ttl := int64((left + time.Second - 1) / time.Second)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := s.client.Grant(ctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant lease: %w", err)
+	}
+	return resp.ID, nil
 }
 
 // count returns the settings stored and the revision it was read at.

@@ -114,7 +114,11 @@ func (n *Node) onObjectSettings(sets map[uint64]cluster.ObjectSetting) {
 	}
 	for _, h := range slices.Sorted(maps.Keys(old)) {
 		if _, ok := sets[h]; !ok {
-			l.Record(autopilot.Event{Time: now, Key: old[h].Key, Action: autopilot.EventOperator, Reason: "operator cleared the pin and cap"})
+			reason := "operator cleared the pin and cap"
+			if u := old[h].Until; !u.IsZero() && !now.Before(u.Add(-2*time.Second)) {
+				reason = "the operator's pin and cap lapsed (set until " + u.Format(time.RFC3339) + ")"
+			}
+			l.Record(autopilot.Event{Time: now, Key: old[h].Key, Action: autopilot.EventOperator, Reason: reason})
 		}
 	}
 }
@@ -136,6 +140,9 @@ func describeSetting(s cluster.ObjectSetting) string {
 		parts = append(parts, fmt.Sprintf("cap %d (at most %d leased replicas)", *s.Cap, *s.Cap))
 	}
 	r := "operator set " + strings.Join(parts, ", ")
+	if !s.Until.IsZero() {
+		r += " until " + s.Until.Format(time.RFC3339)
+	}
 	if s.Reason != "" {
 		r += fmt.Sprintf(": %q", s.Reason)
 	}
@@ -190,6 +197,9 @@ type objectPatch struct {
 	key      string
 	pin, cap *optional[int] // nil: unchanged; not set: cleared
 	reason   *string
+	// lasts is how long the setting holds from now: nil unchanged, not
+	// set (JSON null) until cleared.
+	lasts *optional[time.Duration]
 }
 
 func decodeObjectPatch(body []byte) (objectPatch, error) {
@@ -212,13 +222,18 @@ func decodeObjectPatch(body []byte) (objectPatch, error) {
 			var s string
 			err = json.Unmarshal(v, &s)
 			p.reason = &s
+		case "for":
+			p.lasts, err = decodeFor(v)
 		default:
-			return objectPatch{}, badObject{fmt.Sprintf("body: unknown field %q (want key, pin, cap, reason)", k)}
+			return objectPatch{}, badObject{fmt.Sprintf("body: unknown field %q (want key, pin, cap, for, reason)", k)}
 		}
 		if err != nil {
 			what := "a string"
-			if k == "pin" || k == "cap" {
+			switch k {
+			case "pin", "cap":
 				what = "a whole number or null"
+			case "for":
+				what = fmt.Sprintf("a duration above 0 and at most %v such as \"30m\", or null for no end", cluster.MaxObjectFor)
 			}
 			return objectPatch{}, badObject{fmt.Sprintf("body: field %q: want %s", k, what)}
 		}
@@ -230,6 +245,23 @@ func decodeObjectPatch(body []byte) (objectPatch, error) {
 		return objectPatch{}, badObject{`body: nothing to change: give "pin" or "cap" (null clears one)`}
 	}
 	return p, nil
+}
+
+// decodeFor reads "for": a duration string in (0, cluster.MaxObjectFor], or
+// null (the setting holds until cleared).
+func decodeFor(v json.RawMessage) (*optional[time.Duration], error) {
+	if string(v) == "null" {
+		return &optional[time.Duration]{}, nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, err
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > cluster.MaxObjectFor {
+		return nil, fmt.Errorf("for %q: out of range", s)
+	}
+	return &optional[time.Duration]{v: d, set: true}, nil
 }
 
 // checkReplicas checks a pin's or cap's N against the bounds.
@@ -317,6 +349,16 @@ func (n *Node) handlePutObject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set, err := n.ap.objects.store.Update(r.Context(), key, func(s *cluster.ObjectSetting) error {
+		now := n.cfg.Now()
+		if !s.Until.IsZero() && !now.Before(s.Until) {
+			*s = cluster.ObjectSetting{} // lapsed; etcd is about to delete it
+		}
+		if p.lasts != nil {
+			s.Until = time.Time{}
+			if p.lasts.set {
+				s.Until = now.Add(p.lasts.v).UTC()
+			}
+		}
 		if p.pin != nil {
 			s.Pin = p.pin.v // null: 0, no pin
 		}
@@ -355,6 +397,8 @@ func (n *Node) answerObject(w http.ResponseWriter, key string, set cluster.Objec
 	switch {
 	case errors.As(err, &bad):
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad.msg})
+	case errors.Is(err, cluster.ErrObjectUntil):
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "for: " + err.Error()})
 	case errors.Is(err, cluster.ErrObjectsFull):
 		n.ap.objects.refused.Inc()
 		writeJSON(w, http.StatusConflict, map[string]string{"error": fmt.Sprintf(

@@ -73,10 +73,15 @@ func TestObjectSettingsAPI(t *testing.T) {
 		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 4}`, 400, "pin 4 is above --max-replicas 4 less the owner: at most 3 leased replicas"},
 		{"secret", `{"key": "/live/match-1?a=1&b=2", "cap": 0}`, 400, "pin 1 is above cap 0"},
 		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1.5}`, 400, `want a whole number or null`},
-		{"secret", `{"key": "/live/match-1?a=1&b=2", "pins": 1}`, 400, `unknown field \"pins\" (want key, pin, cap, reason)`},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pins": 1}`, 400, `unknown field \"pins\" (want key, pin, cap, for, reason)`},
 		{"secret", `{"key": "/live/match-1?a=1&b=2"}`, 400, "nothing to change"},
 		{"secret", `{"pin": 1}`, 400, `key\" is required`},
 		{"secret", `[1]`, 400, "want a JSON object"},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1, "for": "0s"}`, 400, `field \"for\": want a duration above 0`},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1, "for": "-1m"}`, 400, `field \"for\": want a duration above 0`},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1, "for": "soon"}`, 400, `field \"for\": want a duration above 0`},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1, "for": 30}`, 400, `field \"for\": want a duration above 0`},
+		{"secret", `{"key": "/live/match-1?a=1&b=2", "pin": 1, "for": "9000h"}`, 400, `field \"for\": want a duration above 0`},
 	} {
 		code, body := put(tt.token, tt.body)
 		if code != tt.code || !strings.Contains(body, tt.want) {
@@ -289,4 +294,53 @@ func counterSum(t *testing.T, nd *Node, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestObjectSettingLapses: a setting given "for" a while is listed with its
+// end, lapses by itself then (etcd's lease deletes it, freeing its place in
+// the bound), and the leader lists the lapse among its events; "for": null
+// makes a setting hold until cleared again.
+func TestObjectSettingLapses(t *testing.T) {
+	tc := newTestCluster(t, 2, demo.Config{Latency: time.Millisecond}, func(c *Config) {
+		c.Autopilot = autopilot.Config{MaxReplicas: 4}
+		c.MaxObjectSettings = 1
+	})
+	put := func(body string) (int, string) {
+		return tc.call("PUT", tc.admin(0, "/api/v1/objects"), "secret", body)
+	}
+	a, b := tc.key("/a"), tc.key("/b")
+	code, body := put(`{"key": "/a", "pin": 1, "for": "2s", "reason": "kick-off"}`)
+	if code != 200 || !strings.Contains(body, `"until"`) {
+		t.Fatalf("PUT with for = %d %s, want the setting with its until", code, body)
+	}
+	// Held meanwhile: at the bound of 1, another key is refused.
+	if code, body := put(`{"key": "/b", "pin": 1}`); code != 409 {
+		t.Fatalf("second setting while the first holds = %d %s, want 409", code, body)
+	}
+	testwait.Eventually(t, 5*time.Second, "node 1 lists the setting", func() bool {
+		return fmt.Sprint(tc.objects(1)) == fmt.Sprintf("map[%s:pin 1 cap -]", a)
+	})
+	testwait.Eventually(t, 20*time.Second, "the setting lapses on every node", func() bool {
+		return len(tc.objects(0)) == 0 && len(tc.objects(1)) == 0
+	})
+	lapsed := func() bool {
+		for i := range tc.nodes {
+			_, body := tc.call("GET", tc.admin(i, "/api/v1/events"), "secret", "")
+			if strings.Contains(body, "lapsed") && strings.Contains(body, a) {
+				return true
+			}
+		}
+		return false
+	}
+	testwait.Eventually(t, 10*time.Second, "the leader's events list the lapse", lapsed)
+	// Its place is free again; "for": null takes an end away.
+	if code, body := put(`{"key": "/b", "pin": 1, "for": "1h"}`); code != 200 {
+		t.Fatalf("after the lapse = %d %s", code, body)
+	}
+	if code, body := put(`{"key": "/b", "for": null, "pin": 2}`); code != 200 || strings.Contains(body, `"until"`) {
+		t.Fatalf("for null = %d %s, want no until", code, body)
+	}
+	testwait.Eventually(t, 5*time.Second, "node 1 lists the changed setting", func() bool {
+		return fmt.Sprint(tc.objects(1)) == fmt.Sprintf("map[%s:pin 2 cap -]", b)
+	})
 }
