@@ -35,6 +35,7 @@ func (n *Node) adminHandler() http.Handler {
 	// Profiles cost CPU and reveal internals: token only.
 	mux.Handle("/debug/pprof/", n.authorized(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", n.authorized(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/trace", n.authorized(http.HandlerFunc(pprof.Trace)))
 	mux.HandleFunc("GET /api/v1/hot", n.keysView(n.handleHot))
 	mux.HandleFunc("GET /api/v1/events", n.keysView(n.handleEvents))
 	mux.Handle("POST "+pathHeat, n.authorized(http.HandlerFunc(n.handleHeat)))

@@ -33,6 +33,8 @@ func TestAdminJSONErrors(t *testing.T) {
 		{"GET", "/api/v1/purge", "secret", 405, "POST", "use POST"},
 		{"POST", "/api/v1/purge", "", 401, "", "bearer token"},
 		{"POST", "/api/v1/purge", "secret", 400, "", ""},
+		{"GET", "/debug/pprof/profile?seconds=1", "", 401, "", "bearer token"},
+		{"GET", "/debug/pprof/trace?seconds=1", "", 401, "", "bearer token"},
 	} {
 		req, err := http.NewRequest(tt.method, base+tt.path, strings.NewReader("{"))
 		if err != nil {
