@@ -306,17 +306,19 @@
   }
 
   // ---- pins and caps ----
-  async function setLimit(key, kind, input, reason, button) {
+  async function setLimit(key, kind, input, reason, button, lasts) {
     const n = wholeNumber(input);
     if (n === null) { showResult("limit-result", false, kind + " " + key + ": N must be a whole number ≥ 0"); return; }
     const body = { key, [kind]: n };
     if (reason) body.reason = reason;
+    if (lasts) body.for = lasts; // the node checks it: a duration such as 3h
     button.disabled = true;
     try {
       const r = await sendJSON("PUT", "/api/v1/objects", body);
       const b = r.body || {};
       if (r.status === 200) {
-        showResult("limit-result", true, b.key + ": " + (limitText(b.pin, b.cap) || "no pin or cap") + (b.cleared ? " (cleared)" : ""));
+        showResult("limit-result", true, b.key + ": " + (limitText(b.pin, b.cap) || "no pin or cap") + (b.cleared ? " (cleared)" : "") +
+          (b.until ? ", until " + clock(Date.parse(b.until) / 1000) : ""));
         loadLimits();
       } else {
         showResult("limit-result", false, kind + " " + key + " refused (" + r.status + "): " + (b.error || "no reason given"));
@@ -344,7 +346,7 @@
     ev.preventDefault();
     const key = $("limit-key").value.trim();
     if (!key) { showResult("limit-result", false, "enter a key: a path such as /live/match-1"); return; }
-    setLimit(key, $("limit-kind").value, $("limit-n"), $("limit-reason").value.trim(), $("limit-go"));
+    setLimit(key, $("limit-kind").value, $("limit-n"), $("limit-reason").value.trim(), $("limit-go"), $("limit-for").value.trim());
   });
   const limitRows = new Map();
   function makeLimitRow(key) {
@@ -364,7 +366,8 @@
     c[2].textContent = o.cap !== undefined && o.cap !== null ? String(o.cap) : "–";
     c[3].textContent = o.reason || "";
     c[3].className = "reason";
-    c[4].textContent = o.updated ? clock(Date.parse(o.updated) / 1000) : "–";
+    c[4].textContent = (o.updated ? clock(Date.parse(o.updated) / 1000) : "–") +
+      (o.until ? " / until " + clock(Date.parse(o.until) / 1000) : "");
   }
   function renderLimits(b) {
     const objs = b.objects || [];

@@ -305,10 +305,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		clearInput("limit-n"),
 		chromedp.SendKeys(chromedp.ID("limit-n"), "1"),
 		chromedp.SendKeys(chromedp.ID("limit-reason"), "from the page"),
+		chromedp.SendKeys(chromedp.ID("limit-for"), "1h"),
 		chromedp.Click(chromedp.ID("limit-go")),
 		chromedp.PollFunction[chromedp.Void](`(key) => {
 			const r = document.getElementById("limit-result");
-			return r.dataset.ok === "true" && r.textContent === key + ": pin 1";
+			return r.dataset.ok === "true" && r.textContent.startsWith(key + ": pin 1, until ");
 		}`, chromedp.WithPollingArgs(key), chromedp.WithPollingTimeout(10*time.Second)),
 	)
 	eventually(t, 10*time.Second, func() string {
@@ -330,7 +331,8 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.WithPollingTimeout(10*time.Second)),
 		chromedp.PollFunction[chromedp.Void](`(key) => {
 			const tr = document.querySelector('#limits tbody tr[data-key="' + key + '"]');
-			return tr !== null && tr.children[1].textContent === "1" && tr.children[2].textContent === "2" && tr.children[3].textContent === "from the page";
+			return tr !== null && tr.children[1].textContent === "1" && tr.children[2].textContent === "2" && tr.children[3].textContent === "from the page" &&
+				tr.children[4].textContent.includes(" / until ");
 		}`, chromedp.WithPollingArgs(key), chromedp.WithPollingTimeout(10*time.Second)),
 	)
 	if got := tc.objects(0)[key]; got != "pin 1 cap 2" {
