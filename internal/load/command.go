@@ -84,6 +84,7 @@ func (o *options) flags() *flag.FlagSet {
 	fs.Float64Var(&c.Zipf, "zipf", DefaultZipf, "Zipf exponent of the catalogue (> 1)")
 	fs.Var(&o.hot, "hot", "`path` the crowd's extra requests go to (repeatable)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key choice")
+	fs.StringVar(&c.Host, "host", "", "Host header of every request, e.g. news.example (if empty, each target's own): the site of a cluster fronting several")
 	fs.IntVar(&c.MaxInflight, "max-inflight", DefaultMaxInflight, "cap on requests in flight; a request due at the cap is not sent, and reported as the generator's own failure (not sent), not the cluster's")
 	fs.DurationVar(&c.Timeout, "timeout", DefaultTimeout, "per-request timeout")
 	fs.Var(&o.ad, "admin", "node admin `host:port` to scrape /metrics from each second (repeatable)")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults for the zero fields of Config.
@@ -43,6 +44,9 @@ type Config struct {
 	Hot []string
 	// Seed seeds the key choice.
 	Seed uint64
+	// Host, if not empty, is every request's Host header instead of the
+	// target's: the site a cluster fronting several should serve.
+	Host string
 	// MaxInflight caps requests sent and not yet done; a request due while
 	// the cap is full is not sent and counts as Counts.NotSent (the
 	// generator's own failure, not the cluster's). 0 means
@@ -99,6 +103,9 @@ func New(cfg Config) (*Generator, error) {
 		return nil, fmt.Errorf("max-inflight %d: want ≥ 1", cfg.MaxInflight)
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("timeout %v: want > 0", cfg.Timeout)
+	}
+	if cfg.Host != "" && !httpguts.ValidHostHeader(cfg.Host) {
+		return nil, fmt.Errorf("host %q: want a host name, optionally with a port, such as news.example", cfg.Host)
 	}
 	for _, h := range cfg.Hot {
 		if len(h) == 0 || h[0] != '/' {
@@ -168,7 +175,7 @@ func (g *Generator) Run(ctx context.Context) (*Report, error) {
 	}
 	rec := newRecorder(sched)
 	var due time.Duration // planned time of the request being built
-	targeter := NewTargeter(g.bases, mix, func() time.Duration { return due })
+	targeter := NewTargeter(g.bases, mix, func() time.Duration { return due }, g.cfg.Host)
 
 	// Requests outlive ctx by the drain, then are cut.
 	reqCtx, cutRequests := context.WithCancel(context.WithoutCancel(ctx))

@@ -59,9 +59,13 @@ func (m *Mix) Path(t time.Duration) string {
 // the next base URL, round robin, and the path mix picks for the planned
 // time at() returns. It is safe for concurrent use, as vegeta's Attacker
 // needs (it calls the Targeter from its workers), provided mix is used by
-// nothing else.
-func NewTargeter(bases []*url.URL, mix *Mix, at func() time.Duration) vegeta.Targeter {
+// nothing else. A host other than "" is every request's Host header (a
+// site of a cluster fronting several).
+func NewTargeter(bases []*url.URL, mix *Mix, at func() time.Duration, host string) vegeta.Targeter {
 	header := http.Header{"User-Agent": {"crowdpilot-load"}}
+	if host != "" {
+		header["Host"] = []string{host} // vegeta sets the request's Host from it
+	}
 	var mu sync.Mutex // guards next and mix
 	next := 0
 	return func(t *vegeta.Target) error {

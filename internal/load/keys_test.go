@@ -56,7 +56,7 @@ func TestTargeterRoundRobin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := NewTargeter([]*url.URL{a, b}, mix, func() time.Duration { return 0 })
+	tr := NewTargeter([]*url.URL{a, b}, mix, func() time.Duration { return 0 }, "")
 	var got []string
 	for range 3 {
 		var tgt vegeta.Target
@@ -70,5 +70,36 @@ func TestTargeterRoundRobin(t *testing.T) {
 	}
 	if want := "http://a:1/obj/0 http://b:2/prefix/obj/0 http://a:1/obj/0"; strings.Join(got, " ") != want {
 		t.Errorf("targets %q, want %q", got, want)
+	}
+}
+
+// TestTargeterHost: with a host, every request vegeta builds carries it as
+// its Host (the site of a multi-site cluster), whatever the target URL.
+func TestTargeterHost(t *testing.T) {
+	a, _ := url.Parse("http://127.0.0.1:1")
+	mix, err := NewMix(Schedule{Base: 1, Duration: time.Second}, 1, 1.1, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"news.example", ""} {
+		tr := NewTargeter([]*url.URL{a}, mix, func() time.Duration { return 0 }, host)
+		var tgt vegeta.Target
+		if err := tr(&tgt); err != nil {
+			t.Fatal(err)
+		}
+		req, err := tgt.Request()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := host
+		if want == "" {
+			want = "127.0.0.1:1"
+		}
+		if req.Host != want {
+			t.Errorf("host %q: request Host %q, want %q", host, req.Host, want)
+		}
+	}
+	if _, err := New(Config{Targets: []string{"http://127.0.0.1:1"}, Schedule: Schedule{Base: 1, Duration: time.Second}, Host: "bad host"}); err == nil || !strings.Contains(err.Error(), `host "bad host"`) {
+		t.Errorf("New with a bad host: %v, want an error naming it", err)
 	}
 }

@@ -25,7 +25,7 @@ func TestScheduleDrivesVegeta(t *testing.T) {
 			t.Fatal(err)
 		}
 		began := time.Now()
-		tr := NewTargeter([]*url.URL{base}, mix, func() time.Duration { return time.Since(began) })
+		tr := NewTargeter([]*url.URL{base}, mix, func() time.Duration { return time.Since(began) }, "")
 		client := &http.Client{Transport: pn.transport()}
 		var n, failed int
 		for res := range vegeta.NewAttacker(vegeta.Client(client)).Attack(tr, sched, 0, "schedule") {
