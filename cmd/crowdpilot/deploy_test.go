@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/crowdpilot/crowdpilot/internal/node"
+	"github.com/crowdpilot/crowdpilot/internal/testpki"
 )
 
 // loadNodeConfig runs `crowdpilot node` flag handling on args, as runNode
@@ -23,6 +24,10 @@ func loadNodeConfig(t *testing.T, args ...string) node.Config {
 	fs := flag.NewFlagSet("crowdpilot node", flag.ContinueOnError)
 	var nf nodeFlags
 	nf.register(fs)
+	var ef etcdFlags
+	ef.register(fs)
+	var pf peerFlags
+	pf.register(fs)
 	if err := parseFlags(fs, args, io.Discard, "", ""); err != nil {
 		t.Fatalf("crowdpilot node %v: %v", args, err)
 	}
@@ -30,6 +35,12 @@ func loadNodeConfig(t *testing.T, args ...string) node.Config {
 		t.Fatalf("crowdpilot node %v: %v", args, err)
 	}
 	cfg := nf.config(slog.New(slog.DiscardHandler))
+	if err := ef.apply(&cfg, os.LookupEnv); err != nil {
+		t.Fatalf("crowdpilot node %v: %v", args, err)
+	}
+	if err := pf.apply(fs, &cfg); err != nil {
+		t.Fatalf("crowdpilot node %v: %v", args, err)
+	}
 	if _, err := node.New(cfg); err != nil {
 		t.Fatalf("crowdpilot node %v: %v", args, err)
 	}
@@ -72,8 +83,28 @@ func TestDeployKubernetesConfig(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(doc), &cm); err != nil || cm.Kind != "ConfigMap" {
 		t.Fatalf("first document of deploy/k8s/crowdpilot.yaml is no ConfigMap (%v)", err)
 	}
+	// The etcd client certificate the pod mounts from its Secret: real
+	// files where the config names them, in a directory of the test's.
+	const mount = "/var/run/crowdpilot/etcd/"
+	conf := cm.Data["crowdpilot.yaml"]
+	if !strings.Contains(conf, mount) {
+		t.Fatalf("the ConfigMap's config names no etcd certificate under %s", mount)
+	}
+	certs := t.TempDir()
+	ca := testpki.NewCA(t, "etcd-ca")
+	client := ca.Client(t, "crowdpilot")
+	for name, from := range map[string]string{"ca.crt": ca.CertFile, "tls.crt": client.CertFile, "tls.key": client.KeyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(certs, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf = strings.ReplaceAll(conf, mount, certs+"/")
 	path := filepath.Join(t.TempDir(), "crowdpilot.yaml")
-	if err := os.WriteFile(path, []byte(cm.Data["crowdpilot.yaml"]), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{
@@ -85,5 +116,8 @@ func TestDeployKubernetesConfig(t *testing.T) {
 	cfg := loadNodeConfig(t, "--config", path)
 	if cfg.ID != "crowdpilot-7d9f-x2" || cfg.AdvertiseAddr != "10.0.0.7:8080" || len(cfg.Etcd) != 3 || cfg.Origin == "" {
 		t.Errorf("ConfigMap and pod environment loaded as id %q advertise %q etcd %v origin %q", cfg.ID, cfg.AdvertiseAddr, cfg.Etcd, cfg.Origin)
+	}
+	if cfg.EtcdCACert != filepath.Join(certs, "ca.crt") || cfg.EtcdCert != filepath.Join(certs, "tls.crt") || cfg.EtcdKey != filepath.Join(certs, "tls.key") {
+		t.Errorf("etcd TLS files loaded as %q %q %q", cfg.EtcdCACert, cfg.EtcdCert, cfg.EtcdKey)
 	}
 }
