@@ -36,6 +36,9 @@ go build -o "$OUT/crowdpilot" ./cmd/crowdpilot
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The node runs under a subshell (run_in), so its own PID is not in pids:
+  # stop it by its cluster name, unique to this run.
+  pkill -f -- "--cluster hitpath-$$ " 2>/dev/null || true
   [ -f "$OUT/nginx.pid" ] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   for d in /sys/fs/cgroup/crowdpilot-hitpath-* /sys/fs/cgroup/cpu/crowdpilot-hitpath-*; do
