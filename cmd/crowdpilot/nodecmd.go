@@ -30,6 +30,7 @@ type nodeFlags struct {
 	near                                                                                       node.NearCopyConfig
 	logFormat, logLevel                                                                        string
 	allowedHosts                                                                               string
+	keyHost                                                                                    bool
 	adminOpenKeys                                                                              bool
 	ignoreCookies                                                                              string
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout                                  time.Duration
@@ -69,6 +70,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block; 431 beyond")
 	fs.IntVar(&f.maxInflight, "max-inflight", int(d.MaxInflight), "data requests served at once; beyond it a fast 503 with Retry-After")
 	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host values served, others get 421 (empty: the origin's host and the node's own addresses)")
+	fs.BoolVar(&f.keyHost, "key-host", false, "several sites: the request's Host (one of --allowed-hosts, required) is part of the cache key and is the Host sent to the origin")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "data clients must send a request header within this (negative: no limit)")
 	fs.DurationVar(&f.readTimeout, "read-timeout", d.ReadTimeout, "data clients must send a request, body included, within this (negative: no limit)")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", d.WriteTimeout, "data clients must read a response within this (negative: no limit)")
@@ -139,7 +141,7 @@ func (f *nodeFlags) config(logger *slog.Logger) node.Config {
 	c.DisableAutopilot, c.Autopilot, c.HeatWindow, c.ElectionTTL = !f.autopilotOn, f.ap, f.heatWindow, f.electionTTL
 	c.NearCopy, c.MaxObjectSettings = f.near, f.maxObjectSettings
 	c.Tenants, c.Labels = f.tenants.cfg, f.labels.m
-	c.AllowedHosts, c.AdminOpenKeys, c.IgnoreCookies = hosts, f.adminOpenKeys, cookies
+	c.AllowedHosts, c.KeyHost, c.AdminOpenKeys, c.IgnoreCookies = hosts, f.keyHost, f.adminOpenKeys, cookies
 	c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = f.readHeaderTimeout, f.readTimeout, f.writeTimeout, f.idleTimeout
 	c.Logger = logger
 	return c
@@ -158,6 +160,9 @@ func checkNodeFlags(fs *flag.FlagSet, f *nodeFlags) error {
 		"member-ttl": f.memberTTL == 0, "near-copy-rps": f.near.RPS == 0, "heat-window": f.heatWindow == 0, "election-ttl": f.electionTTL == 0,
 		"read-header-timeout": f.readHeaderTimeout == 0, "read-timeout": f.readTimeout == 0,
 		"write-timeout": f.writeTimeout == 0, "idle-timeout": f.idleTimeout == 0,
+	}
+	if f.keyHost && strings.Trim(f.allowedHosts, ", \t") == "" {
+		return errors.New("--key-host needs --allowed-hosts (the sites it keys apart)")
 	}
 	var err error
 	fs.Visit(func(fl *flag.Flag) {

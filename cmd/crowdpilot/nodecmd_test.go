@@ -33,6 +33,9 @@ func TestNodeFlagsZeroIsAValue(t *testing.T) {
 		{"max-body-bytes 0", []string{"--max-body-bytes", "0"}, func(c node.Config) bool { return c.MaxBodyBytes == 0 }},
 		{"ignore-client-revalidate=false", []string{"--ignore-client-revalidate=false"}, func(c node.Config) bool { return !c.IgnoreClientRevalidate }},
 		{"strict", []string{"--strict"}, func(c node.Config) bool { return c.Strict }},
+		{"key-host", []string{"--key-host", "--allowed-hosts", "a.example, b.example"}, func(c node.Config) bool {
+			return c.KeyHost && len(c.AllowedHosts) == 2
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +78,11 @@ func TestNodeStrictConflicts(t *testing.T) {
 		if code != 2 || stderr.String() != "crowdpilot node: --"+name+" must not be 0\n" {
 			t.Errorf("--%s 0: exit %d, stderr %q", name, code, stderr.String())
 		}
+	}
+	// --key-host without the sites it keys apart.
+	var kh strings.Builder
+	if code := runNode(context.Background(), []string{"--key-host", "--log-level", "error"}, io.Discard, &kh); code != 2 || kh.String() != "crowdpilot node: --key-host needs --allowed-hosts (the sites it keys apart)\n" {
+		t.Errorf("--key-host alone: exit %d, stderr %q", code, kh.String())
 	}
 	// A floor above the ceiling names the flag.
 	var floor strings.Builder

@@ -41,6 +41,10 @@ var (
 type Config struct {
 	// Origin is the base URL of the origin. Required.
 	Origin *url.URL
+	// RequestHost sends every upstream request with the Host of the request
+	// it fills (the site it is keyed under, for a virtual-hosted origin),
+	// still to Origin. False: the Host is Origin's.
+	RequestHost bool
 	// Store receives what is fetched. Required.
 	Store *httpcache.Store
 	// Defaults are the node's freshness defaults: its opt-in default TTL
@@ -618,6 +622,9 @@ func (g *Group) outbound(ctx context.Context, r *http.Request, stale *httpcache.
 	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("build origin request: %w", err)
+	}
+	if g.cfg.RequestHost {
+		out.Host = r.Host
 	}
 	CopyEndToEnd(out.Header, r.Header)
 	// A client's Cache-Control and Pragma are its own: the fetch may be

@@ -161,9 +161,16 @@ type Config struct {
 	IgnoreCookies []string
 	// AllowedHosts are the Host values served; others get 421. Empty means
 	// the origin's host and this node's own addresses (and localhost on its
-	// port). All of them are one site: keyed and fetched under the origin's
-	// host.
+	// port). Without KeyHost all of them are one site: keyed and fetched
+	// under the origin's host.
 	AllowedHosts []string
+	// KeyHost makes the request's Host part of the cache key, so one
+	// cluster fronts several sites (the AllowedHosts, which must be given):
+	// each site's objects are keyed, owned, purged and fetched apart, and
+	// every request to the origin carries that site's Host (the origin is a
+	// virtual-hosted server), still sent to Origin. Default false: one site.
+	// Every node of a cluster must agree.
+	KeyHost bool
 	// RejectUnsafe answers 405 to methods other than GET and HEAD instead of
 	// passing them to the origin.
 	RejectUnsafe bool
@@ -411,6 +418,9 @@ func (c Config) Validate() error {
 		if h == "" || strings.ContainsAny(h, "/?#@ \t") {
 			errs = append(errs, fmt.Errorf("allowed hosts: %q is not a host[:port]", h))
 		}
+	}
+	if c.KeyHost && len(c.AllowedHosts) == 0 {
+		errs = append(errs, errors.New("key host needs allowed hosts: the sites it keys apart"))
 	}
 	if c.StoreBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("store bytes %d must be at least 1 MiB", c.StoreBytes))

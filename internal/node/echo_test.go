@@ -34,13 +34,13 @@ type echoOrigin struct {
 
 // seenRequest is one request as the origin received it.
 type seenRequest struct {
-	Method, Target string
-	Header         http.Header
+	Method, Target, Host string
+	Header               http.Header
 }
 
 func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
-	o.seen = append(o.seen, seenRequest{r.Method, r.RequestURI, r.Header.Clone()})
+	o.seen = append(o.seen, seenRequest{r.Method, r.RequestURI, r.Host, r.Header.Clone()})
 	o.mu.Unlock()
 	raise(&o.maxActive, o.active.Add(1))
 	defer o.active.Add(-1)

@@ -62,12 +62,12 @@ func (n *Node) invalidateResponse(r *http.Request, base string, code int, h http
 			if ref.Scheme != "" && ref.Scheme != "http" && ref.Scheme != "https" {
 				continue
 			}
-			if !strings.EqualFold(ref.Host, r.Host) && !strings.EqualFold(ref.Host, n.origin.Host) {
+			if !strings.EqualFold(ref.Host, r.Host) && (n.cfg.KeyHost || !strings.EqualFold(ref.Host, n.origin.Host)) {
 				continue // another origin's URL
 			}
 		}
 		u := r.URL.ResolveReference(ref)
-		lb, err := n.keyOfURL(u.RequestURI())
+		lb, err := n.keyOfURLOn(r.Host, u.RequestURI())
 		if err != nil || lb == base {
 			continue
 		}
@@ -121,14 +121,14 @@ func hopMethod(r *http.Request) string {
 // drop it, in parallel, waiting at most peerInvalidateWait.
 func (n *Node) invalidatePeers(ctx context.Context, tenant string, keys []invalidation) {
 	type call struct {
-		peer route.Peer
-		path string
+		peer       route.Peer
+		host, path string
 	}
 	var calls []call
 	for _, k := range keys {
 		for _, p := range n.replicaSet(tenant, httpcache.KeyHash(k.base)) {
 			if len(calls) < peerInvalidateMax {
-				calls = append(calls, call{p, k.path})
+				calls = append(calls, call{p, keyHost(k.base), k.path})
 			}
 		}
 	}
@@ -141,7 +141,7 @@ func (n *Node) invalidatePeers(ctx context.Context, tenant string, keys []invali
 	for _, c := range calls {
 		wg.Go(func() {
 			result := "dropped"
-			if err := n.invalidatePeer(ctx, c.peer, c.path); err != nil {
+			if err := n.invalidatePeer(ctx, c.peer, c.host, c.path); err != nil {
 				result = "failed"
 				n.cfg.Logger.Debug("peer invalidation failed; the purge log will reach it", "peer", c.peer.ID, "path", c.path, "err", err)
 			}
@@ -180,13 +180,18 @@ func (n *Node) replicaSet(tenant string, hash uint64) []route.Peer {
 	return out
 }
 
-// invalidatePeer asks p to drop path's key.
-func (n *Node) invalidatePeer(ctx context.Context, p route.Peer, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.origin.Host+path, nil)
+// invalidatePeer asks p to drop path's key; host is the key's (with
+// KeyHost the peer keys by it; without, every node keys under the
+// origin's host whatever is sent).
+func (n *Node) invalidatePeer(ctx context.Context, p route.Peer, host, path string) error {
+	if !n.cfg.KeyHost {
+		host = n.origin.Host
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+path, nil)
 	if err != nil {
 		return fmt.Errorf("invalidate %s at %s: %w", path, p.ID, err)
 	}
-	req.Host = n.origin.Host
+	req.Host = host
 	req.Header.Set(invalidateHeader, "1")
 	resp, err := n.fills.Fetch(ctx, req, p.Addr)
 	if err != nil {

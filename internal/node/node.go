@@ -132,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 	)
 	n.fill, err = fill.New(fill.Config{
 		Origin:         origin,
+		RequestHost:    cfg.KeyHost,
 		Store:          n.store,
 		Defaults:       cfg.cacheDefaults(),
 		Timeout:        cfg.OriginTimeout,

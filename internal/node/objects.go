@@ -281,8 +281,12 @@ func (n *Node) checkReplicas(what string, o *optional[int]) error {
 // objectKey turns what an operator names into a base cache key: a path
 // with its query ("/live/match-1?x=1"), an http(s) URL (its path and query:
 // every node keys under the origin's host), or a key as /api/v1/hot shows
-// it ("<origin host>/live/match-1").
+// it ("<origin host>/live/match-1"). With KeyHost, a URL or a key naming
+// one of the allowed hosts (siteObjectKey).
 func (n *Node) objectKey(s string) (string, error) {
+	if n.cfg.KeyHost {
+		return n.siteObjectKey(s)
+	}
 	root, err := n.keyOfURL("/")
 	if err != nil {
 		return "", fmt.Errorf("key of the origin's root: %w", err)

@@ -21,8 +21,12 @@ func (n *Node) newPassProxy() http.Handler {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(n.origin)
 			pr.Out.Host = n.origin.Host
+			if n.cfg.KeyHost {
+				pr.Out.Host = pr.In.Host // the site, normalised (keyRequest)
+			}
 			// The client's address (admitClient); no X-Forwarded-Host or
-			// -Proto: the origin sees one site under its own Host.
+			// -Proto: the origin sees one site under its own Host, or
+			// with KeyHost each site under its own.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.Out.Header.Set("Surrogate-Capability", httpcache.SurrogateCapability) // never a client's
 			route.StripInternal(pr.Out.Header)
@@ -80,7 +84,7 @@ func (n *Node) serveUnsafe(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
-	keyedTarget(r, base) // the origin writes to what is invalidated
+	n.keyRequest(r, base) // the origin writes to what is invalidated
 	if r.ContentLength > n.cfg.MaxBodyBytes {
 		return n.fail(w, http.StatusRequestEntityTooLarge, resBad, "request body too large")
 	}

@@ -25,16 +25,21 @@ func (a purgeApplier) ApplyPurge(e purge.Entry) {
 	s := a.n.store
 	switch e.Kind {
 	case purge.KindKey:
-		base, err := a.n.keyOfURL(e.Value)
+		keys, err := a.n.siteKeys(e.Value, true)
 		if err != nil {
 			a.n.cfg.Logger.Warn("purge of an unusable key ignored", "rev", e.Rev, "key", e.Value, "err", err)
 			return
 		}
-		s.PurgeKey(base, e.Soft)
+		for _, base := range keys {
+			s.PurgeKey(base, e.Soft)
+		}
 	case purge.KindTag:
 		s.PurgeTag(e.Value, e.Soft)
 	case purge.KindPrefix:
-		s.PurgePrefix(a.n.origin.Host+e.Value, e.Soft)
+		prefixes, _ := a.n.siteKeys(e.Value, false) // never an error
+		for _, p := range prefixes {
+			s.PurgePrefix(p, e.Soft)
+		}
 	case purge.KindAll:
 		s.PurgeAll(e.Soft)
 	}
@@ -45,8 +50,13 @@ func (a purgeApplier) Flush() {
 	a.n.store.PurgeAll(false)
 }
 
-// keyOfURL turns a purge's key (a path, or a full URL) into a cache key.
-func (n *Node) keyOfURL(v string) (string, error) {
+// keyOfURL turns a purge's key (a path, or a full URL) into a cache key
+// under the origin's host.
+func (n *Node) keyOfURL(v string) (string, error) { return n.keyOfURLOn(n.origin.Host, v) }
+
+// keyOfURLOn is keyOfURL for a request with Host host (which only KeyHost
+// keeps in the key).
+func (n *Node) keyOfURLOn(host, v string) (string, error) {
 	u, err := url.Parse(v)
 	if err != nil {
 		return "", err
@@ -54,7 +64,7 @@ func (n *Node) keyOfURL(v string) (string, error) {
 	if u.Path == "" {
 		return "", errors.New("no path")
 	}
-	return n.baseKey(&http.Request{Method: http.MethodGet, URL: u, Host: n.origin.Host})
+	return n.baseKey(&http.Request{Method: http.MethodGet, URL: u, Host: host})
 }
 
 // onPurgeApplied runs on the follower's goroutine: remember the revision and
@@ -118,6 +128,9 @@ func (n *Node) waitPurged(ctx context.Context, rev int64, d time.Duration) bool 
 // never waits on etcd.
 func (n *Node) invalidate(base, path string) {
 	n.store.PurgeKey(base, false)
+	if n.cfg.KeyHost {
+		path = base // the key names its site ("news.example/a"), as siteKeys reads it
+	}
 	n.inv.add(path)
 }
 

@@ -99,11 +99,15 @@ func (n *Node) handleReplicate(w http.ResponseWriter, r *http.Request) {
 
 // requestForKey rebuilds a GET for a base cache key ("host/path?query").
 func (n *Node) requestForKey(ctx context.Context, key string) (*http.Request, error) {
-	rest, ok := strings.CutPrefix(key, n.origin.Host)
-	if !ok || !strings.HasPrefix(rest, "/") {
-		return nil, fmt.Errorf("key %q is not a key of origin %s", key, n.origin.Host)
+	host, err := n.siteOfKey(key)
+	if err != nil {
+		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.origin.Host+rest, nil)
+	rest, ok := strings.CutPrefix(key, host)
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return nil, fmt.Errorf("key %q is not a key of origin %s", key, host)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+rest, nil)
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", key, err)
 	}

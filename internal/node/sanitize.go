@@ -79,9 +79,11 @@ type hostSet struct {
 // list decides. Without it, the origin's host and this node's own addresses
 // are served (what `up` and a load balancer dialling the node by address
 // send), "localhost" on the node's port, and the hosts of the declared
-// tenants. Every allowed host is one site, keyed under the origin's host,
-// and the origin is always asked with its own Host and no X-Forwarded-Host:
-// the client's Host cannot change what is stored.
+// tenants. Without KeyHost every allowed host is one site, keyed under the
+// origin's host, and the origin is always asked with its own Host and no
+// X-Forwarded-Host: the client's Host cannot change what is stored. With
+// KeyHost (which requires the list) each allowed host is a site of its own,
+// keyed and fetched under its Host (sites.go).
 func (n *Node) newHostSet() hostSet {
 	hs := hostSet{exact: map[string]bool{}, names: map[string]bool{}}
 	if len(n.cfg.AllowedHosts) > 0 {

@@ -68,7 +68,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 	if err != nil {
 		return n.fail(w, http.StatusBadRequest, resBad, err.Error())
 	}
-	keyedTarget(r, base) // forward exactly what is keyed
+	n.keyRequest(r, base) // forward exactly what is keyed
 	hash := httpcache.KeyHash(base)
 	tenant := "" // every node, as without tenants
 	if n.cfg.Tenants != nil {
@@ -131,10 +131,14 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 }
 
 // baseKey is the cache key of r. Its host is the origin's: every node
-// fetches with the origin's Host (the client's goes in X-Forwarded-Host), so
-// the client's Host cannot change the response, and clients that reach
-// different nodes by address must share one entry.
+// fetches with the origin's Host, so the client's Host cannot change the
+// response, and clients that reach different nodes by address must share
+// one entry. With KeyHost it is r's own Host (one of the allowed hosts,
+// admitClient checks), which the origin is then asked with.
 func (n *Node) baseKey(r *http.Request) (string, error) {
+	if n.cfg.KeyHost {
+		return httpcache.BaseKey(r)
+	}
 	kr := *r
 	kr.Host = n.origin.Host
 	return httpcache.BaseKey(&kr)
