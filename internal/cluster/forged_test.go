@@ -46,6 +46,12 @@ func TestElectionIgnoresForgedCandidates(t *testing.T) {
 
 	// A second genuine candidate waits for a, not for the forgery.
 	b := newSealedCandidate(t, e, "b", recs)
+	// b's key must be in etcd before a's is overwritten, or a (stepping
+	// down and campaigning again) may get in ahead of it.
+	testwait.Eventually(t, 10*time.Second, "b campaigning (3 candidate keys)", func() bool {
+		resp, err := c.Get(t.Context(), LeaderPrefix("test")+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 3
+	})
 	if _, err := c.Put(t.Context(), f1.Key, string(forged), clientv3.WithIgnoreLease()); err != nil {
 		t.Fatal(err)
 	}
