@@ -21,6 +21,7 @@ const readBufSize = 4096
 type conn struct {
 	s      *Server
 	rw     net.Conn
+	raw    *rawIO // rw's socket for raw reads and writes (rawio_linux.go); nil: rw's methods
 	remote string
 	state  atomic.Int32
 
@@ -34,7 +35,7 @@ type conn struct {
 }
 
 func newConn(s *Server, rw net.Conn) *conn {
-	c := &conn{s: s, rw: rw, remote: rw.RemoteAddr().String(), buf: make([]byte, readBufSize)}
+	c := &conn{s: s, rw: rw, raw: newRawIO(rw), remote: rw.RemoteAddr().String(), buf: make([]byte, readBufSize)}
 	c.resp.c = c
 	return c
 }
@@ -109,7 +110,7 @@ func (c *conn) readHead(accepted time.Time) ([]byte, error) {
 			}
 			c.setReadDeadline(started, c.s.ReadHeaderTimeout)
 		}
-		n, err := c.rw.Read(c.buf[c.w:])
+		n, err := c.read(c.buf[c.w:])
 		c.w += n
 		if n > 0 && !c.activate() {
 			return nil, net.ErrClosed // Shutdown closed it while it was idle
@@ -128,6 +129,20 @@ func (c *conn) readHead(accepted time.Time) ([]byte, error) {
 			started = now
 		}
 	}
+}
+
+func (c *conn) read(b []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.read(b)
+	}
+	return c.rw.Read(b)
+}
+
+func (c *conn) write(b []byte) (int, error) {
+	if c.raw != nil {
+		return c.raw.write(b)
+	}
+	return c.rw.Write(b)
 }
 
 // activate marks the connection active: a request of it is being read or

@@ -323,7 +323,7 @@ func (w *response) finish() bool {
 
 func (w *response) send(b []byte) error {
 	w.c.setWriteDeadline(time.Now())
-	if _, err := w.c.rw.Write(b); err != nil {
+	if _, err := w.c.write(b); err != nil {
 		w.failed(err)
 		return err
 	}
