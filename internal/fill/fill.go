@@ -280,6 +280,11 @@ func (g *Group) collapsedAt(ctx context.Context, c call, attempt int) (Result, e
 	key := c.base
 	if c.stale != nil {
 		key = c.stale.Key
+	} else {
+		// When the store knows the object varies, collapse on the variant
+		// at once: a request arriving while its variant fills joins that
+		// fill instead of leading a flight of its own on the base key.
+		key = g.cfg.Store.VariantOf(c.base, c.r.Header)
 	}
 	res, err := g.do(ctx, flightOf(key, c.via), c)
 	if err != nil {

@@ -257,6 +257,71 @@ func TestCollapsedWaitersGetTheirOwnVariant(t *testing.T) {
 	}
 }
 
+// TestVariantsFillSideBySide: once the store knows an object varies, a
+// request collapses on its own variant at once, so it neither waits
+// behind another variant's fill nor leads a second fill of its own.
+func TestVariantsFillSideBySide(t *testing.T) {
+	gzipGate := make(chan struct{})
+	var fetches sync.Map // Accept-Encoding -> *atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		enc := r.Header.Get("Accept-Encoding")
+		n, _ := fetches.LoadOrStore(enc, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if enc == "gzip" {
+			<-gzipGate
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Encoding")
+		w.Write([]byte("enc=" + enc))
+	}))
+	defer origin.Close()
+	defer close(gzipGate)
+	g, _ := newGroup(t, origin.URL, func(c *Config) { c.Timeout = time.Minute })
+	fetch := func(enc string) <-chan string {
+		out := make(chan string, 1)
+		go func() {
+			r, base := get("/v")
+			r.Header.Set("Accept-Encoding", enc)
+			res, err := g.Fetch(context.Background(), r, base, nil, nil)
+			if err != nil {
+				out <- err.Error()
+				return
+			}
+			out <- string(res.Entry.Body)
+		}()
+		return out
+	}
+	count := func(enc string) int64 {
+		if n, ok := fetches.Load(enc); ok {
+			return n.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	if got := <-fetch("br"); got != "enc=br" { // the store learns that /v varies
+		t.Fatalf("br: %q", got)
+	}
+	gz1 := fetch("gzip")
+	waitUntil(t, func() bool { return count("gzip") == 1 }) // gzip's fill is at the origin
+	gz2 := fetch("gzip")
+	select {
+	case got := <-fetch("identity"):
+		if got != "enc=identity" {
+			t.Fatalf("identity: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("identity waited behind the gzip variant's fill")
+	}
+	gzipGate <- struct{}{}
+	for _, ch := range []<-chan string{gz1, gz2} {
+		if got := <-ch; got != "enc=gzip" {
+			t.Errorf("gzip: %q", got)
+		}
+	}
+	if n := count("gzip"); n != 1 {
+		t.Errorf("gzip fetched %d times, want 1", n)
+	}
+}
+
 // waitUntil polls cond until it holds, failing the test after 10s.
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()

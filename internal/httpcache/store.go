@@ -178,6 +178,16 @@ func (s *Store) Get(base string, reqHeader http.Header) (*Entry, bool) {
 	return s.cache.GetIfPresent(VariantKey(base, e.Vary, reqHeader))
 }
 
+// VariantOf is the key the entry for base matching reqHeader is stored
+// under, as far as the store knows: the variant key when base holds a Vary
+// marker, else base itself.
+func (s *Store) VariantOf(base string, reqHeader http.Header) string {
+	if e, ok := s.cache.GetIfPresent(base); ok && e.marker {
+		return VariantKey(base, e.Vary, reqHeader)
+	}
+	return base
+}
+
 // Put stores e.Shareable() (e without Set-Cookie), replacing any entry under
 // e.Key; e itself is not modified. It rejects, and counts in
 // crowdpilot_store_rejected_total{reason}, entries that are larger than
