@@ -93,6 +93,7 @@ func newTestClusterOrigin(t testing.TB, n int, origin http.Handler, tweak func(*
 		tc.nodes = append(tc.nodes, nd)
 		t.Cleanup(func() { nd.Shutdown(context.Background()) })
 	}
+	t.Cleanup(logs.stop) // runs first: the failure's logs, not the shutdown's
 	tc.waitMembers(n, tc.nodes...)
 	return tc
 }

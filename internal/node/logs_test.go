@@ -13,13 +13,15 @@ import (
 // bounded, and prints them if the test fails: a flaky failover or a stray
 // origin fetch then explains itself in the CI output.
 type testLogs struct {
-	mu    sync.Mutex // guards lines, next, total
-	lines []string
-	next  int
-	total int
+	mu      sync.Mutex // guards lines, next, total, stopped, after
+	lines   []string
+	next    int
+	total   int
+	stopped bool // the test's cleanup began: later records are only counted
+	after   int
 }
 
-const testLogLines = 400
+const testLogLines = 1000
 
 func newTestLogs(t testing.TB) *testLogs {
 	l := &testLogs{lines: make([]string, 0, testLogLines)}
@@ -30,14 +32,27 @@ func newTestLogs(t testing.TB) *testLogs {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		ordered := append(append([]string{}, l.lines[l.next:]...), l.lines[:l.next]...)
-		t.Logf("last %d of %d node log records:\n%s", len(ordered), l.total, strings.Join(ordered, "\n"))
+		t.Logf("last %d of %d node log records before cleanup (%d more during cleanup, not shown):\n%s", len(ordered), l.total, l.after, strings.Join(ordered, "\n"))
 	})
 	return l
+}
+
+// stop keeps what the nodes log from now on out of the record: register
+// it as a cleanup after the nodes' own, so that it runs before they shut
+// down and the dump shows the test, not the shutdown.
+func (l *testLogs) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
 }
 
 func (l *testLogs) add(s string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.stopped {
+		l.after++
+		return
+	}
 	l.total++
 	if len(l.lines) < cap(l.lines) {
 		l.lines = append(l.lines, s)

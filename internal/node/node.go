@@ -52,6 +52,10 @@ type Node struct {
 	records *cluster.Records // seals and opens every record the node writes to etcd and reads back
 	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership
+	// membersMu serialises onMembers (the membership watch, and the end
+	// of a lost member's hold, lost.go).
+	membersMu sync.Mutex
+	lost      *lostPeers
 
 	purgeLog      *purge.Log
 	follower      *purge.Follower
@@ -102,6 +106,7 @@ func New(cfg Config) (*Node, error) {
 	n.m = newMetrics(cfg.Registry, &n.inflight)
 	n.inv = newInvalidator(cfg.InvalidateInterval, n.appendInvalidation, n.m.shed, cfg.Logger)
 	n.ho = newHandoff(cfg.Registry)
+	n.lost = newLostPeers(cfg.MemberTTL, cfg.Registry)
 
 	var err error
 	if n.meter, err = newMeter(cfg); err != nil {
@@ -298,6 +303,19 @@ func (n *Node) goLoop(ctx context.Context, name string, run func(context.Context
 // member without a peer listener (a node without peer TLS) is left out:
 // this node will not talk to it in plaintext.
 func (n *Node) onMembers(ms []cluster.Member) {
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	before := len(n.lost.lost)
+	ms, gone, next := n.lost.view(ms, n.cfg.ID, n.cfg.Now())
+	if len(n.lost.lost) > before {
+		n.cfg.Logger.Warn("member record vanished without a drain (lapsed lease); still routing to it for one member TTL", "held", len(n.lost.lost), "ttl", n.cfg.MemberTTL)
+	}
+	if len(gone) > 0 {
+		n.cfg.Logger.Info("members no longer held: their keys move", "members", gone)
+	}
+	if next > 0 {
+		n.lost.after(next, func() { n.onMembers(n.members.Members()) })
+	}
 	peers := make([]route.Peer, 0, len(ms)+1)
 	selfSeen := false
 	for _, m := range ms {
@@ -364,6 +382,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 // stop ends background work and releases resources.
 func (n *Node) stop() {
+	n.lost.stop()
 	n.cancel()
 	n.wg.Wait()
 	n.fill.Close()
