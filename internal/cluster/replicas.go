@@ -122,7 +122,7 @@ func (s *ReplicaStore) Register(ctx context.Context, fence Fence, lease int64, r
 	}
 	tctx, cancel := context.WithTimeout(ctx, opTimeout)
 	resp, err := s.client.Txn(tctx).
-		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(fence.Cmp().cmp, clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(s.records.Seal(key, lease, val)), clientv3.WithLease(clientv3.LeaseID(lease)))).
 		Else(clientv3.OpGet(fence.Key, clientv3.WithKeysOnly()), clientv3.OpGet(key, clientv3.WithKeysOnly())).
 		Commit()
