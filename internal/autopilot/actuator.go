@@ -2,7 +2,6 @@ package autopilot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
@@ -34,12 +31,29 @@ func (f CopierFunc) Copy(ctx context.Context, node, key, from string) error {
 	return f(ctx, node, key, from)
 }
 
+// ReplicaLeases is where the actuator keeps the replicas' leases and
+// records; *cluster.ReplicaStore is one. Register revokes the lease when
+// it fails (see cluster.ReplicaStore.Register); Renew and TimeToLive
+// return an error wrapping cluster.ErrLeaseNotFound for a lease that is
+// gone.
+type ReplicaLeases interface {
+	Key(hash uint64, node string) string
+	Grant(ctx context.Context, ttl time.Duration) (cluster.Lease, error)
+	Register(ctx context.Context, fence cluster.Fence, lease int64, rec Record) error
+	Revoke(ctx context.Context, lease int64) error
+	Renew(ctx context.Context, lease int64) (time.Duration, error)
+	TimeToLive(ctx context.Context, lease int64) (time.Duration, error)
+	List(ctx context.Context) ([]Record, error)
+}
+
+var _ ReplicaLeases = (*cluster.ReplicaStore)(nil)
+
 // Errors the Actuator reports per action.
 var (
 	// ErrFenced: the fence failed, so this leader's term is over.
-	ErrFenced = errors.New("autopilot: leadership lost (fence failed)")
+	ErrFenced = cluster.ErrFenced
 	// ErrReplicaExists: a record for the replica is already registered.
-	ErrReplicaExists = errors.New("autopilot: replica already registered")
+	ErrReplicaExists = cluster.ErrReplicaExists
 	// ErrShed: a scale-out was dropped because MaxCopies were in flight or
 	// the renewal schedule was full.
 	ErrShed = errors.New("autopilot: scale-out shed")
@@ -67,17 +81,16 @@ const (
 	renewLatest = 0.10
 	// renewRetry is the pause before retrying a failed renewal.
 	renewRetry = 250 * time.Millisecond
-	// maxRenewsInFlight bounds concurrent KeepAliveOnce calls.
+	// maxRenewsInFlight bounds concurrent renewals.
 	maxRenewsInFlight = 16
 )
 
 // ActuatorConfig configures an Actuator.
 type ActuatorConfig struct {
-	// Client is the etcd client. Required.
-	Client *clientv3.Client
-	// Cluster names the cluster; records go under ReplicasPrefix(Cluster).
-	// Required, without "/".
-	Cluster string
+	// Store grants, registers, renews and revokes the replicas' leases
+	// (cluster.NewReplicaStore, which seals the records it registers and
+	// opens those adopted). Required.
+	Store ReplicaLeases
 	// TTL is each replica's lease TTL (flag --replica-ttl), rounded up to
 	// whole seconds. Zero means DefaultReplicaTTL (30s); it must be at
 	// least a second.
@@ -95,9 +108,6 @@ type ActuatorConfig struct {
 	Rand func() float64
 	// Logger receives actuator events; nil discards them.
 	Logger *slog.Logger
-	// Records seals the records the actuator writes, and opens those it
-	// adopts. Nil means records are neither sealed nor checked.
-	Records *cluster.Records
 	// Registerer receives the actuator's metrics; nil registers none.
 	Registerer prometheus.Registerer
 
@@ -119,16 +129,13 @@ type ActuatorConfig struct {
 // registers replicas under fenced transactions, and renews leases with
 // jitter while Run is running.
 type Actuator struct {
-	client      *clientv3.Client
-	prefix      string
+	store       ReplicaLeases
 	ttl         time.Duration
-	ttlSeconds  int64
 	copier      Copier
 	owner       func(uint64) string
 	now         func() time.Time
 	rand        func() float64
 	log         *slog.Logger
-	records     *cluster.Records
 	copyTimeout time.Duration
 	applyWait   time.Duration
 	maxLeases   int
@@ -151,7 +158,7 @@ type Actuator struct {
 
 // leaseEntry is one replica lease held for renewal.
 type leaseEntry struct {
-	id      clientv3.LeaseID
+	id      int64  // the lease ID
 	key     string // the record key
 	hash    uint64
 	node    string
@@ -159,7 +166,7 @@ type leaseEntry struct {
 	renewAt time.Time // when to renew; zero when no renewal is asked for
 	// released: scaled in, no longer renewed; kept to show its expiry.
 	released bool
-	renewing bool // a KeepAliveOnce is in flight
+	renewing bool // a renewal is in flight
 }
 
 type actuatorMetrics struct {
@@ -191,11 +198,8 @@ func newActuatorMetrics(reg prometheus.Registerer) (actuatorMetrics, error) {
 
 // NewActuator validates cfg and returns an Actuator.
 func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("actuator: Client is required")
-	}
-	if err := cluster.ValidName("Cluster", cfg.Cluster); err != nil {
-		return nil, fmt.Errorf("actuator: %w", err)
+	if cfg.Store == nil {
+		return nil, errors.New("actuator: Store is required")
 	}
 	if cfg.Copier == nil {
 		return nil, errors.New("actuator: Copier is required")
@@ -207,7 +211,6 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 		return nil, fmt.Errorf("actuator: TTL %v must be at least 1s", cfg.TTL)
 	}
 	ttl := ceilSeconds(cfg.TTL)
-	ttlSeconds := int64(ttl / time.Second)
 	setDefault(&cfg.MaxCopies, DefaultMaxCopies)
 	setDefault(&cfg.ApplyWait, DefaultApplyWait)
 	setDefault(&cfg.MaxLeases, DefaultMaxLeases)
@@ -233,16 +236,13 @@ func NewActuator(cfg ActuatorConfig) (*Actuator, error) {
 		cfg.Rand = rand.Float64
 	}
 	return &Actuator{
-		client:      cfg.Client,
-		prefix:      ReplicasPrefix(cfg.Cluster),
+		store:       cfg.Store,
 		ttl:         ttl,
-		ttlSeconds:  ttlSeconds,
 		copier:      cfg.Copier,
 		owner:       cfg.Owner,
 		now:         cfg.Now,
 		rand:        cfg.Rand,
 		log:         orDiscard(cfg.Logger),
-		records:     cfg.Records,
 		copyTimeout: cfg.CopyTimeout,
 		applyWait:   cfg.ApplyWait,
 		maxLeases:   cfg.MaxLeases,
@@ -385,95 +385,45 @@ func (a *Actuator) scaleOut(ctx context.Context, fence cluster.Fence, act Action
 		}
 	}()
 	since := a.now()
-	gctx, cancel := context.WithTimeout(ctx, opTimeout)
-	g, err := a.client.Grant(gctx, a.ttlSeconds)
-	cancel()
+	lease, err := a.store.Grant(ctx, a.ttl)
 	if err != nil {
-		return fmt.Errorf("scale out %q to %s: grant lease: %w", act.Key, act.Node, err)
+		return fmt.Errorf("scale out %q to %s: %w", act.Key, act.Node, err)
 	}
-	lease := g.ID
-	expires := since.Add(time.Duration(g.TTL) * time.Second)
+	expires := since.Add(lease.TTL)
 
 	cctx, cancel := context.WithTimeout(ctx, a.copyTimeout)
 	err = a.copier.Copy(cctx, act.Node, act.Key, act.From)
 	cancel()
 	if err != nil {
-		a.revoke(ctx, lease)
+		a.revoke(ctx, lease.ID)
 		return fmt.Errorf("scale out %q: copy to %s: %w", act.Key, act.Node, err)
 	}
 
-	val, err := json.Marshal(Record{
-		Key: act.Key, Owner: owner, Reason: act.Reason, Since: since,
-		TTL: time.Duration(g.TTL) * time.Second,
-	})
-	if err != nil {
-		a.revoke(ctx, lease)
-		return fmt.Errorf("scale out %q to %s: encode record: %w", act.Key, act.Node, err)
+	rec := Record{
+		Key: act.Key, Hash: act.Hash, Node: act.Node, Owner: owner, Reason: act.Reason, Since: since,
+		TTL: lease.TTL,
 	}
-	tctx, cancel := context.WithTimeout(ctx, opTimeout)
-	resp, err := a.client.Txn(tctx).
-		If(fence.Cmp(), clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(a.records.Seal(key, int64(lease), val)), clientv3.WithLease(lease))).
-		Else(clientv3.OpGet(fence.Key, clientv3.WithKeysOnly()), clientv3.OpGet(key, clientv3.WithKeysOnly())).
-		Commit()
-	cancel()
-	if err != nil {
-		// The transaction may have committed all the same.
-		switch registered, known := a.registered(ctx, key, lease); {
-		case registered:
-			err = nil
-		case known:
-			a.revoke(ctx, lease)
-		default:
-			// Unknown: leave the lease to expire, or its record to be
-			// adopted, rather than delete a replica that may be serving.
-		}
-		if err != nil {
-			return fmt.Errorf("scale out %q to %s: register %s: %w", act.Key, act.Node, key, err)
-		}
-	} else if !resp.Succeeded {
-		a.revoke(ctx, lease)
-		why := ErrReplicaExists
-		if fk := resp.Responses[0].GetResponseRange().GetKvs(); len(fk) == 0 || fk[0].CreateRevision != fence.Rev {
-			why = ErrFenced
-		}
-		return fmt.Errorf("scale out %q to %s: register %s: %w", act.Key, act.Node, key, why)
+	if err := a.store.Register(ctx, fence, lease.ID, rec); err != nil {
+		return fmt.Errorf("scale out %q to %s: %w", act.Key, act.Node, err)
 	}
 
 	a.mu.Lock()
-	a.leases[key] = &leaseEntry{id: lease, key: key, hash: act.Hash, node: act.Node, expires: expires}
+	a.leases[key] = &leaseEntry{id: lease.ID, key: key, hash: act.Hash, node: act.Node, expires: expires}
 	a.mu.Unlock()
 	a.m.scaleOuts.Inc()
-	a.log.Info("autopilot: scaled out", "key", act.Key, "node", act.Node, "lease", fmt.Sprintf("%x", int64(lease)), "reason", act.Reason)
+	a.log.Info("autopilot: scaled out", "key", act.Key, "node", act.Node, "lease", fmt.Sprintf("%x", lease.ID), "reason", act.Reason)
 	return nil
-}
-
-// registered asks etcd whether key is registered under lease, after a
-// transaction whose outcome is unknown. known is false if etcd could not
-// tell. It asks even if ctx is done.
-func (a *Actuator) registered(ctx context.Context, key string, lease clientv3.LeaseID) (registered, known bool) {
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	resp, err := a.client.Get(gctx, key)
-	if err != nil {
-		return false, false
-	}
-	return len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(lease), true
 }
 
 // revoke revokes lease, bounded, even if ctx is done; if it fails the lease
 // simply expires.
-func (a *Actuator) revoke(ctx context.Context, lease clientv3.LeaseID) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	if _, err := a.client.Revoke(rctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		a.log.Debug("autopilot: revoke failed; lease will expire", "lease", fmt.Sprintf("%x", int64(lease)), "err", err)
+func (a *Actuator) revoke(ctx context.Context, lease int64) {
+	if err := a.store.Revoke(ctx, lease); err != nil {
+		a.log.Debug("autopilot: revoke failed; lease will expire", "lease", fmt.Sprintf("%x", lease), "err", err)
 	}
 }
 
-func (a *Actuator) recordKey(hash uint64, node string) string {
-	return fmt.Sprintf("%s%016x/%s", a.prefix, hash, node)
-}
+func (a *Actuator) recordKey(hash uint64, node string) string { return a.store.Key(hash, node) }
 
 // release stops renewing the replica's lease.
 func (a *Actuator) release(act Action) {

@@ -19,17 +19,15 @@ import (
 )
 
 func TestNewActuatorValidates(t *testing.T) {
-	c := deadClient(t)
-	ok := ActuatorConfig{Client: c, Cluster: "c", Copier: &fakeCopier{}}
+	s := replicaStore(t, deadClient(t), nil)
+	ok := ActuatorConfig{Store: s, Copier: &fakeCopier{}}
 	tests := []struct {
 		name   string
 		mutate func(*ActuatorConfig)
 		ok     bool
 	}{
 		{"valid", func(*ActuatorConfig) {}, true},
-		{"no client", func(c *ActuatorConfig) { c.Client = nil }, false},
-		{"no cluster", func(c *ActuatorConfig) { c.Cluster = "" }, false},
-		{"cluster with slash", func(c *ActuatorConfig) { c.Cluster = "a/b" }, false},
+		{"no store", func(c *ActuatorConfig) { c.Store = nil }, false},
 		{"no copier", func(c *ActuatorConfig) { c.Copier = nil }, false},
 		{"ttl under a second", func(c *ActuatorConfig) { c.TTL = 500 * time.Millisecond }, false},
 		{"copy timeout past ttl", func(c *ActuatorConfig) { c.TTL = 2 * time.Second; c.CopyTimeout = 3 * time.Second }, false},
@@ -45,7 +43,7 @@ func TestNewActuatorValidates(t *testing.T) {
 			}
 		})
 	}
-	a, err := NewActuator(ActuatorConfig{Client: c, Cluster: "c", Copier: &fakeCopier{}, TTL: 2500 * time.Millisecond})
+	a, err := NewActuator(ActuatorConfig{Store: s, Copier: &fakeCopier{}, TTL: 2500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,12 +668,7 @@ func TestScaleOutCanceled(t *testing.T) {
 	if errs := b.Apply(t.Context(), fence, []Action{scaleOut("/k", "n1")}); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	rec := recordsIn(t, c)[0]
-	key := ReplicaKey(testCluster, rec.Hash, rec.Node)
-	if reg, known := b.registered(ctx, key, clientv3.LeaseID(rec.Lease)); !reg || !known {
-		t.Errorf("registered(existing record) = %v, %v", reg, known)
-	}
-	if reg, known := b.registered(ctx, key, clientv3.LeaseID(rec.Lease+1)); reg || !known {
-		t.Errorf("registered(other lease) = %v, %v", reg, known)
+	if recs := recordsIn(t, c); len(recs) != 1 {
+		t.Errorf("records = %+v, want the one registered", recs)
 	}
 }

@@ -73,6 +73,17 @@ func hostPort(t *testing.T, rawURL string) string {
 	return u.Host
 }
 
+// replicaStore is a replica store of the test cluster on c, opening and
+// sealing records with recs (nil: neither).
+func replicaStore(t *testing.T, c *clientv3.Client, recs *cluster.Records) *cluster.ReplicaStore {
+	t.Helper()
+	s, err := cluster.NewReplicaStore(c, testCluster, recs, testLog(t))
+	if err != nil {
+		t.Fatalf("NewReplicaStore: %v", err)
+	}
+	return s
+}
+
 // testFence writes a key standing for a leader's election key and returns
 // its fence.
 func testFence(t *testing.T, c *clientv3.Client, name string) cluster.Fence {
@@ -127,7 +138,7 @@ func startRegistryWith(t *testing.T, c *clientv3.Client, recs *cluster.Records) 
 	t.Helper()
 	w := &watchedRegistry{}
 	r, err := NewRegistry(RegistryConfig{
-		Client: c, Cluster: testCluster, Logger: testLog(t), Records: recs,
+		Store: replicaStore(t, c, recs), Logger: testLog(t),
 		OnChange: func(sets map[uint64][]string) {
 			w.mu.Lock()
 			w.sets = sets
@@ -154,7 +165,7 @@ func newTestActuator(t *testing.T, c *clientv3.Client, copier Copier, mod func(*
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := ActuatorConfig{
-		Client: c, Cluster: testCluster, TTL: 2 * time.Second, Copier: copier,
+		Store: replicaStore(t, c, nil), TTL: 2 * time.Second, Copier: copier,
 		Logger: testLog(t), Registerer: reg,
 		Owner: func(uint64) string { return "n0" },
 	}
@@ -210,20 +221,20 @@ func count(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return v
 }
 
-// recordsIn reads the replica records straight from etcd.
+// recordsIn reads the replica records from etcd: every key under the
+// prefix must be a record.
 func recordsIn(t *testing.T, c *clientv3.Client) []Record {
 	t.Helper()
-	resp, err := c.Get(t.Context(), ReplicasPrefix(testCluster), clientv3.WithPrefix())
+	out, err := replicaStore(t, c, nil).List(t.Context())
 	if err != nil {
-		t.Fatalf("get records: %v", err)
+		t.Fatalf("list records: %v", err)
 	}
-	var out []Record
-	for _, kv := range resp.Kvs {
-		rec, err := decodeRecord(ReplicasPrefix(testCluster), nil, kv)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		out = append(out, rec)
+	resp, err := c.Get(t.Context(), ReplicasPrefix(testCluster), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("count records: %v", err)
+	}
+	if resp.Count != int64(len(out)) {
+		t.Fatalf("%d keys under %s, %d of them records", resp.Count, ReplicasPrefix(testCluster), len(out))
 	}
 	return out
 }

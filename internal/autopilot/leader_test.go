@@ -23,7 +23,7 @@ import (
 func TestNewLeaderValidates(t *testing.T) {
 	c := deadClient(t)
 	a, _ := newTestActuator(t, c, &fakeCopier{}, nil) // TTL 2s
-	r, err := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
+	r, err := NewRegistry(RegistryConfig{Store: replicaStore(t, c, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestNewLeaderValidates(t *testing.T) {
 func TestOffer(t *testing.T) {
 	c := deadClient(t)
 	a, _ := newTestActuator(t, c, &fakeCopier{}, nil)
-	r, _ := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
+	r, _ := NewRegistry(RegistryConfig{Store: replicaStore(t, c, nil)})
 	reg := prometheus.NewRegistry()
 	l, err := NewLeader(LeaderConfig{
 		Actuator: a, Registry: r, Registerer: reg, MaxReports: 2,
@@ -442,7 +442,7 @@ func TestLeaderTakeover(t *testing.T) {
 func TestLeaderLimits(t *testing.T) {
 	c := deadClient(t)
 	a, _ := newTestActuator(t, c, &fakeCopier{}, nil)
-	r, _ := NewRegistry(RegistryConfig{Client: c, Cluster: testCluster})
+	r, _ := NewRegistry(RegistryConfig{Store: replicaStore(t, c, nil)})
 	one := 1
 	limits := []KeyLimits{
 		{Key: "/cold", Hash: hashOf("/cold"), Limits: Limits{Pin: 2}},

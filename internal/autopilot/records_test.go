@@ -26,7 +26,7 @@ func TestReplicaRecordsAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := startRegistryWith(t, newTestClient(t, e), recs)
-	a, _ := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Records = recs })
+	a, _ := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Store = replicaStore(t, c, recs) })
 	fence := testFence(t, c, "leader")
 	genuine := scaleOut("/genuine", "n1")
 	if errs := a.Apply(t.Context(), fence, []Action{genuine}); errs[0] != nil {
@@ -60,7 +60,7 @@ func TestReplicaRecordsAuthenticated(t *testing.T) {
 	}
 
 	// A new leader adopts only the genuine lease.
-	b, _ := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Records = recs })
+	b, _ := newTestActuator(t, c, &fakeCopier{}, func(cfg *ActuatorConfig) { cfg.Store = replicaStore(t, c, recs) })
 	if err := b.Adopt(t.Context()); err != nil {
 		t.Fatal(err)
 	}

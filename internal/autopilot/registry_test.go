@@ -22,37 +22,13 @@ func TestReplicaKey(t *testing.T) {
 	if got := ReplicaKey("c1", 0xab, "n1"); got != prefix+"00000000000000ab/n1" {
 		t.Fatalf("ReplicaKey = %q", got)
 	}
-	tests := []struct {
-		key  string
-		hash uint64
-		node string
-		ok   bool
-	}{
-		{prefix + "00000000000000ab/n1", 0xab, "n1", true},
-		{prefix + "ffffffffffffffff/n-2", 1<<64 - 1, "n-2", true},
-		{prefix + "ab/n1", 0, "", false},                 // short hash
-		{prefix + "00000000000000ag/n1", 0, "", false},   // not hex
-		{prefix + "00000000000000ab/", 0, "", false},     // no node
-		{prefix + "00000000000000ab/n1/x", 0, "", false}, // nested
-		{prefix + "00000000000000ab", 0, "", false},      // no separator
-		{"/crowdpilot/c2/replicas/00000000000000ab/n1", 0, "", false},
-	}
-	for _, tt := range tests {
-		h, n, ok := parseReplicaKey(prefix, tt.key)
-		if h != tt.hash || n != tt.node || ok != tt.ok {
-			t.Errorf("parseReplicaKey(%q) = %x, %q, %v; want %x, %q, %v", tt.key, h, n, ok, tt.hash, tt.node, tt.ok)
-		}
-	}
 }
 
 func TestNewRegistryValidates(t *testing.T) {
-	c := deadClient(t)
-	for _, cfg := range []RegistryConfig{{Cluster: "c"}, {Client: c}, {Client: c, Cluster: "a/b"}} {
-		if _, err := NewRegistry(cfg); err == nil {
-			t.Errorf("NewRegistry(%+v) accepted", cfg)
-		}
+	if _, err := NewRegistry(RegistryConfig{}); err == nil {
+		t.Error("NewRegistry without a Store accepted")
 	}
-	if _, err := NewRegistry(RegistryConfig{Client: c, Cluster: "c"}); err != nil {
+	if _, err := NewRegistry(RegistryConfig{Store: replicaStore(t, deadClient(t), nil)}); err != nil {
 		t.Errorf("NewRegistry: %v", err)
 	}
 }
@@ -132,7 +108,7 @@ func TestRegistryRetriesWhileEtcdIsDown(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
 	r, err := NewRegistry(RegistryConfig{
-		Client: deadClient(t), Cluster: testCluster,
+		Store:    replicaStore(t, deadClient(t), nil),
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		OnChange: func(map[uint64][]string) { t.Error("OnChange without etcd") },
 	})
@@ -140,7 +116,7 @@ func TestRegistryRetriesWhileEtcdIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := testwait.Go(t, r.Run)
-	testwait.Eventually(t, 3*opTimeout+2*time.Second, "two failed loads", func() bool {
+	testwait.Eventually(t, 3*etcdOpTimeout+2*time.Second, "two failed loads", func() bool {
 		return strings.Count(logs.String(), "load failed; retrying") >= 2
 	})
 	if r.Loaded() || r.Records() != nil {
@@ -148,6 +124,9 @@ func TestRegistryRetriesWhileEtcdIsDown(t *testing.T) {
 	}
 	run.Stop(t)
 }
+
+// etcdOpTimeout is the bound cluster puts on each call to etcd.
+const etcdOpTimeout = 2 * time.Second
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {

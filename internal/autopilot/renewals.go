@@ -10,8 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
 
 // schedule asks for a renewal of the replica's lease, at a random point of
@@ -49,7 +48,7 @@ func (a *Actuator) schedule(act Action) error {
 // running. Renewals happen only while Run runs.
 func (a *Actuator) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("actuator %s: %w", a.prefix, ErrRunning)
+		return fmt.Errorf("actuator: %w", ErrRunning)
 	}
 	defer a.running.Store(false)
 
@@ -126,9 +125,7 @@ func (a *Actuator) unmark(es []*leaseEntry) {
 // renew renews one lease once.
 func (a *Actuator) renew(ctx context.Context, e *leaseEntry) {
 	start := a.now()
-	rctx, cancel := context.WithTimeout(ctx, opTimeout)
-	resp, err := a.client.KeepAliveOnce(rctx, e.id)
-	cancel()
+	ttl, err := a.store.Renew(ctx, e.id)
 
 	a.mu.Lock()
 	e.renewing = false
@@ -138,9 +135,9 @@ func (a *Actuator) renew(ctx context.Context, e *leaseEntry) {
 	}
 	switch {
 	case err == nil:
-		e.expires = start.Add(time.Duration(resp.TTL) * time.Second)
+		e.expires = start.Add(ttl)
 		e.renewAt = time.Time{}
-	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+	case errors.Is(err, cluster.ErrLeaseNotFound):
 		delete(a.leases, e.key)
 	case ctx.Err() == nil:
 		e.renewAt = a.now().Add(renewRetry) // due again; Run is woken below
@@ -153,7 +150,7 @@ func (a *Actuator) renew(ctx context.Context, e *leaseEntry) {
 			return // leadership over: not an error of the lease
 		}
 		a.m.renewalErrors.Inc()
-		a.log.Warn("autopilot: lease renewal failed", "record", e.key, "lease", fmt.Sprintf("%x", int64(e.id)), "err", err)
+		a.log.Warn("autopilot: lease renewal failed", "record", e.key, "lease", fmt.Sprintf("%x", e.id), "err", err)
 		select {
 		case a.wake <- struct{}{}:
 		default:
@@ -171,23 +168,10 @@ func (a *Actuator) renew(ctx context.Context, e *leaseEntry) {
 // The schedule becomes exactly what is found; records whose lease is gone
 // are skipped.
 func (a *Actuator) Adopt(ctx context.Context) error {
-	gctx, cancel := context.WithTimeout(ctx, opTimeout)
-	resp, err := a.client.Get(gctx, a.prefix, clientv3.WithPrefix())
-	cancel()
+	// Records that do not open are not ours to renew: List leaves them out.
+	recs, err := a.store.List(ctx)
 	if err != nil {
-		return fmt.Errorf("adopt replicas under %s: %w", a.prefix, err)
-	}
-	var recs []Record
-	for _, kv := range resp.Kvs {
-		rec, err := decodeRecord(a.prefix, a.records, kv)
-		if errors.Is(err, errUnauthenticated) {
-			continue // not ours to renew; logged once per key by Records
-		}
-		if err != nil {
-			a.log.Warn("autopilot: adopt: ignoring bad record", "key", string(kv.Key), "err", err)
-			continue
-		}
-		recs = append(recs, rec)
+		return fmt.Errorf("adopt replicas: %w", err)
 	}
 	found, err := a.leaseExpiries(ctx, recs)
 	if err != nil {
@@ -212,10 +196,10 @@ func (a *Actuator) adoptMissing(ctx context.Context, recs []Record, limit int) i
 		if len(missing) == limit {
 			break
 		}
-		if r.Lease == int64(clientv3.NoLease) {
+		if r.Lease == 0 { // no lease
 			continue
 		}
-		if e := a.leases[a.recordKey(r.Hash, r.Node)]; e == nil || int64(e.id) != r.Lease {
+		if e := a.leases[a.recordKey(r.Hash, r.Node)]; e == nil || e.id != r.Lease {
 			missing = append(missing, r)
 		}
 	}
@@ -246,26 +230,24 @@ func (a *Actuator) leaseExpiries(ctx context.Context, recs []Record) (map[string
 		if len(found) >= a.maxLeases {
 			break
 		}
-		if r.Lease == int64(clientv3.NoLease) {
+		if r.Lease == 0 { // no lease
 			continue
 		}
 		start := a.now()
-		tctx, cancel := context.WithTimeout(ctx, opTimeout)
-		ttl, err := a.client.TimeToLive(tctx, clientv3.LeaseID(r.Lease))
-		cancel()
+		ttl, err := a.store.TimeToLive(ctx, r.Lease)
 		if err != nil {
-			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if errors.Is(err, cluster.ErrLeaseNotFound) {
 				continue
 			}
-			return found, fmt.Errorf("adopt %s: lease %x time to live: %w", a.recordKey(r.Hash, r.Node), r.Lease, err)
+			return found, fmt.Errorf("adopt %s: %w", a.recordKey(r.Hash, r.Node), err)
 		}
-		if ttl.TTL <= 0 {
+		if ttl <= 0 {
 			continue // expired
 		}
 		key := a.recordKey(r.Hash, r.Node)
 		found[key] = &leaseEntry{
-			id: clientv3.LeaseID(r.Lease), key: key, hash: r.Hash, node: r.Node,
-			expires: start.Add(time.Duration(ttl.TTL) * time.Second),
+			id: r.Lease, key: key, hash: r.Hash, node: r.Node,
+			expires: start.Add(ttl),
 		}
 	}
 	return found, nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
@@ -17,7 +16,7 @@ import (
 // TenantWriter writes tenant records; *cluster.TenantStore is one. Update
 // must write only if every guard holds.
 type TenantWriter interface {
-	Update(ctx context.Context, name string, edit func(*cluster.TenantRecord) error, guards ...clientv3.Cmp) (cluster.TenantRecord, error)
+	Update(ctx context.Context, name string, edit func(*cluster.TenantRecord) error, guards ...cluster.Guard) (cluster.TenantRecord, error)
 }
 
 var _ TenantWriter = (*cluster.TenantStore)(nil)
@@ -123,7 +122,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 // Run decides every Tick until ctx is done, writing under guard (the
 // leader's fence: a deposed leader's writes fail). Each term starts a new
 // policy, which adopts the sizes it finds.
-func (m *Manager) Run(ctx context.Context, guard clientv3.Cmp) error {
+func (m *Manager) Run(ctx context.Context, guard cluster.Guard) error {
 	p, err := New(m.cfg.Policy)
 	if err != nil {
 		return err
@@ -142,7 +141,7 @@ func (m *Manager) Run(ctx context.Context, guard clientv3.Cmp) error {
 }
 
 // Step runs the policy once and carries out its decisions.
-func (m *Manager) Step(ctx context.Context, p *Policy, guards ...clientv3.Cmp) {
+func (m *Manager) Step(ctx context.Context, p *Policy, guards ...cluster.Guard) {
 	now := m.cfg.Now()
 	for _, d := range p.Decide(m.cfg.Tenants(), m.cfg.Reports(), now) {
 		ev := Event{Time: now, Tenant: d.Tenant, Node: d.Node, Action: d.Kind.String(), From: d.From, To: d.To, Reason: d.Reason}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/testwait"
@@ -110,8 +109,15 @@ func TestManagerWritesSizes(t *testing.T) {
 	mu.Lock()
 	running = true
 	mu.Unlock()
+	// A live leader's fence: its key exists at the revision it names.
+	fkey := cluster.LeaderPrefix("test") + "/current"
+	put, err := client.Put(ctx, fkey, "leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence := cluster.Fence{Key: fkey, Rev: put.Header.Revision}
 	r := testwait.Go(t, func(ctx context.Context) error {
-		if err := m.Run(ctx, clientv3.Compare(clientv3.Version("x"), "=", 0)); !errors.Is(err, context.Canceled) {
+		if err := m.Run(ctx, fence.Cmp()); !errors.Is(err, context.Canceled) {
 			return err
 		}
 		return nil

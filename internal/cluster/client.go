@@ -32,6 +32,13 @@ const (
 	clientAuthTimeout = 10 * time.Second
 )
 
+// Client is the etcd client this package's stores are built on. Code
+// outside this package gets one from Dial or NewClient, hands it to the
+// stores' constructors and closes it; every read and write of the
+// cluster's keys goes through a store here, which owns the key layout,
+// the sealing of records and the timeouts.
+type Client = clientv3.Client
+
 // ClientConfig says how to reach etcd and who to be there: the settings
 // etcd's own clients take (etcdctl --endpoints, --cacert, --cert, --key,
 // --user). The zero value of each security field means "not used".
@@ -192,7 +199,7 @@ func (c ClientConfig) tlsConfig() (*tls.Config, error) {
 // clientAuthTimeout (10s) or refuses the credentials. Auto sync of endpoints
 // is off, and etcd's own client logging is quiet (errors only). logger
 // receives crowdpilot's messages; nil discards them.
-func NewClient(cfg ClientConfig, logger *slog.Logger) (*clientv3.Client, error) {
+func NewClient(cfg ClientConfig, logger *slog.Logger) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ var ErrAccess = errors.New("etcd refused access")
 // rather than as retries in the background. An etcd that does not answer
 // in time is not an error: the client is returned and connects when etcd
 // comes back (logged at warn).
-func Dial(ctx context.Context, cfg ClientConfig, prefix string, logger *slog.Logger) (*clientv3.Client, error) {
+func Dial(ctx context.Context, cfg ClientConfig, prefix string, logger *slog.Logger) (*Client, error) {
 	c, err := NewClient(cfg, logger)
 	if err != nil {
 		return nil, err

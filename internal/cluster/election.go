@@ -62,10 +62,23 @@ type Fence struct {
 	Rev int64
 }
 
-// Cmp is the guard for fenced writes:
-// clientv3.Compare(clientv3.CreateRevision(Key), "=", Rev).
-func (f Fence) Cmp() clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)
+// Cmp is the guard for fenced writes: the fence's key still exists with
+// the create revision Rev.
+func (f Fence) Cmp() Guard {
+	return Guard{clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)}
+}
+
+// Guard is a condition a store's write must meet to be made, such as a
+// leader's fence (Fence.Cmp). Only this package builds one.
+type Guard struct{ cmp clientv3.Cmp }
+
+// guardCmps returns the etcd comparisons of guards.
+func guardCmps(guards []Guard) []clientv3.Cmp {
+	out := make([]clientv3.Cmp, len(guards))
+	for i, g := range guards {
+		out[i] = g.cmp
+	}
+	return out
 }
 
 // leaderRecord is the value stored under a candidate's key.

@@ -64,7 +64,7 @@ func recv(t *testing.T, ch chan Fence, what string) Fence {
 
 func fencedPut(t *testing.T, c *clientv3.Client, f Fence, key, val string) bool {
 	t.Helper()
-	resp, err := c.Txn(t.Context()).If(f.Cmp()).Then(clientv3.OpPut(key, val)).Commit()
+	resp, err := c.Txn(t.Context()).If(f.Cmp().cmp).Then(clientv3.OpPut(key, val)).Commit()
 	if err != nil {
 		t.Fatalf("fenced txn: %v", err)
 	}

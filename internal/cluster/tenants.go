@@ -123,7 +123,7 @@ const maxUpdateTries = 5
 // leader cannot write). It retries a lost race a few times, then returns
 // ErrTenantConflict; a failed guard returns ErrTenantConflict at once. An
 // error from edit is returned as is and writes nothing.
-func (s *TenantStore) Update(ctx context.Context, name string, edit func(rec *TenantRecord) error, guards ...clientv3.Cmp) (TenantRecord, error) {
+func (s *TenantStore) Update(ctx context.Context, name string, edit func(rec *TenantRecord) error, guards ...Guard) (TenantRecord, error) {
 	key, err := s.key(name)
 	if err != nil {
 		return TenantRecord{}, err
@@ -141,7 +141,7 @@ func (s *TenantStore) Update(ctx context.Context, name string, edit func(rec *Te
 		if err != nil {
 			return TenantRecord{}, fmt.Errorf("encode tenant %q: %w", name, err)
 		}
-		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guards...)
+		cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, guardCmps(guards)...)
 		tctx, cancel := context.WithTimeout(ctx, opTimeout)
 		resp, err := s.client.Txn(tctx).If(cmps...).Then(clientv3.OpPut(key, string(s.records.Seal(key, 0, val)))).Commit()
 		cancel()

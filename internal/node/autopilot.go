@@ -64,12 +64,14 @@ func (n *Node) newAutopilot() error {
 	if a.heat, err = heat.New(heat.Config{Window: n.cfg.HeatWindow}); err != nil {
 		return fmt.Errorf("heat: %w", err)
 	}
+	replicas, err := cluster.NewReplicaStore(n.etcd, n.cfg.Cluster, n.records, n.cfg.Logger)
+	if err != nil {
+		return fmt.Errorf("replica store: %w", err)
+	}
 	if a.registry, err = autopilot.NewRegistry(autopilot.RegistryConfig{
-		Client:   n.etcd,
-		Cluster:  n.cfg.Cluster,
+		Store:    replicas,
 		OnChange: n.onReplicaSets,
 		Logger:   n.cfg.Logger,
-		Records:  n.records,
 	}); err != nil {
 		return fmt.Errorf("replica registry: %w", err)
 	}
@@ -104,12 +106,10 @@ func (n *Node) newAutopilot() error {
 		return nil // routes to replicas, but never leads
 	}
 	if a.actuator, err = autopilot.NewActuator(autopilot.ActuatorConfig{
-		Client:     n.etcd,
-		Cluster:    n.cfg.Cluster,
+		Store:      replicas,
 		TTL:        n.cfg.Autopilot.ReplicaTTL,
 		Copier:     copier{n},
 		Logger:     n.cfg.Logger,
-		Records:    n.records,
 		Registerer: n.cfg.Registry,
 	}); err != nil {
 		return fmt.Errorf("actuator: %w", err)

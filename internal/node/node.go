@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/fill"
@@ -48,7 +47,7 @@ type Node struct {
 	// listener, as logged (at most maxNoPeerTLSWarned); onMembers only.
 	noPeerTLS map[string]struct{}
 
-	etcd    *clientv3.Client
+	etcd    *cluster.Client  // handed to the stores, which do every read and write
 	records *cluster.Records // seals and opens every record the node writes to etcd and reads back
 	self    cluster.Member   // this node's record as peers see it (advertised addresses)
 	members *cluster.Membership

@@ -5,16 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/crowdpilot/crowdpilot/internal/backoff"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
@@ -43,15 +38,11 @@ const (
 	maxProgressInterval = time.Second
 )
 
-// opTimeout bounds each unary etcd call of the follow loop, so that with etcd
-// unreachable the loop logs and retries instead of hanging silently.
-const opTimeout = 5 * time.Second
-
 // FollowerConfig configures a Follower. Zero fields take the documented
 // defaults; NewFollower validates it.
 type FollowerConfig struct {
 	// Client reaches etcd. Required.
-	Client *clientv3.Client
+	Client *cluster.Client
 	// Cluster names the cluster whose log is followed. Required.
 	Cluster string
 	// Applier receives the purges. Required.
@@ -122,15 +113,14 @@ func (c *FollowerConfig) validate() error {
 // current revision.
 type Follower struct {
 	cfg      FollowerConfig
-	prefix   string
-	interval time.Duration // between progress requests
+	log      *cluster.PurgeReader // on a gRPC stream of this follower's own
+	interval time.Duration        // between progress requests
 	m        *metrics
 
-	applied  atomic.Int64 // every purge with Rev <= applied has been applied
-	contact  atomic.Int64 // Unix ns (cfg.Now) when etcd last confirmed applied was current; 0 = never
-	running  atomic.Bool  // guards against concurrent Run calls
-	started  bool         // position initialised; owned by Run
-	streamID string       // keeps this follower's watch on its own gRPC stream
+	applied atomic.Int64 // every purge with Rev <= applied has been applied
+	contact atomic.Int64 // Unix ns (cfg.Now) when etcd last confirmed applied was current; 0 = never
+	running atomic.Bool  // guards against concurrent Run calls
+	started bool         // position initialised; owned by Run
 }
 
 // NewFollower validates cfg and returns a follower; Run starts it.
@@ -144,11 +134,10 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	}
 	f := &Follower{
 		cfg:      cfg,
-		prefix:   LogPrefix(cfg.Cluster),
+		log:      cluster.NewPurgeLog(cfg.Client, cfg.Cluster, cfg.Records).Reader(),
 		interval: min(maxProgressInterval, max(minProgressInterval, cfg.MaxDisconnect/4)),
 		m:        m,
 		started:  cfg.StartRev > 0,
-		streamID: strconv.FormatUint(rand.Uint64(), 36),
 	}
 	f.applied.Store(cfg.StartRev)
 	if err := m.registerGauges(cfg.Registerer, f); err != nil {
@@ -188,10 +177,10 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 	defer f.running.Store(false)
 
-	// A gRPC stream of our own (progress requests then concern only this
-	// watch), and one that requires a leader, so an etcd member cut off from
-	// its cluster cannot keep confirming a stale position.
-	ctx = clientv3.WithRequireLeader(metadata.AppendToOutgoingContext(ctx, "crowdpilot-purge-follower", f.streamID))
+	// Every call goes on the reader's own gRPC stream (progress requests
+	// then concern only this watch) and requires an etcd leader, so an etcd
+	// member cut off from its cluster cannot keep confirming a stale
+	// position.
 	bo := backoff.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		var err error
@@ -232,15 +221,7 @@ func (f *Follower) startFromNow(ctx context.Context) error {
 }
 
 // currentRev reads etcd's current revision with a linearizable read.
-func (f *Follower) currentRev(ctx context.Context) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	resp, err := f.cfg.Client.Get(ctx, f.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0, fmt.Errorf("read revision of %s: %w", f.prefix, err)
-	}
-	return resp.Header.Revision, nil
-}
+func (f *Follower) currentRev(ctx context.Context) (int64, error) { return f.log.Revision(ctx) }
 
 // follow watches the log from the revision after Applied until the watch
 // ends. It returns nil when the caller should simply watch again (after a
@@ -275,17 +256,17 @@ func (f *Follower) follow(ctx context.Context) error {
 	from := f.applied.Load() + 1
 	// Watch blocks until the gRPC stream is up; Connected goes false by
 	// itself meanwhile.
-	wch := f.cfg.Client.Watch(wctx, f.prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+	w := f.log.Watch(wctx, from)
 	wg.Go(func() { f.probe(wctx) })
-	for resp := range wch {
+	for resp := range w.Changes() {
 		if resp.CompactRevision != 0 {
 			return f.recoverCompaction(ctx, resp.CompactRevision)
 		}
-		if err := resp.Err(); err != nil {
-			return fmt.Errorf("watch %s from rev %d: %w", f.prefix, from, err)
+		if err := resp.Err; err != nil {
+			return fmt.Errorf("watch %s from rev %d: %w", LogPrefix(f.cfg.Cluster), from, err)
 		}
-		if resp.IsProgressNotify() {
-			f.advance(resp.Header.Revision)
+		if resp.Progress {
+			f.advance(resp.Revision)
 			f.touch(f.cfg.Now())
 			continue
 		}
@@ -294,31 +275,31 @@ func (f *Follower) follow(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("watch %s from rev %d: channel closed", f.prefix, from)
+	return fmt.Errorf("watch %s from rev %d: channel closed", LogPrefix(f.cfg.Cluster), from)
 }
 
 // apply applies the purges among events, all from one watch response.
-func (f *Follower) apply(events []*clientv3.Event) {
+func (f *Follower) apply(events []cluster.PurgeEvent) {
 	base := f.applied.Load() // events at or below were applied before
 	last := base
 	purged := false
 	for _, ev := range events {
-		rev := ev.Kv.ModRevision
+		rev := ev.Rev
 		if rev <= base {
 			continue
 		}
 		last = max(last, rev)
-		if ev.Type != mvccpb.PUT {
+		if ev.Deleted {
 			continue // Log.Compact deleting old keys
 		}
-		raw, ok := f.cfg.Records.Open(cluster.KindPurge, string(ev.Kv.Key), ev.Kv.Lease, ev.Kv.Value)
+		raw, ok := ev.Open()
 		if !ok {
 			continue // not the cluster's: ignored (counted and logged by Open)
 		}
 		e, err := decodeEntry(rev, raw)
 		if err != nil {
 			// Never skip a purge: one we cannot read purges everything.
-			f.cfg.Logger.Error("purge log: unreadable entry; purging everything instead", "key", string(ev.Kv.Key), "err", err)
+			f.cfg.Logger.Error("purge log: unreadable entry; purging everything instead", "key", ev.Key, "err", err)
 			e = Entry{Rev: rev, Kind: KindAll}
 		}
 		f.cfg.Applier.ApplyPurge(e)
@@ -392,7 +373,7 @@ func (f *Follower) probe(ctx context.Context) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, f.interval)
-		_ = f.cfg.Client.RequestProgress(rctx) // an answer arrives on the watch, or not
+		_ = f.log.RequestProgress(rctx) // an answer arrives on the watch, or not
 		cancel()
 		start := f.cfg.Now()
 		if start.Sub(time.Unix(0, f.contact.Load())) < 2*f.interval {

@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 )
@@ -33,26 +30,22 @@ type record struct {
 	At    time.Time `json:"at"`
 }
 
-// Log appends purges to the ordered log of one cluster.
-//
-// Log keys are purge/<20-digit At in Unix nanoseconds>-<random>, so that
-// Compact can drop everything older than an age with one range delete. The
-// key's name plays no part in ordering: followers order by revision.
+// Log appends purges to the ordered log of one cluster (cluster.PurgeLog:
+// keys named by the append time, so that Compact can drop everything older
+// than an age with one range delete; followers order by revision).
 type Log struct {
-	client  *clientv3.Client
-	prefix  string           // "/crowdpilot/<cluster>/purge/"
-	records *cluster.Records // seals entries; nil: not sealed
-	now     func() time.Time // clock for At and Compact; tests replace it
+	store *cluster.PurgeLog
+	now   func() time.Time // clock for At and Compact; tests replace it
 }
 
 // LogPrefix is the etcd prefix of cluster's invalidation log.
-func LogPrefix(clusterName string) string { return cluster.Prefix(clusterName) + "purge/" }
+func LogPrefix(clusterName string) string { return cluster.PurgePrefix(clusterName) }
 
 // NewLog returns the log of cluster, stored through client, its entries
 // sealed by records (nil: not sealed) so that followers opening them with
 // the same secret ignore entries the cluster did not write.
-func NewLog(client *clientv3.Client, clusterName string, records *cluster.Records) *Log {
-	return &Log{client: client, prefix: LogPrefix(clusterName), records: records, now: time.Now}
+func NewLog(client *cluster.Client, clusterName string, records *cluster.Records) *Log {
+	return &Log{store: cluster.NewPurgeLog(client, clusterName, records), now: time.Now}
 }
 
 // Append validates r and commits it to the log. It returns once etcd has
@@ -67,19 +60,11 @@ func (l *Log) Append(ctx context.Context, r Request) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("purge %s %q: encode: %w", kind, value, err)
 	}
-	key := fmt.Sprintf("%s%020d-%016x", l.prefix, rec.At.UnixNano(), rand.Uint64())
-	resp, err := l.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(l.records.Seal(key, 0, b)))).
-		Commit()
+	rev, err := l.store.Append(ctx, rec.At, b)
 	if err != nil {
-		return Entry{}, fmt.Errorf("purge %s %q: append to %s: %w", kind, value, l.prefix, err)
+		return Entry{}, fmt.Errorf("purge %s %q: %w", kind, value, err)
 	}
-	if !resp.Succeeded {
-		// 64 random bits under a nanosecond timestamp: never in practice.
-		return Entry{}, fmt.Errorf("purge %s %q: append: key %s already exists", kind, value, key)
-	}
-	return Entry{Rev: resp.Header.Revision, Kind: kind, Value: value, Soft: r.Soft, At: rec.At}, nil
+	return Entry{Rev: rev, Kind: kind, Value: value, Soft: r.Soft, At: rec.At}, nil
 }
 
 // Compact deletes the log keys of entries appended more than olderThan ago
@@ -93,16 +78,7 @@ func (l *Log) Compact(ctx context.Context, olderThan time.Duration) (int, error)
 	if olderThan < 0 {
 		return 0, fmt.Errorf("compact purge log: negative age %s", olderThan)
 	}
-	cutoff := l.now().Add(-olderThan).UnixNano()
-	if cutoff < 0 {
-		return 0, nil
-	}
-	end := fmt.Sprintf("%s%020d", l.prefix, cutoff)
-	resp, err := l.client.Delete(ctx, l.prefix, clientv3.WithRange(end))
-	if err != nil {
-		return 0, fmt.Errorf("compact purge log %s before %s: %w", l.prefix, time.Unix(0, cutoff).UTC(), err)
-	}
-	return int(resp.Deleted), nil
+	return l.store.CompactBefore(ctx, l.now().Add(-olderThan))
 }
 
 // errBadRecord marks a log value this code cannot read.
