@@ -35,7 +35,7 @@ func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *cluster.Embedded
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr, Logger: testLog(t)})
+	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr, NoFsync: true, Logger: testLog(t)})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}

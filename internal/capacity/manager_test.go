@@ -20,7 +20,7 @@ import (
 // what happened.
 func TestManagerWritesSizes(t *testing.T) {
 	ctx := t.Context()
-	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: t.TempDir()})
+	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: t.TempDir(), NoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

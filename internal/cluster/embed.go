@@ -51,6 +51,11 @@ type EmbedConfig struct {
 	// authentication use 4, the least, so a login is not seconds of CPU on
 	// a busy machine.
 	BcryptCost uint
+	// NoFsync skips fsync of etcd's log and database (etcd's
+	// --unsafe-no-fsync): a machine crash can lose acknowledged writes. For
+	// tests and throwaway clusters only, where a busy shared disk must not
+	// stall every lease renewal.
+	NoFsync bool
 	// Logger receives crowdpilot's own messages; nil discards them. etcd
 	// itself logs errors only, to stderr.
 	Logger *slog.Logger
@@ -132,6 +137,7 @@ func start(ctx context.Context, cfg EmbedConfig, clientURL, peerURL *url.URL) (*
 	if cfg.BcryptCost != 0 {
 		ec.BcryptCost = cfg.BcryptCost
 	}
+	ec.UnsafeNoFsync = cfg.NoFsync
 	ec.ListenClientUrls = []url.URL{*clientURL}
 	ec.AdvertiseClientUrls = []url.URL{*advertise(clientURL)}
 	ec.ListenPeerUrls = []url.URL{*peerURL}

@@ -19,7 +19,7 @@ func startEtcd(t *testing.T, dir, clientAddr, peerAddr string) *Embedded {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	e, err := StartEmbedded(ctx, EmbedConfig{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr, Logger: testLogger(t)})
+	e, err := StartEmbedded(ctx, EmbedConfig{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr, NoFsync: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}

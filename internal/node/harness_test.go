@@ -40,7 +40,7 @@ func newTestClusterOrigin(t testing.TB, n int, origin http.Handler, tweak func(*
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir})
+	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: dir, NoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,11 +198,14 @@ func (n *Node) viaUpstream(hash uint64, targets []route.Target) fill.Upstream {
 			n.m.failovers.Inc()
 			if done(err) {
 				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
+			} else {
+				n.cfg.Logger.Debug("fetch from a member failed, failing over", "peer", t.ID(), "err", err)
 			}
 		}
 		if busy == len(ts) {
 			return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
 		}
+		n.cfg.Logger.Debug("every member of the replica set failed; fetching from the origin", "path", out.URL.Path, "busy", busy)
 		out.Header.Del(purgeRevHeader)
 		return n.fromOrigin(hash, out)
 	}

@@ -44,6 +44,7 @@ func (te *testEtcd) start() {
 	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{
 		Dir: te.dir, ClientAddr: te.clientAddr, PeerAddr: te.peerAddr,
 		CompactionRetention: -1, // tests compact by hand
+		NoFsync:             true,
 	})
 	if err != nil {
 		te.t.Fatalf("start etcd: %v", err)
