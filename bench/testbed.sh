@@ -838,7 +838,7 @@ YAML
 	local pids=""
 	for ((i = 0; i < NODES; i++)); do pids+=${pids:+,}n$i=${C_PIDS[i]}; done
 	in_harness "$d/poll.log" "$TB" tenants-poll --admin "$admins" --duration "$((TOTAL + 3))s" --out "$d/tenants.jsonl" \
-		--pids "$pids" --clk-tck "$CLK_TCK"
+		--pids "$pids" --clk-tck "$CLK_TCK" --events-out "$d/capacity-events.json"
 	ppoll=$STARTED
 	ta=$(date +%s%3N)
 	in_harness "$d/a/load.txt" "${cmda[@]}"
@@ -863,7 +863,6 @@ YAML
 		curl -fsS --max-time 3 "http://$x/metrics" >"$d/metrics/n$i.txt" 2>/dev/null || rm -f "$d/metrics/n$i.txt"
 		i=$((i + 1))
 	done
-	curl -fsS --max-time 3 "http://${a[0]}/api/v1/capacity/events" >"$d/capacity-events.json" 2>/dev/null || rm -f "$d/capacity-events.json"
 	curl -fsS --max-time 3 "http://${a[0]}/api/v1/events" >"$d/events.json" 2>/dev/null || rm -f "$d/events.json"
 	curl -fsS --max-time 3 "http://${a[0]}/api/v1/tenants" >"$d/tenants-end.json" 2>/dev/null || rm -f "$d/tenants-end.json"
 	stop_contender

@@ -71,6 +71,7 @@ func runTenantsPoll(args []string) int {
 	out := fs.String("out", "", "JSON lines file to write (required)")
 	pidList := fs.String("pids", "", "comma-separated NODE=PID whose CPU to sample from /proc/PID/stat")
 	clkTck := fs.Float64("clk-tck", 100, "clock ticks per second of /proc/PID/stat (getconf CLK_TCK)")
+	eventsOut := fs.String("events-out", "", "JSON file for every capacity event seen in the polls of /api/v1/capacity/events (the leader keeps only its latest 200)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -104,6 +105,7 @@ func runTenantsPoll(args []string) int {
 	enc := json.NewEncoder(f)
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
+	events := eventLog{seen: map[string]bool{}}
 	for n := 0; n < maxPolls; n++ {
 		if s, ok := pollTenants(ctx, client, strings.Split(*admins, ",")); ok {
 			s.CPUS = procCPU(pids, *clkTck)
@@ -111,14 +113,70 @@ func runTenantsPoll(args []string) int {
 				fmt.Fprintf(os.Stderr, "testbed tenants-poll: %v\n", err)
 				return 1
 			}
+			if *eventsOut != "" {
+				events.add(pollEvents(ctx, client, s.Admin))
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0
+			n = maxPolls
 		case <-tick.C:
 		}
 	}
+	if *eventsOut != "" {
+		if err := writeFile(*eventsOut, func(w io.Writer) error {
+			return json.NewEncoder(w).Encode(map[string]any{"events": events.list, "dropped": events.dropped})
+		}); err != nil {
+			fmt.Fprintf(os.Stderr, "testbed tenants-poll: %v\n", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// maxEvents bounds the capacity events tenants-poll keeps.
+const maxEvents = 20000
+
+// eventLog is the capacity events seen so far, each once.
+type eventLog struct {
+	seen    map[string]bool
+	list    []capacityEvent
+	dropped int
+}
+
+func (l *eventLog) add(evs []capacityEvent) {
+	for _, e := range evs {
+		k := fmt.Sprintf("%d|%s|%s|%s|%s|%d|%d|%s", e.Time.UnixNano(), e.Tenant, e.Node, e.Action, e.Alarm, e.From, e.To, e.Reason)
+		if l.seen[k] {
+			continue
+		}
+		if len(l.list) == maxEvents {
+			l.dropped++
+			continue
+		}
+		l.seen[k] = true
+		l.list = append(l.list, e)
+	}
+}
+
+// pollEvents is the leader's latest capacity events (any node proxies).
+func pollEvents(ctx context.Context, client *http.Client, admin string) []capacityEvent {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/api/v1/capacity/events", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Events []capacityEvent `json:"events"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v) != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	return v.Events
 }
 
 // pollTenants asks the admins in order for /api/v1/tenants.
@@ -524,12 +582,33 @@ func (r *tenantRun) section(dir, chart string) string {
 	}
 	w("\n")
 	if len(r.events) > 0 {
-		w("Capacity events (the leader's `GET /api/v1/capacity/events`; time since A's generator started):\n\n")
-		w("| t | tenant | action | size | reason |\n|---|---|---|---|---|\n")
-		shown := 0
+		alarms := map[string]*[2]int{} // by alarm: raised, cleared
+		var changes []capacityEvent
 		for _, e := range r.events {
-			if shown == 30 {
-				w("| … | | | | %d more in `capacity-events.json` |\n", len(r.events)-shown)
+			if strings.HasPrefix(e.Action, "alarm") {
+				c := alarms[e.Alarm]
+				if c == nil {
+					c = &[2]int{}
+					alarms[e.Alarm] = c
+				}
+				if e.Action == "alarm_cleared" {
+					c[1]++
+				} else {
+					c[0]++
+				}
+				continue
+			}
+			changes = append(changes, e)
+		}
+		w("Capacity decisions (the leader's `GET /api/v1/capacity/events`, polled once a second; time since A's generator started):\n\n")
+		w("| t | tenant | action | size | reason |\n|---|---|---|---|---|\n")
+		if len(changes) == 0 {
+			w("| — | | | | no size change |\n")
+		}
+		shown := 0
+		for _, e := range changes {
+			if shown == 40 {
+				w("| … | | | | %d more in `capacity-events.json` |\n", len(changes)-shown)
 				break
 			}
 			size := ""
@@ -548,6 +627,13 @@ func (r *tenantRun) section(dir, chart string) string {
 			shown++
 		}
 		w("\n")
+		if len(alarms) > 0 {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(alarms)) {
+				parts = append(parts, fmt.Sprintf("`%s` raised %d times, cleared %d", k, alarms[k][0], alarms[k][1]))
+			}
+			w("Alarms in the same events: %s (all in `capacity-events.json`).\n\n", strings.Join(parts, "; "))
+		}
 	}
 	w("![two tenants](%s)\n\n", chart)
 	notes, _ := os.ReadFile(filepath.Join(dir, "notes.md"))

@@ -54,7 +54,10 @@ func TestTenantsReport(t *testing.T) {
 		r.timeline = append(r.timeline, tenantSample{TMs: start + int64(i)*1000, Nodes: nodes,
 			CPUS: map[string]float64{"n0": 0.25 * float64(i)}, Reported: map[string]float64{"n0": 0.4}})
 	}
-	r.events = []capacityEvent{{Time: time.UnixMilli(start + 2500), Tenant: "a", Action: "grow", From: 2, To: 3, Reason: "n0 asked for a"}}
+	r.events = []capacityEvent{{Time: time.UnixMilli(start + 2500), Tenant: "a", Action: "grow", From: 2, To: 3, Reason: "n0 asked for a"},
+		{Time: time.UnixMilli(start + 2600), Action: "alarm", Alarm: "saturated", Reason: "n0 is hot"},
+		{Time: time.UnixMilli(start + 2700), Action: "alarm_cleared", Alarm: "saturated", Reason: "cleared"},
+		{Time: time.UnixMilli(start + 2800), Action: "alarm", Alarm: "saturated", Reason: "n0 is hot"}}
 	sec := r.section(t.TempDir(), "tenants.png")
 	for _, want := range []string{
 		tenantsBegin, "## Two tenants: a crowd on one, steady traffic on the other", tenantsEnd,
@@ -64,6 +67,7 @@ func TestTenantsReport(t *testing.T) {
 		"| n0 | 50% | 50% (50%) | 50% (50%) | 40% (40%) | 40% (40%) |",
 		"| 2.5 s | a | grow | 2 → 3 | n0 asked for a |",
 		"within 4 ms of start skew",
+		"Alarms in the same events: `saturated` raised 2 times, cleared 1 (all",
 	} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("section lacks %q:\n%s", want, sec)
