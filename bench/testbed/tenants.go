@@ -8,6 +8,7 @@ package main
 // and one chart.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -305,6 +308,40 @@ type tenantRun struct {
 	// warm-up) and when it ended; nil when missing.
 	fetchesBefore, fetchesAfter *fetchStats
 	quota                       float64 // cores per node; 0: unknown
+	// peeks sums the nodes' crowdpilot_handoff_peeks_total by result at the
+	// end of the run (warm handoff: warm-up and run); nil without metrics.
+	peeks map[string]float64
+}
+
+// counterSums sums a counter family over the metrics files in dir, by the
+// value of label.
+func counterSums(dir, family, label string) map[string]float64 {
+	files, _ := filepath.Glob(filepath.Join(dir, "metrics", "*.txt"))
+	var out map[string]float64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		tp := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := tp.TextToMetricFamilies(bytes.NewReader(data))
+		if err != nil || fams[family] == nil {
+			continue
+		}
+		for _, m := range fams[family].GetMetric() {
+			v := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					v = l.GetValue()
+				}
+			}
+			if out == nil {
+				out = map[string]float64{}
+			}
+			out[v] += m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 // cpuPoint is each node's CPU over one interval between two samples, as a
@@ -377,6 +414,7 @@ func readTenantRun(dir string) (*tenantRun, error) {
 	if readJSON(filepath.Join(dir, "fetches-before.json"), &fb) == nil && readJSON(filepath.Join(dir, "fetches-after.json"), &fa) == nil {
 		r.fetchesBefore, r.fetchesAfter = &fb, &fa
 	}
+	r.peeks = counterSums(dir, "crowdpilot_handoff_peeks_total", "result")
 	var ev struct {
 		Events []capacityEvent `json:"events"`
 	}
@@ -517,7 +555,11 @@ func (r *tenantRun) section(dir, chart string) string {
 		if fa.Dropped > 0 {
 			w(" %d fetches were of objects past the count's bound and are not told apart.", fa.Dropped)
 		}
-		w(" The objects' max-age is longer than the warm-up and the run together, so a repeat is a fetch the cluster should not have made: a copy lost when ownership moved, or a miss not collapsed.\n\n")
+		w(" The objects' max-age is longer than the warm-up and the run together, so a repeat is a fetch the cluster should not have made: a copy lost when ownership moved, or a miss not collapsed.")
+		if r.peeks != nil {
+			w(" Warm handoff (the nodes' `crowdpilot_handoff_peeks_total`, warm-up included): %.0f misses of new owners filled from a previous owner, %.0f peeks found nothing, %.0f failed.", r.peeks["held"], r.peeks["not_held"], r.peeks["error"])
+		}
+		w("\n\n")
 	}
 	if cs := r.cpuSeries(); len(cs) > 0 {
 		from, to := r.crowdWindow()
