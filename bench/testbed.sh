@@ -28,6 +28,13 @@
 # (load JSON, logs, /metrics, cpu.stat) stay in bench/out/run-<time>/.
 # --quick runs a ~20 s schedule and writes to bench/out/ instead.
 #
+# --tenants runs another scenario instead of the contenders: one crowdpilot
+# cluster (6 nodes) with two tenants, a and b (by Host), a crowd on a and
+# steady traffic on b from two `crowdpilot load --host` runs at once; it
+# reports b's p99 before, during and after a's crowd, both tenants' node
+# sets over time and the capacity events, in the section "Two tenants: a
+# crowd on one, steady traffic on the other" and bench/tenants.png.
+#
 # Run `bench/testbed.sh --help` for the flags.
 
 set -uo pipefail
@@ -74,6 +81,16 @@ Testbed:
                         bench/out/RESULTS.quick.md with --quick)
   --charts DIR          where the PNGs go (default bench/; bench/out/ with --quick)
 
+Two tenants (--tenants: one crowdpilot cluster, autopilot and capacity manager on;
+these defaults apply unless the flags above are given: --nodes 6 --cpu 0.2
+--mult 20 --before 20 --hold 40 --after 70 --keys 1000 --demo-max-age 300):
+  --tenants             run the two-tenant scenario instead of the contenders
+  --b-rate R            tenant b's steady requests/s (default 200); --rate is a's baseline
+  --b-keys N            tenant b's catalogue (default 200: warm after the warm-up, so b's
+                        latency is the nodes', not the origin's); --keys is a's
+  --tenant-min N        both tenants' min (and starting) node count (default 2)
+  --warm S              seconds of both tenants' baseline before the measured run, unmeasured (default 10)
+
 Autopilot (passed to the autopilot contender's nodes when `crowdpilot node`
 has the flag; the defaults are the autopilot's own):
   --replica-target-rps R (1000)  --max-replicas N (8)  --replica-ttl D (10s: short, so scale-in shows within --after)
@@ -100,6 +117,8 @@ NODES=4 CPU=0.25 CONTENDERS=crowdpilot-autopilot,crowdpilot-off,nginx,nginx-1cor
 DEMO_LATENCY=50ms DEMO_CAPACITY=8 DEMO_MAXAGE=5 PRIORITY=16 BINARY="" RESULTS="" CHARTS=""
 AP_TARGET=1000 AP_MAX=8 AP_TTL=10s AP_COOLDOWN=5s AP_HOLD=10s
 SET_BEFORE="" SET_HOLD="" SET_AFTER=""
+TENANTS=0 B_RATE=200 B_KEYS=200 T_MIN=2 WARM=10
+declare -A GIVEN=() # the flags given, for --tenants' defaults
 
 secs() { # secs FLAG VALUE: whole seconds from "10" or "10s"
 	local v=${2%s}
@@ -119,14 +138,21 @@ while [[ $# -gt 0 ]]; do
 	case $f in
 	-h | --help) usage; exit 0 ;;
 	--quick) QUICK=1; shift; continue ;;
-	--rate | --mult | --before | --hold | --after | --hot | --keys | --zipf | --seed | --timeout | \
+	--tenants) TENANTS=1; shift; continue ;;
+	--b-rate | --b-keys | --tenant-min | --warm | \
+		--rate | --mult | --before | --hold | --after | --hot | --keys | --zipf | --seed | --timeout | \
 		--max-inflight | --objective | --nodes | --cpu | --contenders | --demo-latency | --demo-capacity | --demo-max-age | --priority | \
 		--binary | --results | --charts | --replica-target-rps | --max-replicas | --replica-ttl | \
 		--scale-cooldown | --scale-in-hold)
 		need "$@"; v=$2; shift 2 ;;
 	*) die "unknown flag $f (see --help)" ;;
 	esac
+	GIVEN[$f]=1
 	case $f in
+	--b-rate) B_RATE=$v ;;
+	--b-keys) B_KEYS=$v ;;
+	--tenant-min) T_MIN=$v ;;
+	--warm) WARM=$(secs "$f" "$v") || exit 2 ;;
 	--rate) RATE=$v ;;
 	--mult) MULT=$v ;;
 	--before) SET_BEFORE=$(secs "$f" "$v") || exit 2 ;;
@@ -157,6 +183,21 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 
+if ((TENANTS)); then
+	[[ -z ${GIVEN[--contenders]:-} ]] || die "--contenders: not with --tenants (one crowdpilot cluster)"
+	CONTENDERS=tenants
+	given() { [[ -n ${GIVEN[--$1]:-} ]]; }
+	given nodes || NODES=6
+	given cpu || CPU=0.2
+	given mult || MULT=20
+	given keys || KEYS=1000
+	given demo-max-age || DEMO_MAXAGE=300
+	BEFORE=20 HOLD=40 AFTER=70
+	((QUICK)) && WARM=5
+	[[ $B_RATE =~ ^[0-9]*\.?[0-9]+$ ]] || die "--b-rate $B_RATE: want requests per second"
+	[[ $T_MIN =~ ^[0-9]+$ ]] && ((T_MIN >= 1)) || die "--tenant-min $T_MIN: want a count >= 1"
+	[[ $B_KEYS =~ ^[0-9]+$ ]] && ((B_KEYS >= 1)) || die "--b-keys $B_KEYS: want a count >= 1"
+fi
 if ((QUICK)); then
 	BEFORE=4 HOLD=8 AFTER=8
 	: "${RESULTS:=$REPO/bench/out/RESULTS.quick.md}"
@@ -179,7 +220,7 @@ QUOTA_US=$(awk -v c="$CPU" -v p="$PERIOD_US" 'BEGIN { printf "%d", c * p + 0.5 }
 IFS=, read -r -a WANT <<<"$CONTENDERS"
 ((${#WANT[@]} > 0)) || die "--contenders is empty"
 for c in "${WANT[@]}"; do
-	case $c in crowdpilot-autopilot | crowdpilot-off | nginx | nginx-1core) ;; *) die "--contenders: unknown contender $c" ;; esac
+	case $c in crowdpilot-autopilot | crowdpilot-off | nginx | nginx-1core) ;; tenants) ((TENANTS)) || die "--contenders: unknown contender $c" ;; *) die "--contenders: unknown contender $c" ;; esac
 done
 [[ $PRIORITY =~ ^[0-9]+$ ]] && ((PRIORITY >= 1 && PRIORITY <= 64)) || die "--priority $PRIORITY: want 1..64"
 ((DEMO_MAXAGE >= 1)) || die "--demo-max-age $DEMO_MAXAGE: want at least 1s"
@@ -711,8 +752,163 @@ run_nginx1core() {
 	rm -rf "$dir"
 }
 
+# ---------------------------------------------------------------- two tenants
+
+# in_harness LOG CMD...: run CMD in the harness cgroup, bounded by a
+# timeout, in the background; sets STARTED.
+in_harness() {
+	local logf=$1
+	shift
+	bash -c 'echo $$ >"$1/cgroup.procs" || exit 97; shift; exec "$@"' _ "$HCG" \
+		timeout --kill-after=10 $((TOTAL + WARM + 120)) "$@" >"$logf" 2>&1 </dev/null &
+	STARTED=$!
+	PIDS+=("$STARTED")
+}
+
+# both_sized: the /api/v1/tenants answer on stdin has a and b at T_MIN nodes.
+both_sized() {
+	local body
+	body=$(tr -d ' \n')
+	[[ $(grep -o '"name":"[ab]","size":'"$T_MIN" <<<"$body" | wc -l) -ge 2 ]]
+}
+
+# run_tenants: NODES crowdpilot nodes (autopilot and capacity manager on)
+# with tenants a and b; a warm-up of both tenants' baseline; then a's crowd
+# and b's steady traffic at once, a's and b's node sets polled each second.
+run_tenants() {
+	local name=tenants d=$RUN/tenants i label="crowdpilot, two tenants"
+	mkdir -p "$d/a" "$d/b" "$d/warm"
+	cat >"$d/tenants.yaml" <<YAML
+# Generated by bench/testbed.sh --tenants.
+resolve: [host]
+tenants:
+  a: {hosts: [a.example], min: $T_MIN}
+  b: {hosts: [b.example], min: $T_MIN}
+YAML
+	local token
+	token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	local -a p
+	mapfile -t p < <("$TB" ports $((2 * NODES)))
+	((${#p[@]} == 2 * NODES)) || fail "cannot find free ports"
+	local targets="" admins="" cg
+	for ((i = 0; i < NODES; i++)); do
+		new_cg "$name-n$i" && cg=$NEWCG || fail "cannot create cgroup $name-n$i"
+		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
+			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
+			--admin-token "$token" --log-format json --log-level warn \
+			--tenants "$d/tenants.yaml" --key-host --allowed-hosts a.example,b.example
+		C_PIDS+=("$STARTED")
+		targets+=${targets:+,}http://127.0.0.1:${p[2 * i]}
+		admins+=${admins:+,}127.0.0.1:${p[2 * i + 1]}
+	done
+	for ((i = 0; i < NODES; i++)); do
+		wait_http "http://127.0.0.1:${p[2 * i + 1]}/readyz" 30 "${C_PIDS[i]}" ||
+			fail "node n$i not ready in 30 s: $(tail -c 400 "$d/n$i.log")"
+		wait_http "http://127.0.0.1:${p[2 * i + 1]}/api/v1/cluster" 30 "${C_PIDS[i]}" all_members ||
+			fail "node n$i did not see all $NODES members in 30 s"
+	done
+	wait_http "http://127.0.0.1:${p[1]}/api/v1/tenants" 30 "${C_PIDS[0]}" both_sized ||
+		fail "tenants a and b not at $T_MIN nodes in 30 s: $(curl -fsS --max-time 3 "http://127.0.0.1:${p[1]}/api/v1/tenants" | head -c 600)"
+	log "$name: $NODES nodes ready, tenants a and b at $T_MIN nodes each"
+
+	# Each run its own seed: the measured run must not replay the warm-up's keys.
+	local -a common=(--target "$targets" --zipf "$ZIPF" --timeout "$TIMEOUT" --max-inflight "$MAXIN")
+	local -a ka=(--keys "$KEYS") kb=(--keys "$B_KEYS")
+	if ((WARM > 0)); then
+		log "$name: warm-up, ${WARM}s of both tenants' baseline (not measured)"
+		local wa wb
+		in_harness "$d/warm/a.txt" "$BIN" load "${common[@]}" "${ka[@]}" --host a.example --rate "$RATE" --duration "${WARM}s" --seed $((SEED + 100))
+		wa=$STARTED
+		in_harness "$d/warm/b.txt" "$BIN" load "${common[@]}" "${kb[@]}" --host b.example --rate "$B_RATE" --duration "${WARM}s" --seed $((SEED + 101))
+		wb=$STARTED
+		wait "$wa" || fail "warm-up load of a failed: $(tail -c 400 "$d/warm/a.txt")"
+		wait "$wb" || fail "warm-up load of b failed: $(tail -c 400 "$d/warm/b.txt")"
+	fi
+	curl -fsS --max-time 3 "$ORIGIN/_testbed/fetches" >"$d/fetches-before.json" 2>/dev/null || rm -f "$d/fetches-before.json"
+
+	local -a cmda=("$BIN" load "${common[@]}" "${ka[@]}" --host a.example --rate "$RATE" --duration "${TOTAL}s" --crowd "$CROWD" --seed "$SEED"
+		--admin "$admins" --out-json "$d/a/load.json")
+	local -a cmdb=("$BIN" load "${common[@]}" "${kb[@]}" --host b.example --rate "$B_RATE" --duration "${TOTAL}s"
+		--crowd "1x@${BEFORE}s+${HOLD}s" --seed $((SEED + 1)) --out-json "$d/b/load.json")
+	printf '%q ' "${cmda[@]}" >"$d/a/load-cmd.txt"
+	printf '%q ' "${cmdb[@]}" >"$d/b/load-cmd.txt"
+	local la0 la1 ta tb pa pb ppoll ra rb
+	la0=$(cut -d' ' -f1-3 /proc/loadavg)
+	log "$name: a: ${RATE}/s, crowd $CROWD over its catalogue; b: ${B_RATE}/s steady; ${TOTAL}s (load average $la0)"
+	local pids=""
+	for ((i = 0; i < NODES; i++)); do pids+=${pids:+,}n$i=${C_PIDS[i]}; done
+	in_harness "$d/poll.log" "$TB" tenants-poll --admin "$admins" --duration "$((TOTAL + 3))s" --out "$d/tenants.jsonl" \
+		--pids "$pids" --clk-tck "$CLK_TCK" --events-out "$d/capacity-events.json"
+	ppoll=$STARTED
+	ta=$(date +%s%3N)
+	in_harness "$d/a/load.txt" "${cmda[@]}"
+	pa=$STARTED
+	tb=$(date +%s%3N)
+	in_harness "$d/b/load.txt" "${cmdb[@]}"
+	pb=$STARTED
+	wait "$pa"
+	ra=$?
+	wait "$pb"
+	rb=$?
+	wait "$ppoll"
+	la1=$(cut -d' ' -f1-3 /proc/loadavg)
+	printf '{"start_a_ms":%s,"start_b_ms":%s,"loadavg_before":"%s","loadavg_after":"%s"}\n' "$ta" "$tb" "$la0" "$la1" >"$d/clock.json"
+	cat "$d/a/load.txt" "$d/b/load.txt" >&2
+	curl -fsS --max-time 3 "$ORIGIN/_testbed/fetches" >"$d/fetches-after.json" 2>/dev/null || rm -f "$d/fetches-after.json"
+	local a x
+	mkdir -p "$d/metrics"
+	IFS=, read -r -a a <<<"$admins"
+	i=0
+	for x in "${a[@]}"; do
+		curl -fsS --max-time 3 "http://$x/metrics" >"$d/metrics/n$i.txt" 2>/dev/null || rm -f "$d/metrics/n$i.txt"
+		i=$((i + 1))
+	done
+	curl -fsS --max-time 3 "http://${a[0]}/api/v1/events" >"$d/events.json" 2>/dev/null || rm -f "$d/events.json"
+	curl -fsS --max-time 3 "http://${a[0]}/api/v1/tenants" >"$d/tenants-end.json" 2>/dev/null || rm -f "$d/tenants-end.json"
+	stop_contender
+	((ra == 0 && rb == 0)) || fail "load generator exit a=$ra b=$rb: $(tail -n 2 "$d/a/load.txt" "$d/b/load.txt" | tr '\n' ' ')"
+	LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+	{
+		printf 'bench/testbed.sh'
+		((${#ORIG_ARGS[@]})) && printf ' %q' "${ORIG_ARGS[@]}"
+		echo
+	} >"$d/command.txt"
+	local cpu_model
+	cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	{
+		printf 'run\t%s, crowdpilot %s, raw files in `%s/`\n' "$RUN_ID" \
+			"$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" "${d#"$REPO"/}"
+		printf 'machine\t%s CPUs (`nproc`), %s, Linux %s, %s\n' "$(nproc)" "${cpu_model:-unknown CPU}" "$(uname -r)" "$(go version 2>/dev/null | awk '{print $3}')"
+		printf 'load average (1, 5, 15 min)\t%s at start, %s when the measured run began, %s at its end; the machine is shared with other work\n' "$LOAD_START" "$la0" "$la1"
+		printf 'cluster\t%s `crowdpilot node` processes, each in its own cgroup v%s with %s core (quota %s us per %s us), autopilot and capacity manager on (defaults: grow every 3 s at most on the schedule 3, 6, 9, ..., shrink after 30 s cold); `--key-host --allowed-hosts a.example,b.example`; etcd, the demo origin, the two load generators and the poller outside the caps\n' \
+			"$NODES" "$CGV" "$CPU" "$QUOTA_US" "$PERIOD_US"
+		printf 'tenants\t`resolve: [host]`; a (`a.example`) and b (`b.example`), min %s each, no max but the cluster\n' "$T_MIN"
+		printf 'scenario\t%s s warm-up of both baselines (not measured); then, at once: tenant a %s req/s over a Zipf(%s) catalogue of %s keys, a %sx step over the same catalogue from %s s for %s s, and tenant b %s req/s steady over its own catalogue of %s keys (same Zipf); %s s in all; open loop, %s timeout, both round robin over all %s nodes; the warm-up and the run use different key seeds\n' \
+			"$WARM" "$RATE" "$ZIPF" "$KEYS" "$MULT" "$BEFORE" "$HOLD" "$B_RATE" "$B_KEYS" "$TOTAL" "$TIMEOUT" "$NODES"
+		printf 'origin\tdemo origin, %s per response, %s at a time, queue of 4x that, then 503; responses are `max-age=%s`\n' "$DEMO_LATENCY" "$DEMO_CAPACITY" "$DEMO_MAXAGE"
+	} >"$d/facts.txt"
+	cat >"$d/notes.md" <<'NOTES'
+Known limits of this scenario:
+
+- Both generators spread their requests over all nodes (an L4 balancer in front of the cluster), so every node does entry work for tenant a's crowd (it forwards into a's set), whichever tenants' sets it is in; only the owner work follows the sets. A front end that sends each tenant's users to its own set (`Router.Entry`) is not modelled.
+- The sets of a and b are chosen independently by rendezvous hashing, so they can share nodes, and a's growth takes nodes that also serve b: growth spreads a's crowd over more CPU, it does not isolate b. Isolation on labels (`labels:` in the tenants file) is the operator's tool for that and is not used here.
+- The autopilot is on: besides the capacity manager, it may lease replicas of a's hottest keys, placed without regard to tenant sets.
+- The node sets are one node's view (the first admin that answered), once a second; the load's latencies are per planned send second.
+NOTES
+	log "writing $(rel "$RESULTS")"
+	"$TB" tenants-report --run-dir "$d" --results "$RESULTS" --chart "$CHARTS/tenants.png" --quota "$CPU" ||
+		fail "report failed; raw files in $(rel "$d")"
+	log "done: $(rel "$RESULTS"), chart $(rel "$CHARTS")/tenants.png"
+}
+
 # ---------------------------------------------------------------- run
 
+rel() { echo "${1#"$REPO"/}"; }
+if ((TENANTS)); then
+	run_tenants
+	exit 0
+fi
 for c in "${WANT[@]}"; do
 	mkdir -p "$RUN/$c"
 	echo "$c" >>"$RUN/contenders.txt"
@@ -727,7 +923,6 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 
-rel() { echo "${1#"$REPO"/}"; }
 {
 	printf 'bench/testbed.sh'
 	((${#ORIG_ARGS[@]})) && printf ' %q' "${ORIG_ARGS[@]}"

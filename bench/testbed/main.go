@@ -10,6 +10,8 @@
 //	testbed ports N
 //	testbed origin --listen HOST:PORT [--latency 50ms --capacity 8 --max-age 5s --hot PATH]
 //	testbed report --run-dir DIR --results FILE [--objective 100ms] ...
+//	testbed tenants-poll --admin HOST:PORT[,...] --duration D --out FILE
+//	testbed tenants-report --run-dir DIR --results FILE --chart PNG
 package main
 
 import (
@@ -21,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testbed ports N | testbed origin [flags] | testbed report --run-dir DIR --results FILE [flags]")
+		fmt.Fprintln(os.Stderr, "usage: testbed ports N | testbed origin [flags] | testbed report --run-dir DIR --results FILE [flags] | testbed tenants-poll [flags] | testbed tenants-report [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -31,8 +33,12 @@ func main() {
 		os.Exit(runOrigin(os.Args[2:]))
 	case "report":
 		os.Exit(runReport(os.Args[2:]))
+	case "tenants-poll":
+		os.Exit(runTenantsPoll(os.Args[2:]))
+	case "tenants-report":
+		os.Exit(runTenantsReport(os.Args[2:]))
 	default:
-		fmt.Fprintf(os.Stderr, "testbed: unknown command %q (want ports, origin or report)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "testbed: unknown command %q (want ports, origin, report, tenants-poll or tenants-report)\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,6 +55,49 @@ func (h *hotLog) snapshot() hotStats {
 	return hotStats{Path: h.path, TimesMs: append([]int64{}, h.times...), Dropped: h.dropped}
 }
 
+// maxFetchKeys bounds the objects fetchLog keeps a count for; fetches of
+// others are counted as dropped.
+const maxFetchKeys = 200000
+
+// fetchLog counts the origin's fetches (GETs and HEADs answered 200 or 304) per
+// object, host and path and query, so that a run can tell first fetches
+// from repeats: with a max-age longer than the run, a repeat is a fetch the
+// cluster should not have made (an ownership change that lost a copy, a
+// miss that was not collapsed).
+type fetchLog struct {
+	mu      sync.Mutex // guards the rest
+	counts  map[string]int32
+	fetches int64
+	dropped int64
+}
+
+// fetchStats is the answer of GET /_testbed/fetches.
+type fetchStats struct {
+	Objects int64 `json:"objects"` // distinct objects fetched
+	Fetches int64 `json:"fetches"`
+	Repeats int64 `json:"repeats"` // fetches beyond each object's first
+	Dropped int64 `json:"dropped"` // fetches of objects past maxFetchKeys, not told apart
+}
+
+func (f *fetchLog) add(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fetches++
+	if _, ok := f.counts[key]; !ok && len(f.counts) >= maxFetchKeys {
+		f.dropped++
+		return
+	}
+	f.counts[key]++
+}
+
+func (f *fetchLog) snapshot() fetchStats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := fetchStats{Objects: int64(len(f.counts)), Fetches: f.fetches, Dropped: f.dropped}
+	st.Repeats = st.Fetches - st.Objects - st.Dropped
+	return st
+}
+
 // statusWriter keeps the status the wrapped handler wrote.
 type statusWriter struct {
 	http.ResponseWriter
@@ -74,17 +118,23 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// originHandler is the demo origin plus GET /_testbed/hot: the fetch times
-// of the hot object (what the demo origin itself counts as a fetch: a GET
-// answered 200 or 304).
-func originHandler(o *demo.Origin, h *hotLog) http.Handler {
+// originHandler is the demo origin plus GET /_testbed/hot, the fetch times
+// of the hot object, and GET /_testbed/fetches, the fetch counts of every
+// object (a fetch is what the demo origin itself counts as one: a GET or
+// HEAD answered 200 or 304).
+func originHandler(o *demo.Origin, h *hotLog, f *fetchLog) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/_testbed/hot" {
+		switch r.URL.Path {
+		case "/_testbed/hot":
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(h.snapshot())
 			return
+		case "/_testbed/fetches":
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(f.snapshot())
+			return
 		}
-		if r.URL.Path != h.path || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || strings.HasPrefix(r.URL.Path, "/_") {
 			o.ServeHTTP(w, r)
 			return
 		}
@@ -92,7 +142,10 @@ func originHandler(o *demo.Origin, h *hotLog) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		o.ServeHTTP(sw, r)
 		if sw.status == http.StatusOK || sw.status == http.StatusNotModified {
-			h.add(at)
+			f.add(r.Host + r.URL.RequestURI())
+			if r.URL.Path == h.path {
+				h.add(at)
+			}
 		}
 	})
 }
@@ -131,7 +184,7 @@ func runOrigin(args []string) int {
 		return 1
 	}
 	o := demo.New(demo.Config{Latency: *latency, Capacity: *capacity, MaxAge: *maxAge})
-	srv := &http.Server{Handler: originHandler(o, &hotLog{path: *hot}), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: originHandler(o, &hotLog{path: *hot}, &fetchLog{counts: map[string]int32{}}), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)

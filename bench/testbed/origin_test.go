@@ -13,7 +13,8 @@ import (
 
 func TestOriginLogsHotFetches(t *testing.T) {
 	o := demo.New(demo.Config{Latency: time.Millisecond, Capacity: 2})
-	srv := httptest.NewServer(originHandler(o, &hotLog{path: "/live/match-1"}))
+	fl := &fetchLog{counts: map[string]int32{}}
+	srv := httptest.NewServer(originHandler(o, &hotLog{path: "/live/match-1"}, fl))
 	defer srv.Close()
 	get := func(path string, hdr ...string) int {
 		t.Helper()
@@ -53,5 +54,9 @@ func TestOriginLogsHotFetches(t *testing.T) {
 	}
 	if got := o.FetchesOf("/live/match-1"); got != int64(len(hs.TimesMs)) {
 		t.Errorf("origin counts %d hot fetches, the log %d", got, len(hs.TimesMs))
+	}
+	// Three fetches (the 200, the 304 and /other) of two objects: one repeat.
+	if st := fl.snapshot(); st.Fetches != 3 || st.Objects != 2 || st.Repeats != 1 || st.Dropped != 0 {
+		t.Errorf("fetch counts %+v; want 3 fetches of 2 objects, 1 repeat", st)
 	}
 }

@@ -547,6 +547,12 @@ func (c *contender) readCPUStat() {
 // everything else. The file is replaced by rename so a reader never sees
 // half of it.
 func writeSection(path, section string) error {
+	return writeMarked(path, section, beginMarker, endMarker)
+}
+
+// writeMarked is writeSection for the section between the markers begin
+// and end.
+func writeMarked(path, section, beginMarker, endMarker string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -3,9 +3,13 @@ package node
 // Warm handoff: no ownership change may cost the origin a fetch. When a
 // node joins, the previous owner of every key it wins is the key's
 // second-ranked live node; when an owner drains, it stays reachable while
-// the new owner (its second-ranked node) takes over. So an owner that
-// misses a key first peeks the previous owners, which answer from their
-// stores only, and only then asks the origin.
+// the new owner (its second-ranked node) takes over. A tenant's keys are
+// owned within its node set, and the set changes on its own (grown or
+// shrunk by the capacity manager, a member draining, an operator's
+// isolation, pin or exclusion): the previous owner of a key is then its
+// owner in the set as it was, which the router remembers for a while. So
+// an owner that misses a key first peeks the previous owners, which answer
+// from their stores only, and only then asks the origin.
 
 import (
 	"context"
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,6 +51,9 @@ const (
 	peekCandidates = 2
 	// peekDraining is how many draining former owners a miss peeks.
 	peekDraining = 2
+	// peekPast is how many owners of a tenant's past node sets a miss
+	// peeks (route.Router.PastOwnersFor).
+	peekPast = 2
 	// readyWait bounds how long an owner's miss waits for this node to see
 	// the membership (a node that just joined knows only itself, and would
 	// think it owns every key).
@@ -116,32 +124,32 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 // otherwise as upstreamFor says. A key this node dropped itself among its
 // last recentPurges purges goes to the origin: peers may not have dropped
 // it yet (an unsafe request's invalidation reaches them through the log).
-func (n *Node) missUpstream(base string, hash uint64) fill.Upstream {
-	if owner, ok := n.ownerElsewhere("", hash); ok {
+func (n *Node) missUpstream(tenant, base string, hash uint64) fill.Upstream {
+	if owner, ok := n.ownerElsewhere(tenant, hash); ok {
 		return n.peerUpstream(owner, hash, nil)
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		if n.store.PurgedRecently(base, recentPurges) {
 			return n.fromOrigin(hash, out)
 		}
-		return n.handoffFill(ctx, hash, out)
+		return n.handoffFill(ctx, tenant, hash, out)
 	}
 }
 
 // handoffFill runs inside the key's fill flight (one per key per miss): it
-// peeks the draining former owners and the next rendezvous candidates, all
-// within peekBudget, and only then asks the origin.
-func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) (*http.Response, error) {
+// peeks the key's previous owners (previousOwners), all within peekBudget,
+// and only then asks the origin.
+func (n *Node) handoffFill(ctx context.Context, tenant string, hash uint64, out *http.Request) (*http.Response, error) {
 	if !n.Ready() {
 		n.waitReady(ctx, readyWait)
-		if owner, ok := n.router.Owner(hash); ok && owner.ID != n.cfg.ID {
+		if owner, ok := n.router.OwnerFor(tenant, hash); ok && owner.ID != n.cfg.ID {
 			// Now that the membership is known, the key is someone else's.
 			return n.peerUpstream(owner, hash, nil)(ctx, out)
 		}
 	}
-	var buf [peekDraining + peekCandidates + 1]route.Peer
+	var buf [peekPast + peekDraining + peekCandidates + 1]route.Peer
 	deadline := time.Now().Add(min(peekBudget, n.cfg.OriginTimeout/3))
-	for _, p := range n.previousOwners(hash, buf[:0]) {
+	for _, p := range n.previousOwners(tenant, hash, buf[:0]) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			break
@@ -165,23 +173,38 @@ func (n *Node) handoffFill(ctx context.Context, hash uint64, out *http.Request) 
 	return n.fromOrigin(hash, out)
 }
 
-// previousOwners appends the peers that may hold a key this node owns: the
+// previousOwners appends the distinct peers that may hold a key of tenant
+// this node owns: for a tenant's key, its owners in the tenant's recent
+// past node sets that are still members, live or draining (the set grew,
+// shrank, lost a drained member or was moved by an operator); then the
 // draining members that outrank this node for it (they owned it before
-// their drain), then the next live rendezvous candidates (the owner before
-// this node joined, and the one after).
-func (n *Node) previousOwners(hash uint64, dst []route.Peer) []route.Peer {
+// their drain); then the next live rendezvous candidates within the
+// tenant's set, every node's for the default tenant (the owner before this
+// node joined, or before the set grew, and the one after).
+func (n *Node) previousOwners(tenant string, hash uint64, dst []route.Peer) []route.Peer {
+	ms := n.members.Members()
+	add := func(p route.Peer) {
+		if p.ID != n.cfg.ID && !slices.ContainsFunc(dst, func(q route.Peer) bool { return q.ID == p.ID }) {
+			dst = append(dst, p)
+		}
+	}
+	var past [peekPast]route.Peer
+	for _, p := range n.router.PastOwnersFor(tenant, hash, past[:0]) {
+		// The record of then: it may have left, or moved.
+		if i := slices.IndexFunc(ms, func(m cluster.Member) bool { return m.ID == p.ID }); i >= 0 && n.dataAddrOf(ms[i]) != "" {
+			add(route.Peer{ID: p.ID, Addr: n.dataAddrOf(ms[i]), Zone: ms[i].Zone})
+		}
+	}
 	drained := 0
-	for _, m := range n.members.Members() {
+	for _, m := range ms {
 		if m.Draining && m.ID != n.cfg.ID && drained < peekDraining && route.Outranks(m.ID, n.cfg.ID, hash) && n.dataAddrOf(m) != "" {
-			dst = append(dst, route.Peer{ID: m.ID, Addr: n.dataAddrOf(m), Zone: m.Zone})
+			add(route.Peer{ID: m.ID, Addr: n.dataAddrOf(m), Zone: m.Zone})
 			drained++
 		}
 	}
 	var buf [peekCandidates + 1]route.Peer
-	for _, p := range n.router.Candidates(hash, buf[:0]) {
-		if p.ID != n.cfg.ID {
-			dst = append(dst, p)
-		}
+	for _, p := range n.router.CandidatesFor(tenant, hash, buf[:0]) {
+		add(p)
 	}
 	return dst
 }
@@ -417,33 +440,52 @@ func (n *Node) adoptNear(base string, h http.Header, e *httpcache.Entry) {
 // take it now (bounded by handOverMax, handOverWorkers at a time, within
 // ctx): a HEAD on a hop, which the new owner serves by filling the object
 // from this node (a peek, or a fill while it still routes to this node).
-// Objects nobody asks for during the drain are then not lost with it.
+// Objects nobody asks for during the drain are then not lost with it. An
+// object of a tenant goes to its new owner in the tenant's set, the tenant
+// being the one its key names (a path, or a host with --key-host: a tenant
+// told by a header or a cookie is not in the key, and such objects follow
+// the default tenant's ranking here; they still move by peeks when asked
+// for during the drain).
 func (n *Node) handOver(ctx context.Context) {
 	now := n.cfg.Now()
-	var keys []string
+	type item struct {
+		key string
+		to  route.Peer
+	}
+	var keys []item
+	hos := map[string]*route.Handover{} // by tenant: at most the declared ones and the default
 	n.store.Range(func(e *httpcache.Entry) bool {
 		if e.Key != e.BaseKey || !e.Near.IsZero() || e.State(now, n.cfg.Prefresh) > httpcache.Prefresh {
 			return true // variants, near copies and stale objects stay behind
 		}
-		var buf [1]route.Peer
-		if c := n.router.Candidates(httpcache.KeyHash(e.BaseKey), buf[:0]); len(c) == 0 || c[0].ID != n.cfg.ID {
+		tenant, ok := n.keyTenant(ctx, e.BaseKey)
+		if !ok {
+			return true // not a key a request can name again
+		}
+		ho := hos[tenant]
+		if ho == nil {
+			ho = n.router.HandoverFor(tenant)
+			hos[tenant] = ho
+		}
+		to, ok := ho.Successor(httpcache.KeyHash(e.BaseKey))
+		if !ok {
 			return true // not ours: its owner still has it
 		}
 		if len(keys) == handOverMax {
 			n.ho.handed.WithLabelValues("over_limit").Inc()
 			return true
 		}
-		keys = append(keys, e.BaseKey)
+		keys = append(keys, item{e.BaseKey, to})
 		return true
 	})
-	work := make(chan string)
+	work := make(chan item)
 	var wg sync.WaitGroup
 	for range min(handOverWorkers, len(keys)) {
 		wg.Go(func() {
-			for key := range work {
-				if err := n.handOverKey(ctx, key); err != nil {
+			for it := range work {
+				if err := n.handOverKey(ctx, it.key, it.to); err != nil {
 					n.ho.handed.WithLabelValues("error").Inc()
-					n.cfg.Logger.Debug("drain: hand-over failed", "key", key, "err", err)
+					n.cfg.Logger.Debug("drain: hand-over failed", "key", it.key, "err", err)
 					continue
 				}
 				n.ho.handed.WithLabelValues("ok").Inc()
@@ -451,9 +493,9 @@ func (n *Node) handOver(ctx context.Context) {
 		})
 	}
 send:
-	for _, key := range keys {
+	for _, it := range keys {
 		select {
-		case work <- key:
+		case work <- it:
 		case <-ctx.Done():
 			break send
 		}
@@ -462,14 +504,22 @@ send:
 	wg.Wait()
 }
 
-// handOverKey has the new owner of key fill it.
-func (n *Node) handOverKey(ctx context.Context, key string) error {
-	var buf [2]route.Peer
-	c := n.router.Candidates(httpcache.KeyHash(key), buf[:0])
-	if len(c) < 2 {
-		return fmt.Errorf("hand over %q: no other node", key)
+// keyTenant is the tenant a request for key resolves to (with no header
+// or cookie: what the key names); ok is false when key is not one a
+// request can name.
+func (n *Node) keyTenant(ctx context.Context, key string) (string, bool) {
+	if n.cfg.Tenants == nil {
+		return "", true
 	}
-	to := c[1]
+	req, err := n.requestForKey(ctx, key)
+	if err != nil {
+		return "", false
+	}
+	return n.tenantOf(req), true
+}
+
+// handOverKey has to, the new owner of key, fill it.
+func (n *Node) handOverKey(ctx context.Context, key string, to route.Peer) error {
 	req, err := n.requestForKey(ctx, key)
 	if err != nil {
 		return fmt.Errorf("hand over: %w", err)

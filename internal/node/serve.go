@@ -245,8 +245,8 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 	// back to this copy if the origin fails within stale-if-error. A miss
 	// first asks the key's previous owners (warm handoff, handoff.go).
 	up := n.upstreamIn(tenant, hash)
-	if e == nil && tenant == "" {
-		up = n.missUpstream(base, hash) // previous owners by the cluster-wide ranking
+	if e == nil {
+		up = n.missUpstream(tenant, base, hash) // previous owners within the tenant's sets
 	}
 	res, err := n.fill.Fetch(ctx, r, base, e, up)
 	return n.answer(w, r, base, e, res, err)

@@ -33,6 +33,10 @@ type Config struct {
 	// rises), so a drowning peer is offered less work within milliseconds
 	// instead of a queue; see Admit. Zero fields mean the defaults.
 	PeerLimit PeerLimit
+	// SetMemory is how long a tenant's node set is remembered once a
+	// change replaced it, so that a key's new owner can find the node that
+	// held it (PastOwnersFor). Default 5m.
+	SetMemory time.Duration
 }
 
 // PeerLimit configures the adaptive limit on forwards to each peer.
@@ -64,6 +68,7 @@ type table struct {
 	peers    []*peer               // live peers, sorted by ID
 	replicas map[uint64][]*peer    // key hash -> leased replica holders (owner excluded)
 	tenants  map[string]*tenantSet // tenant -> its node set; nil without tenants
+	past     map[string][]pastSet  // tenant -> its recent past sets, most recent first; nil when none
 }
 
 // peer is a Peer plus the mutable health routing keeps about it (and its
@@ -83,6 +88,9 @@ type peer struct {
 func NewRouter(cfg Config) *Router {
 	if cfg.Suspicion <= 0 {
 		cfg.Suspicion = 2 * time.Second
+	}
+	if cfg.SetMemory <= 0 {
+		cfg.SetMemory = 5 * time.Minute
 	}
 	if cfg.EjectAfter <= 0 {
 		cfg.EjectAfter = 3
@@ -135,6 +143,7 @@ func (r *Router) SetPeers(peers []Peer) {
 	r.state = keep
 	next.replicas = r.resolveReplicas(old.rawReplicas(), keep)
 	next.tenants = buildTenantSets(r.tenants, next.peers)
+	next.past = pastSets(old, next.tenants, r.cfg.Now().UnixNano(), r.cfg.SetMemory)
 	r.tab.Store(next)
 }
 
@@ -144,7 +153,7 @@ func (r *Router) SetReplicas(sets map[uint64][]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.tab.Load()
-	next := &table{peers: old.peers, tenants: old.tenants}
+	next := &table{peers: old.peers, tenants: old.tenants, past: old.past}
 	next.replicas = r.resolveReplicas(sets, r.state)
 	r.tab.Store(next)
 }

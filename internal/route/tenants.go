@@ -190,6 +190,7 @@ func (r *Router) SetTenants(specs []TenantSpec) {
 	old := r.tab.Load()
 	next := &table{peers: old.peers, replicas: old.replicas}
 	next.tenants = buildTenantSets(r.tenants, next.peers)
+	next.past = pastSets(old, next.tenants, r.cfg.Now().UnixNano(), r.cfg.SetMemory)
 	r.tab.Store(next)
 }
 
