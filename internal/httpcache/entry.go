@@ -230,10 +230,21 @@ func ageValue(lines []string) (age time.Duration, ok bool) {
 // initialAge is corrected_initial_age (RFC 9111 §4.2.3) for a response with
 // the given Date and age_value: the larger of its apparent age (response
 // time minus Date) and its age_value plus the response delay.
+//
+// Date has a resolution of one second: a response dated X was generated
+// within [X, X+1s). Counting its apparent age from X, as if it had been
+// generated at the very start of its second, ages every response by up to
+// a second it did not spend anywhere; with max-age=2 a copy fetched at
+// X.8 would already be 0.8 s old, and a refresh before its expiry would
+// come back dated a second early, costing the origin a fetch every second
+// instead of every two. So the apparent age is counted from the end of
+// Date's second: the least age the header proves. A Date further in the
+// past (a copy held by an upstream cache, or clock skew) still ages the
+// response, less that second; the response delay (below) still counts.
 func initialAge(date string, ageValue time.Duration, reqTime, respTime time.Time) time.Duration {
 	apparent := time.Duration(0)
 	if t, err := http.ParseTime(date); err == nil {
-		apparent = max(respTime.Sub(t), 0)
+		apparent = max(respTime.Sub(t.Add(time.Second)), 0)
 	}
 	delay := max(respTime.Sub(reqTime), 0)
 	return max(apparent, addSat(ageValue, delay))

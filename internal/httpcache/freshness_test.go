@@ -44,7 +44,9 @@ func TestFreshness(t *testing.T) {
 		{name: "invalid max-age is stale, not expires", h: hdr("Date", date, "Cache-Control", "max-age=soon", "Expires", httpDate(t0.Add(time.Hour))), lifetime: 0},
 		// RFC 9111 §4.2.3: corrected_age_value = Age + response_delay.
 		{name: "age header", h: hdr("Date", date, "Cache-Control", "max-age=60", "Age", "20"), respTime: t0.Add(s), lifetime: 60 * s, initAge: 21 * s},
-		{name: "apparent age dominates", h: hdr("Date", httpDate(t0.Add(-30*s)), "Cache-Control", "max-age=60", "Age", "5"), lifetime: 60 * s, initAge: 30 * s},
+		// Apparent age counts from the end of Date's second (its resolution).
+		{name: "apparent age dominates", h: hdr("Date", httpDate(t0.Add(-30*s)), "Cache-Control", "max-age=60", "Age", "5"), lifetime: 60 * s, initAge: 29 * s},
+		{name: "date's own second is no age", h: hdr("Date", date, "Cache-Control", "max-age=2"), respTime: t0.Add(800 * time.Millisecond), reqTime: t0.Add(750 * time.Millisecond), lifetime: 2 * s, initAge: 50 * time.Millisecond},
 		// RFC 9111 §5.1, §4.2.1: an Age the cache cannot read leaves the age unknown: stale.
 		{name: "invalid age: stale", h: hdr("Date", date, "Cache-Control", "max-age=60", "Age", "-3"), lifetime: 0},
 		{name: "future date is age zero", h: hdr("Date", httpDate(t0.Add(time.Hour)), "Cache-Control", "max-age=60"), lifetime: 60 * s},
