@@ -30,9 +30,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/crowdpilot/crowdpilot/internal/load"
 )
@@ -164,44 +161,40 @@ func (l *eventLog) add(evs []capacityEvent) {
 
 // pollEvents is the leader's latest capacity events (any node proxies).
 func pollEvents(ctx context.Context, client *http.Client, admin string) []capacityEvent {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/api/v1/capacity/events", nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	var v struct {
 		Events []capacityEvent `json:"events"`
 	}
-	if json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v) != nil || resp.StatusCode != http.StatusOK {
+	if !getJSON(ctx, client, "http://"+admin+"/api/v1/capacity/events", 4<<20, &v) {
 		return nil
 	}
 	return v.Events
 }
 
+// getJSON decodes the 200 answer of a GET of url (at most limit bytes)
+// into v, reporting whether it could.
+func getJSON(ctx context.Context, client *http.Client, url string, limit int64, v any) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v) == nil && resp.StatusCode == http.StatusOK
+}
+
 // pollTenants asks the admins in order for /api/v1/tenants.
 func pollTenants(ctx context.Context, client *http.Client, admins []string) (tenantSample, bool) {
 	for _, a := range admins {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a+"/api/v1/tenants", nil)
-		if err != nil {
-			continue
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			continue
-		}
 		var v struct {
 			Tenants []struct {
 				Name  string   `json:"name"`
 				Nodes []string `json:"nodes"`
 			} `json:"tenants"`
 		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
+		if !getJSON(ctx, client, "http://"+a+"/api/v1/tenants", 1<<20, &v) {
 			continue
 		}
 		s := tenantSample{TMs: time.Now().UnixMilli(), Admin: a, Nodes: map[string][]string{}}
@@ -217,15 +210,6 @@ func pollTenants(ctx context.Context, client *http.Client, admins []string) (ten
 // reportedCPU is the leader's view of each node's CPU, as a fraction of
 // its limit (GET /api/v1/hot, which any node proxies to the leader).
 func reportedCPU(ctx context.Context, client *http.Client, admin string) map[string]float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/api/v1/hot", nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	var v struct {
 		Nodes []struct {
 			Node     string  `json:"node"`
@@ -233,7 +217,7 @@ func reportedCPU(ctx context.Context, client *http.Client, admin string) map[str
 			CPULimit float64 `json:"cpu_limit"`
 		} `json:"nodes"`
 	}
-	if json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v) != nil || resp.StatusCode != http.StatusOK {
+	if !getJSON(ctx, client, "http://"+admin+"/api/v1/hot", 4<<20, &v) {
 		return nil
 	}
 	out := map[string]float64{}
@@ -798,17 +782,5 @@ func (r *tenantRun) writePNG(w io.Writer) error {
 		}
 		plots = append(plots, []*plot.Plot{pl})
 	}
-	const width, rowHeight = 26 * vg.Centimeter, 7 * vg.Centimeter
-	img := vgimg.New(width, rowHeight*vg.Length(len(plots)))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
-		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
-	canvases := plot.Align(plots, tiles, dc)
-	for i := range plots {
-		plots[i][0].Draw(canvases[i][0])
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("write png: %w", err)
-	}
-	return nil
+	return load.WritePlots(w, plots)
 }

@@ -104,7 +104,12 @@ func (r *Report) WritePNG(w io.Writer) error {
 		title += ", crowd " + r.Config.Crowd
 	}
 	plots[0][0].Title.Text = title + ")"
+	return WritePlots(w, plots)
+}
 
+// WritePlots draws plots (one a row) as a PNG, 26 cm wide, 7 cm a row,
+// their axes aligned.
+func WritePlots(w io.Writer, plots [][]*plot.Plot) error {
 	const width, rowHeight = 26 * vg.Centimeter, 7 * vg.Centimeter
 	img := vgimg.New(width, rowHeight*vg.Length(len(plots)))
 	dc := draw.New(img)
