@@ -64,3 +64,25 @@ func TestLoadWindowCPU(t *testing.T) {
 		t.Errorf("busy window: %.3f cores, want in (0, %d]", busy.cpu, runtime.NumCPU())
 	}
 }
+
+// TestLoadWindowCPUSpansASecond: reports that come quickly measure CPU
+// over the last second, not since the previous report, so a burst within
+// a CFS period does not read as several times the quota.
+func TestLoadWindowCPUSpansASecond(t *testing.T) {
+	var w loadWindow
+	t0 := time.Unix(1000, 0)
+	const ms = time.Millisecond
+	// 0.2 core on average: 20 ms of CPU every 100 ms, reported every 250 ms.
+	for i := range 8 {
+		w.cpuSince(time.Duration(i)*50*ms, t0.Add(time.Duration(i)*250*ms))
+	}
+	// A report 20 ms after the last, during a burst of 20 ms of CPU: since
+	// the last report that is a whole core; over the last second, 0.22.
+	got := w.cpuSince(7*50*ms+20*ms, t0.Add(7*250*ms+20*ms))
+	if got < 0.15 || got > 0.3 {
+		t.Errorf("cores over the last second = %.3f, want about 0.22 (not the burst's 1.0)", got)
+	}
+	if first := new(loadWindow).cpuSince(time.Second, t0); first != 0 {
+		t.Errorf("first sample: %.3f cores, want 0", first)
+	}
+}
