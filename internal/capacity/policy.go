@@ -435,15 +435,21 @@ func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[stri
 		}
 		var cands []Load
 		var full []string
-		total := 0.0
+		total, member := 0.0, 0.0
 		for _, l := range h.r.Tenants {
 			total += max(l.Share, 0)
+			if t, ok := byName[l.Tenant]; ok && slices.Contains(t.Nodes, id) {
+				member += max(l.Share, 0)
+			}
 		}
 		for _, l := range h.r.Tenants {
 			// Growing a tenant cools this node only if the node is in its
-			// set: the new member takes part of the node's keys.
+			// set: the new member takes part of the node's keys. And only
+			// if those tenants make most of its heat: a node hot from
+			// routing another tenant's crowd (clients reach every node)
+			// would grow its own small tenant for nothing.
 			t, ok := byName[l.Tenant]
-			if !ok || l.Share <= 0 || l.Share < p.cfg.MinShare*total || settled[l.Tenant] || !slices.Contains(t.Nodes, id) {
+			if !ok || l.Share <= 0 || l.Share < p.cfg.MinShare*total || settled[l.Tenant] || !slices.Contains(t.Nodes, id) || member < total/2 {
 				continue
 			}
 			if t.Size >= t.ceiling() {
@@ -458,7 +464,10 @@ func (p *Policy) ask(out []Decision, byName map[string]*Tenant, settled map[stri
 			if len(full) > 0 || len(h.r.Tenants) > 0 {
 				slices.Sort(full)
 				why := fmt.Sprintf("its tenants %v are at their ceiling", full)
-				if len(full) == 0 {
+				switch {
+				case member < total/2:
+					why = "most of its requests are of tenants whose sets do not hold it"
+				case len(full) == 0:
 					why = "no tenant whose set holds it has a share of its requests"
 				}
 				out = p.setAlarm(out, key, true, fmt.Sprintf("%s is hot (%s) with nothing left to shed: %s", id, h.why, why))

@@ -512,6 +512,27 @@ func TestChooseByShare(t *testing.T) {
 	}
 }
 
+// TestNoGrowthForAnotherTenantsCrowd: a node of b's set, hot from routing
+// a's crowd (a's set does not hold it), grows neither: growing b would not
+// cool it, and it cannot give a any of its keys. It says so in an alarm.
+func TestNoGrowthForAnotherTenantsCrowd(t *testing.T) {
+	p := newPolicy(t, testConfig())
+	ts := []Tenant{tenant("a", 3), tenant("b", 3)}
+	ds := p.Decide(ts, []Report{rep("b0", t0, 0.95, share("a", 90), share("b", 10))}, t0)
+	if g := only(ds, Grow); len(g) != 0 {
+		t.Fatalf("grew %+v for a crowd of a routed through b0", g)
+	}
+	if d, ok := alarm(ds, AlarmSaturated); !ok || !strings.Contains(d.Reason, "whose sets do not hold it") {
+		t.Errorf("alarm %+v, want saturated: most requests of tenants whose sets do not hold it", d)
+	}
+	// The same node hot from b's own requests grows b.
+	p = newPolicy(t, testConfig())
+	ds = p.Decide(ts, []Report{rep("b0", t0, 0.95, share("a", 30), share("b", 70))}, t0)
+	if g := only(ds, Grow); len(g) != 1 || g[0].Tenant != "b" {
+		t.Errorf("decisions %+v, want b grown", ds)
+	}
+}
+
 // TestCooldown: with no hold, a tenant still waits Cooldown after growing
 // before it shrinks, and after shrinking before it grows.
 func TestCooldown(t *testing.T) {
