@@ -474,6 +474,33 @@ cgcpu() {
 # them: the contender's, its peers' and the harness's own).
 passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; }
 
+# sample_cpu FILE GENPID: once a second until GENPID exits, one line of
+# CPU used over that second, in cores: the whole machine (from /proc/stat),
+# the contender's processes and the load generator. A slow second with the
+# machine at 2.0 cores was the machine's; with the contender near its cap,
+# the contender's.
+sample_cpu() {
+	local f=$1 gen=$2 t=0 m0 m1 c0 c1 g0 g1
+	proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+	machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\n' >"$f"
+	# GENPID is timeout(1); the generator is its child.
+	local child=""
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		child=$(pgrep -P "$gen" | head -1) && [[ -n $child ]] && break
+		sleep 0.1
+	done
+	m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child")
+	while kill -0 "$gen" 2>/dev/null; do
+		sleep 1
+		m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child")
+		[[ $g1 == 0 ]] && break # the generator has exited
+		awk -v t="$t" -v m="$((m1 - m0))" -v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" \
+			'BEGIN { printf "%d\t%.2f\t%.2f\t%.2f\n", t, m / hz, c1 - c0, g / hz }' >>"$f"
+		m0=$m1 c0=$c1 g0=$g1 t=$((t + 1))
+	done
+}
+
 # run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
 # snapshots. The contender's processes are up and ready.
 run_load() {
@@ -502,6 +529,8 @@ run_load() {
 		timeout --kill-after=10 $((TOTAL + 120)) "${cmd[@]}" >"$d/load.txt" 2>"$errf" &
 	local lp=$!
 	PIDS+=("$lp")
+	sample_cpu "$d/cpu-seconds.tsv" "$lp" &
+	local sp=$!
 	# PROFILE=1: a CPU profile of each crowdpilot node over the crowd's first
 	# seconds (from PROFILE_AT s after its start, default 0, for PROFILE_S s, default
 	# 3), for `go tool pprof`.
@@ -515,6 +544,7 @@ run_load() {
 	fi
 	wait "$lp"
 	rc=$?
+	wait "$sp" 2>/dev/null
 	la1=$(cut -d' ' -f1-3 /proc/loadavg)
 	cpu1=$(cgcpu)
 	po1=$(passive_opens)

@@ -590,7 +590,9 @@ func (g *Group) Origin(out *http.Request) (*http.Response, error) {
 		return nil, ErrShed
 	}
 	start := g.cfg.Now()
-	g.cfg.Logger.Debug("origin fetch", "path", out.URL.Path, "conditional", out.Header.Get("If-None-Match") != "" || out.Header.Get("If-Modified-Since") != "")
+	if g.cfg.Logger.Enabled(out.Context(), slog.LevelDebug) { // the header lookups cost even when nothing logs
+		g.cfg.Logger.Debug("origin fetch", "path", out.URL.Path, "conditional", out.Header.Get("If-None-Match") != "" || out.Header.Get("If-Modified-Since") != "")
+	}
 	route.StripInternal(out.Header) // the cluster's headers never reach the origin
 	resp, err := g.rt.RoundTrip(out)
 	if err != nil {
