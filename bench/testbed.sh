@@ -480,7 +480,7 @@ passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; 
 # machine at 2.0 cores was the machine's; with the contender near its cap,
 # the contender's.
 sample_cpu() {
-	local f=$1 gen=$2 t=0 m0 m1 c0 c1 g0 g1
+	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1
 	proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 	machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\n' >"$f"
@@ -490,14 +490,17 @@ sample_cpu() {
 		child=$(pgrep -P "$gen" | head -1) && [[ -n $child ]] && break
 		sleep 0.1
 	done
-	m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child")
+	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child")
 	while kill -0 "$gen" 2>/dev/null; do
 		sleep 1
-		m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child")
+		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child")
 		[[ $g1 == 0 ]] && break # the generator has exited
-		awk -v t="$t" -v m="$((m1 - m0))" -v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" \
-			'BEGIN { printf "%d\t%.2f\t%.2f\t%.2f\n", t, m / hz, c1 - c0, g / hz }' >>"$f"
-		m0=$m1 c0=$c1 g0=$g1 t=$((t + 1))
+		# Each line is the second (from the generator's start) the interval
+		# ended in, its figures per second of the interval's own length.
+		awk -v t="$(((w1 - t0) / 1000000 - 1))" -v dt="$(((w1 - w0) / 1000))" -v m="$((m1 - m0))" \
+			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" \
+			'BEGIN { s = dt / 1000; printf "%d\t%.2f\t%.2f\t%.2f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s }' >>"$f"
+		w0=$w1 m0=$m1 c0=$c1 g0=$g1
 	done
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +38,8 @@ type crowdFigures struct {
 	cpuPerReqUs float64 // ... per answered request, µs
 	cpuOK       bool
 	p99BySecond map[int]float64 // crowd second (from crowd start) -> p99 ms
+	worstCPU    *cpuSecond      // the machine's, the contender's and the generator's CPU in the worst second
+	busiest     float64         // the machine's most cores used in one crowd second
 }
 
 // figures derives c's crowd figures; ok is false without a load report.
@@ -91,6 +95,16 @@ func (c *contender) figures(ttl time.Duration) (f crowdFigures, ok bool) {
 		f.cpuS = *ck.CPUAfter - *ck.CPUBefore
 		if r.Total.Answered > 0 {
 			f.cpuPerReqUs = f.cpuS * 1e6 / float64(r.Total.Answered)
+		}
+	}
+	for i := range c.cpuSecs {
+		cs := &c.cpuSecs[i]
+		if cs.T < c.crowdFrom || cs.T >= c.crowdTo {
+			continue
+		}
+		f.busiest = max(f.busiest, cs.Machine)
+		if cs.T == c.crowdFrom+f.worstAt {
+			f.worstCPU = cs
 		}
 	}
 	g := r.Generator
@@ -174,8 +188,8 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 	}
 	ttl := o.ttl.String()
 	w("Every second of the crowd (the first included), the hot object's origin fetches (TTL %s) and the generator's own failures:\n\n", ttl)
-	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | contender CPU s in the load (µs per answer) | load average before → after |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | contender CPU s in the load (µs per answer) | cores in the worst second: machine / contender / generator (machine's busiest crowd second) | load average before → after |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
 		f, ok := figs[c.meta.Name]
 		if !ok {
@@ -197,13 +211,17 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 		if f.cpuOK {
 			cpu = fmt.Sprintf("%.1f (%.0f)", f.cpuS, f.cpuPerReqUs)
 		}
+		cores := "?"
+		if wc := f.worstCPU; wc != nil {
+			cores = fmt.Sprintf("%.2f / %.2f / %.2f (%.2f)", wc.Machine, wc.Contender, wc.Generator, f.busiest)
+		}
 		la := "?"
 		if c.clock != nil {
 			la = c.clock.LoadavgBefore + " → " + c.clock.LoadavgAfter
 		}
-		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s | %s |\n", c.meta.Name,
+		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s | %s | %s |\n", c.meta.Name,
 			pct(f.served), pct(f.servedAll), fmtMs(f.baseP99), fmtMs(f.firstP99), fmtMs(f.worstP99), f.worstAt,
-			ratio, hot, gen, cpu, la)
+			ratio, hot, gen, cpu, cores, la)
 	}
 	w("\n")
 	for _, c := range cs {
@@ -217,5 +235,29 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 			w("- **%s misses the bar**: %s.\n", c.meta.Name, strings.Join(miss, "; "))
 		}
 	}
-	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare)
+	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Cores* are CPU used in one second (the script's `cpu-seconds.tsv`, sampled once a second from the generator's start): the whole machine from `/proc/stat` (%d cores in all), the contender's processes, and the generator; a slow second with the machine near its core count was the machine's, one with the contender near its quota the contender's. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare, runtime.NumCPU())
+}
+
+// cpuSecond is one line of the script's cpu-seconds.tsv: the cores used in
+// second T of the load (from the generator's start).
+type cpuSecond struct {
+	T                             int
+	Machine, Contender, Generator float64
+}
+
+// readCPUSeconds reads dir/cpu-seconds.tsv; a run without one (an older
+// script) gives nil.
+func readCPUSeconds(dir string) []cpuSecond {
+	lines, err := readLines(filepath.Join(dir, "cpu-seconds.tsv"))
+	if err != nil {
+		return nil
+	}
+	var out []cpuSecond
+	for _, l := range lines {
+		var s cpuSecond
+		if n, _ := fmt.Sscanf(l, "%d\t%g\t%g\t%g", &s.T, &s.Machine, &s.Contender, &s.Generator); n == 4 {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -77,6 +77,7 @@ type contender struct {
 	throttled float64            // seconds the nodes' cgroups were throttled
 	periods   float64
 	thrPeriod float64
+	cpuSecs   []cpuSecond // cores used per second of the load
 }
 
 // clock is the script's clock.json for one contender.
@@ -163,6 +164,7 @@ func buildSection(o reportOpts) (string, error) {
 		}
 		c.readMetrics()
 		c.readCPUStat()
+		c.cpuSecs = readCPUSeconds(c.dir)
 		cs = append(cs, c)
 	}
 

@@ -97,6 +97,12 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 		// Hot fetches: one before the crowd, three in it, one after.
 		hot: &hotStats{TimesMs: []int64{500, 1100, 3000, 4000, 6999, 7000}},
 	}
+	c.dir = t.TempDir()
+	tsv := "t_s\tmachine_cores\tcontender_cores\tgenerator_cores\n1\t1.90\t0.30\t0.40\n2\t1.20\t0.80\t0.30\n3\t1.95\t0.90\t0.35\n6\t2.00\t0.10\t0.10\n"
+	if err := os.WriteFile(filepath.Join(c.dir, "cpu-seconds.tsv"), []byte(tsv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.cpuSecs = readCPUSeconds(c.dir)
 	c.derive(reportOpts{objective: 100 * time.Millisecond, minSuccess: 0.99})
 	f, ok := c.figures(2 * time.Second)
 	if !ok {
@@ -104,6 +110,11 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 	}
 	if f.firstP99 != 90 || f.worstP99 != 90 || f.worstAt != 0 || f.baseP99 != 20 {
 		t.Errorf("first %v worst %v at +%d base %v; want 90, 90 at +0, 20", f.firstP99, f.worstP99, f.worstAt, f.baseP99)
+	}
+	// The worst second is the crowd's first (load second 2); the busiest
+	// crowd second is 3 (seconds 1 and 6 are outside the crowd).
+	if wc := f.worstCPU; wc == nil || *wc != (cpuSecond{T: 2, Machine: 1.2, Contender: 0.8, Generator: 0.3}) || f.busiest != 1.95 {
+		t.Errorf("worst second's cores %+v, busiest %v; want second 2 (1.2 / 0.8 / 0.3), 1.95", f.worstCPU, f.busiest)
 	}
 	if f.hotCrowd != 3 || f.hotRun != 5 || f.perTTL != 1.5 || f.maxOneFetch != 3 {
 		t.Errorf("hot crowd %d run %d per TTL %v one fetcher %d; want 3, 5, 1.5, 3", f.hotCrowd, f.hotRun, f.perTTL, f.maxOneFetch)
