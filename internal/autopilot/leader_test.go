@@ -261,9 +261,12 @@ func TestLeaderEndToEnd(t *testing.T) {
 	if len(evs) != 3 {
 		t.Fatalf("events = %+v, want 3 scale-outs", evs)
 	}
+	// The rate in a reason is the sum of the reports the leader had at its
+	// tick: on a busy machine one of the three may not have arrived yet
+	// (6667/s), which still wants 4.
 	for _, ev := range evs {
 		if ev.Action != EventScaleOut || ev.Key != key || ev.Desired != 4 || ev.Error != "" ||
-			!strings.Contains(ev.Reason, "rate 10000/s > 1 × 1000/s high watermark; want 4") {
+			!strings.HasPrefix(ev.Reason, "rate ") || !strings.Contains(ev.Reason, "/s > 1 × 1000/s high watermark; want 4") {
 			t.Errorf("event = %+v", ev)
 		}
 	}

@@ -16,6 +16,9 @@ type metrics struct {
 	requests   map[string]prometheus.Counter // by result, resolved once: no label lookup per request
 	duration   prometheus.Histogram
 	failovers  prometheus.Counter
+	// ownerTakeovers counts origin fetches a node made for a key it does
+	// not own because its router suspected the owner.
+	ownerTakeovers prometheus.Counter
 	sheds      *prometheus.CounterVec
 	nearKept   prometheus.Counter
 	reportsNow prometheus.Counter
@@ -43,6 +46,10 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 			Name: "crowdpilot_forward_failovers_total",
 			Help: "Forwards to a peer that failed before any byte was written and moved on to the next member.",
 		}),
+		ownerTakeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_owner_takeovers_total",
+			Help: "Origin fetches this node made for a key it does not own, because its router suspected the owner (it refused a connection, or failed several exchanges in a row); an owner that is only slow is asked again instead, and the request gets a stale copy or a 503 (crowdpilot_shed_total{reason=\"owner_unreachable\"}).",
+		}),
 		sheds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_shed_total",
 			Help: "Work dropped at a bound, by reason (origin_limit, origin_timeout, refresh_pool, ...).",
@@ -63,7 +70,7 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resPeer, resForwarded, resPass, resShed, resError, resBad} {
 		m.requests[r] = reqs.WithLabelValues(r)
 	}
-	reg.MustRegister(reqs, m.duration, m.failovers, m.sheds, m.nearKept, m.reportsNow, m.peerInvalidations,
+	reg.MustRegister(reqs, m.duration, m.failovers, m.ownerTakeovers, m.sheds, m.nearKept, m.reportsNow, m.peerInvalidations,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "crowdpilot_inflight_requests",
 			Help: "Data requests being served.",

@@ -8,6 +8,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -76,7 +77,7 @@ func viaOK(r *http.Request) bool {
 func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
 	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) {
 		if hot && n.nearRenewDue(e, now) && !n.fill.Refreshing(e.Key, true) {
-			n.fill.RefreshVia(r, base, e, n.viaUpstream(hash, plan.Targets), n.keepNear(hash))
+			n.fill.RefreshVia(r, base, e, n.viaUpstream(hash, plan), n.keepNear(hash))
 		}
 		detail := "near"
 		if e.TTL(now) <= 0 {
@@ -89,9 +90,12 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 	if !n.cfg.NearCopy.off() {
 		keep = n.keepNear(hash)
 	}
-	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(hash, plan.Targets), keep)
+	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(hash, plan), keep)
 	if errors.Is(err, route.ErrPeerBusy) {
 		return n.serveBusy(w, r, base, now), true
+	}
+	if errors.Is(err, errOwnerUnreachable) {
+		return n.serveUnreachable(w, r, base, now), true
 	}
 	if err != nil {
 		if !errors.Is(err, fill.ErrTooLarge) && r.Context().Err() == nil {
@@ -167,48 +171,97 @@ func (n *Node) keepNear(hash uint64) fill.Keep {
 
 // viaUpstream asks the members of R(k) (k has hash) in the plan's order,
 // each under the router's in-flight count and health, failing over to the
-// next; when all fail, the node fetches for itself (as the forwarding path
-// does).
-func (n *Node) viaUpstream(hash uint64, targets []route.Target) fill.Upstream {
-	ts := slices.Clone(targets) // the flight outlives the caller's plan buffer
+// next. Only the owner fetches from the origin, so when every member fails
+// the owner is asked again (ownerRounds in all) rather than the origin: a
+// slow dial on a busy machine proves nothing, and the owner may be
+// fetching the object at this moment. Once this node's router suspects the
+// owner (it refused a connection, or failed EjectAfter times in a row) the
+// key has moved: to the next rendezvous candidate, which may be this node,
+// which then fetches for itself. An owner that cannot be reached and is
+// not suspected gives errOwnerUnreachable: the caller answers from what it
+// holds, or a fast 503.
+func (n *Node) viaUpstream(hash uint64, plan route.Plan) fill.Upstream {
+	ts := slices.Clone(plan.Targets) // the flight outlives the caller's plan buffer
+	members := ts[:len(plan.Members())]
+	next := ts[len(members):]
+	owner := plan.Owner
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The member must have applied every purge we have before it may
 		// hand us a copy; the header also asks for the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
-		busy := 0
-		for _, t := range ts {
-			done, err := n.router.Admit(ctx, t)
-			if err != nil {
-				if errors.Is(err, route.ErrPeerBusy) {
-					n.m.shed("peer_limit")
-					busy++
-					continue
-				}
-				return nil, err
+		var last error
+		for range ownerRounds {
+			resp, busy, err := n.askEach(ctx, out, members)
+			if resp != nil || ctx.Err() != nil {
+				return resp, err
 			}
-			resp, err := n.fwd.Fetch(ctx, out, t.Addr())
-			if err == nil {
-				resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
-				return resp, nil
+			if busy == len(members) {
+				return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
 			}
-			if ctx.Err() != nil {
-				done(nil)
-				return nil, err
-			}
-			n.m.failovers.Inc()
-			if done(err) {
-				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
-			} else {
-				n.cfg.Logger.Debug("fetch from a member failed, failing over", "peer", t.ID(), "err", err)
+			last = err
+			if n.router.Suspected(owner.ID()) {
+				break
 			}
 		}
-		if busy == len(ts) {
-			return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
+		if !n.router.Suspected(owner.ID()) {
+			return nil, fmt.Errorf("%w: %s: %v", errOwnerUnreachable, owner.ID(), last)
 		}
-		n.cfg.Logger.Debug("every member of the replica set failed; fetching from the origin", "path", out.URL.Path, "busy", busy)
+		if len(next) > 0 {
+			resp, _, err := n.askEach(ctx, out, next)
+			if resp != nil || ctx.Err() != nil {
+				return resp, err
+			}
+			if !n.router.Suspected(next[0].ID()) {
+				return nil, fmt.Errorf("%w: %s (after %s): %v", errOwnerUnreachable, next[0].ID(), owner.ID(), err)
+			}
+		}
+		n.m.ownerTakeovers.Inc()
+		n.cfg.Logger.Debug("the owner is suspected; fetching from the origin in its place", "path", out.URL.Path, "owner", owner.ID())
 		out.Header.Del(purgeRevHeader)
 		return n.fromOrigin(hash, out)
 	}
+}
+
+// ownerRounds is how many times a fill asks the members of R(k) before it
+// gives up on an owner that is not suspected.
+const ownerRounds = 2
+
+// errOwnerUnreachable: the key's owner (or the node it moved to) could not
+// be reached, and is not suspected, so it may still be fetching: nobody
+// else asks the origin.
+var errOwnerUnreachable = errors.New("the key's owner is unreachable")
+
+// askEach asks the targets in order, each under the router's in-flight
+// count and health, until one answers; busy counts those at their limit,
+// err is the last failure.
+func (n *Node) askEach(ctx context.Context, out *http.Request, ts []route.Target) (resp *http.Response, busy int, err error) {
+	for _, t := range ts {
+		done, aerr := n.router.Admit(ctx, t)
+		if aerr != nil {
+			if errors.Is(aerr, route.ErrPeerBusy) {
+				n.m.shed("peer_limit")
+				busy++
+				continue
+			}
+			return nil, busy, aerr
+		}
+		resp, err = n.fwd.Fetch(ctx, out, t.Addr())
+		if err == nil {
+			resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
+			return resp, busy, nil
+		}
+		if ctx.Err() != nil {
+			done(nil)
+			return nil, busy, err
+		}
+		n.m.failovers.Inc()
+		if done(err) {
+			n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", t.ID(), "err", err)
+		} else {
+			n.cfg.Logger.Debug("fetch from a member failed, failing over", "peer", t.ID(), "err", err)
+		}
+	}
+	return nil, busy, err
 }
 
 // doneBody ends a forward's in-flight count when its body is closed.

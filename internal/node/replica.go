@@ -156,25 +156,44 @@ func (n *Node) fromOrigin(hash uint64, out *http.Request) (*http.Response, error
 const fillConnsPerPeer = 16
 
 // peerUpstream fills the key with hash from the peer p; if p cannot be
-// reached, from next (nil: the origin). A peer that does not hold the
-// object fills it from its own upstream, collapsed there, so the origin
-// still sees one fetch.
+// reached, from next. A peer that does not hold the object fills it from
+// its own upstream, collapsed there, so the origin still sees one fetch.
+// With next nil p is the key's owner, and this node asks the origin in its
+// place only once its router suspects the owner (see viaUpstream); an owner
+// that is only slow is asked once more, then the fill fails with
+// errOwnerUnreachable.
 func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.Upstream {
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The peer must have applied every purge we have before it may
 		// hand us a copy ("0": none, nothing to wait for). The header also
 		// marks a peer fill, so the peer includes the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
-		resp, err := n.fills.Fetch(ctx, out, p.Addr)
-		if err == nil {
-			return resp, nil
+		var err error
+		for range ownerRounds {
+			var resp *http.Response
+			resp, err = n.fills.Fetch(ctx, out, p.Addr)
+			if err == nil {
+				n.router.Observe(p.ID, nil)
+				return resp, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			if next != nil {
+				n.cfg.Logger.Debug("fill from peer failed; asking the owner", "peer", p.ID, "err", err)
+				return next(ctx, out)
+			}
+			if n.router.Observe(p.ID, err) {
+				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", p.ID, "err", err)
+			}
+			if n.router.Suspected(p.ID) {
+				n.m.ownerTakeovers.Inc()
+				n.cfg.Logger.Debug("fill from the owner failed and it is suspected; asking the origin", "peer", p.ID, "err", err)
+				out.Header.Del(purgeRevHeader)
+				return n.fromOrigin(hash, out)
+			}
 		}
-		if next != nil {
-			n.cfg.Logger.Debug("fill from peer failed; asking the owner", "peer", p.ID, "err", err)
-			return next(ctx, out)
-		}
-		n.cfg.Logger.Debug("fill from peer failed; asking the origin", "peer", p.ID, "err", err)
-		return n.fromOrigin(hash, out)
+		return nil, fmt.Errorf("%w: %s: %v", errOwnerUnreachable, p.ID, err)
 	}
 }
 

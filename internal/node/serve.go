@@ -93,7 +93,10 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 			}
 		}
 		busy := 0
-		for _, t := range plan.Targets {
+		for i, t := range plan.Targets {
+			if plan.Successor && i == len(plan.Targets)-1 && !n.router.Suspected(plan.Owner.ID()) {
+				break // the key has not moved: the successor would only ask the owner again, or the origin
+			}
 			switch n.forward(w, r, t) {
 			case forwarded:
 				return resForwarded
@@ -104,7 +107,7 @@ func (n *Node) serve(w http.ResponseWriter, r *http.Request, now time.Time) stri
 				return resError
 			}
 		}
-		if busy > 0 && busy == len(plan.Targets) {
+		if busy > 0 && busy == len(plan.Members()) {
 			// Every member is at its limit: what this node holds, or a
 			// fast 503, rather than a queue or a fetch of its own.
 			return n.serveBusy(w, r, base, now)
@@ -196,6 +199,18 @@ func (n *Node) serveBusy(w http.ResponseWriter, r *http.Request, base string, no
 		return resStale
 	}
 	return n.unavailable(w, "replica set busy", "peer-busy")
+}
+
+// serveUnreachable answers when the key's owner could not be reached and
+// nobody else may fetch it (errOwnerUnreachable): from this node's store
+// when it holds anything it may serve, else a fast 503 with Retry-After.
+func (n *Node) serveUnreachable(w http.ResponseWriter, r *http.Request, base string, now time.Time) string {
+	n.m.shed("owner_unreachable")
+	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.StaleError {
+		n.writeEntry(w, r, e, now, staleStatus(e, now, "owner-unreachable"))
+		return resStale
+	}
+	return n.unavailable(w, "the key's owner is unreachable", "owner-unreachable")
 }
 
 // serveLocal answers from this node's store, filling from the origin.
@@ -299,6 +314,9 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 		return resPass
 	case errors.Is(err, fill.ErrShed):
 		return n.unavailable(w, "origin busy", "shed")
+	case errors.Is(err, errOwnerUnreachable):
+		n.m.shed("owner_unreachable")
+		return n.unavailable(w, "the key's owner is unreachable", "owner-unreachable")
 	case errors.Is(err, context.DeadlineExceeded):
 		n.m.shed("origin_timeout")
 		return n.unavailable(w, "origin timed out", "origin-timeout")

@@ -316,6 +316,22 @@ type Plan struct {
 	// Targets are the members to forward to, best first: the chosen member
 	// of R(k), the rest of R(k), then the next rendezvous candidate.
 	Targets []Target
+	// Owner is owner(k) among Targets, as ranked when the plan was made.
+	Owner Target
+	// Successor says the last target is the next rendezvous candidate, not
+	// a member of R(k): where the key lands once the owner is gone. A
+	// candidate that does not hold the key fetches it from the origin, so
+	// it is asked only once the owner is suspected (see Begin).
+	Successor bool
+}
+
+// Members returns the targets that are members of R(k): all but the
+// successor.
+func (p Plan) Members() []Target {
+	if p.Successor {
+		return p.Targets[:len(p.Targets)-1]
+	}
+	return p.Targets
 }
 
 // Plan decides where a request for hash goes. buf is reused storage for the
@@ -344,7 +360,7 @@ func (r *Router) plan(t *table, peers []*peer, hash uint64, buf []Target) Plan {
 			return Plan{Local: true}
 		}
 	}
-	plan := Plan{Targets: buf[:0]}
+	plan := Plan{Targets: buf[:0], Owner: Target{owner}}
 	if len(reps) > 0 {
 		first := r.pick(owner, reps, now)
 		plan.Targets = append(plan.Targets, Target{first})
@@ -367,6 +383,7 @@ func (r *Router) plan(t *table, peers []*peer, hash uint64, buf []Target) Plan {
 		}
 		if !containsPeer(plan.Targets, p) {
 			plan.Targets = append(plan.Targets, Target{p})
+			plan.Successor = true
 			break
 		}
 	}
@@ -498,21 +515,43 @@ func (r *Router) Begin(t Target) func(err error) (ejected bool) {
 	start := r.cfg.Now()
 	return func(err error) bool {
 		t.p.inflight.Add(-1)
-		now := r.cfg.Now()
-		if err != nil {
-			fails := t.p.fails.Add(1)
-			if fails < int32(r.cfg.EjectAfter) && !errors.Is(err, syscall.ECONNREFUSED) {
-				return false
-			}
-			was := t.p.downUntil.Swap(now.Add(r.cfg.Suspicion).UnixNano())
-			return was <= now.UnixNano()
+		return r.outcome(t.p, start, err)
+	}
+}
+
+// Observe records the outcome of an exchange with the peer id made outside
+// Begin (a fill from the owner): a failure counts toward suspicion as a
+// failed forward does, a success clears it. It reports whether this
+// outcome put the peer under suspicion; an unknown id is ignored.
+func (r *Router) Observe(id string, err error) (ejected bool) {
+	for _, p := range r.tab.Load().peers {
+		if p.ID == id {
+			return r.outcome(p, time.Time{}, err)
 		}
-		t.p.fails.Store(0)
-		t.p.downUntil.Store(0)
-		d := int64(now.Sub(start))
-		old := t.p.latency.Load()
-		// EWMA with weight 1/8: cheap, and old enough to ride out one spike.
-		t.p.latency.Store(old + (d-old)/8)
+	}
+	return false
+}
+
+// outcome applies one exchange's result to p; start is when it began (zero:
+// not timed, the latency estimate is left alone).
+func (r *Router) outcome(p *peer, start time.Time, err error) bool {
+	now := r.cfg.Now()
+	if err != nil {
+		fails := p.fails.Add(1)
+		if fails < int32(r.cfg.EjectAfter) && !errors.Is(err, syscall.ECONNREFUSED) {
+			return false
+		}
+		was := p.downUntil.Swap(now.Add(r.cfg.Suspicion).UnixNano())
+		return was <= now.UnixNano()
+	}
+	p.fails.Store(0)
+	p.downUntil.Store(0)
+	if start.IsZero() {
 		return false
 	}
+	d := int64(now.Sub(start))
+	old := p.latency.Load()
+	// EWMA with weight 1/8: cheap, and old enough to ride out one spike.
+	p.latency.Store(old + (d-old)/8)
+	return false
 }

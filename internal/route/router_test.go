@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,12 +84,16 @@ func TestPlan(t *testing.T) {
 		suspect   string
 		wantLocal bool
 		want      []string
+		owner     string
+		members   int  // targets in R(k); the rest is the successor
+		anyOrder  bool // power-of-two-choices picks the first
 	}{
 		{name: "owner serves itself", self: "n1", wantLocal: true},
-		{name: "router forwards to owner then next candidate", self: "n0", want: []string{"n1", "n2"}},
-		{name: "next candidate is self: stop there", self: "n2", want: []string{"n1"}},
+		{name: "router forwards to owner then next candidate", self: "n0", want: []string{"n1", "n2"}, owner: "n1", members: 1},
+		{name: "next candidate is self: stop there", self: "n2", want: []string{"n1"}, owner: "n1", members: 1},
 		{name: "replica serves itself", self: "n0", replicas: []string{"n0"}, wantLocal: true},
-		{name: "suspected owner: next candidate owns", self: "n0", suspect: "n1", want: []string{"n2"}},
+		{name: "replica, owner, no successor outside R(k)", self: "n0", replicas: []string{"n2"}, want: []string{"n1", "n2"}, owner: "n1", members: 2, anyOrder: true},
+		{name: "suspected owner: next candidate owns", self: "n0", suspect: "n1", want: []string{"n2"}, owner: "n2", members: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,8 +113,17 @@ func TestPlan(t *testing.T) {
 			for _, tg := range plan.Targets {
 				got = append(got, tg.ID())
 			}
+			if tt.anyOrder {
+				slices.Sort(got)
+			}
 			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
 				t.Errorf("targets = %v, want %v", got, tt.want)
+			}
+			if tt.wantLocal {
+				return
+			}
+			if plan.Owner.ID() != tt.owner || len(plan.Members()) != tt.members || plan.Successor != (tt.members < len(tt.want)) {
+				t.Errorf("owner %s, %d members, successor %v; want %s, %d", plan.Owner.ID(), len(plan.Members()), plan.Successor, tt.owner, tt.members)
 			}
 		})
 	}
@@ -283,5 +297,20 @@ func TestEjection(t *testing.T) {
 	}
 	if owner() == "n1" {
 		t.Fatal("refusing peer still owns the key")
+	}
+
+	// Fills from the owner, made outside Begin, count the same way.
+	now = now.Add(2*time.Second + time.Nanosecond)
+	if r.Observe("n1", nil) || r.Suspected("n1") {
+		t.Fatal("a successful fill must clear the suspicion")
+	}
+	if r.Observe("n1", timeout) || r.Observe("n1", timeout) || r.Suspected("n1") {
+		t.Fatal("two failed fills ejected the owner")
+	}
+	if !r.Observe("n1", timeout) || !r.Suspected("n1") {
+		t.Fatal("a third failed fill in a row did not eject")
+	}
+	if r.Observe("nobody", refused) {
+		t.Fatal("an unknown peer was ejected")
 	}
 }
