@@ -13,15 +13,15 @@ import (
 // metrics are the node's own series; store and origin series are registered
 // by their packages on the same registry.
 type metrics struct {
-	requests   map[string]prometheus.Counter // by result, resolved once: no label lookup per request
-	duration   prometheus.Histogram
-	failovers  prometheus.Counter
+	requests  map[string]prometheus.Counter // by result, resolved once: no label lookup per request
+	duration  prometheus.Histogram
+	failovers prometheus.Counter
 	// ownerTakeovers counts origin fetches a node made for a key it does
 	// not own because its router suspected the owner.
 	ownerTakeovers prometheus.Counter
-	sheds      *prometheus.CounterVec
-	nearKept   prometheus.Counter
-	reportsNow prometheus.Counter
+	sheds          *prometheus.CounterVec
+	nearKept       prometheus.Counter
+	reportsNow     prometheus.Counter
 	// peerInvalidations counts invalidations of unsafe requests sent to
 	// and received from peers, by direction (sent, received) and result
 	// (dropped, failed).
