@@ -168,20 +168,23 @@ func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.
 		// hand us a copy ("0": none, nothing to wait for). The header also
 		// marks a peer fill, so the peer includes the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
+		if next != nil {
+			resp, err := n.fills.Fetch(ctx, out, p.Addr)
+			if err == nil || ctx.Err() != nil {
+				return resp, err
+			}
+			n.cfg.Logger.Debug("fill from peer failed; asking the owner", "peer", p.ID, "err", err)
+			return next(ctx, out)
+		}
 		var err error
 		for range ownerRounds {
 			var resp *http.Response
-			resp, err = n.fills.Fetch(ctx, out, p.Addr)
-			if err == nil {
+			if resp, err = n.fills.Fetch(ctx, out, p.Addr); err == nil {
 				n.router.Observe(p.ID, nil)
 				return resp, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err
-			}
-			if next != nil {
-				n.cfg.Logger.Debug("fill from peer failed; asking the owner", "peer", p.ID, "err", err)
-				return next(ctx, out)
 			}
 			if n.router.Observe(p.ID, err) {
 				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", p.ID, "err", err)

@@ -194,23 +194,27 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, t route.Target) i
 // node's store when it holds anything it may serve (fresh, or stale within
 // its windows), else a fast 503 with Retry-After.
 func (n *Node) serveBusy(w http.ResponseWriter, r *http.Request, base string, now time.Time) string {
-	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.StaleError {
-		n.writeEntry(w, r, e, now, staleStatus(e, now, "peer-busy"))
-		return resStale
-	}
-	return n.unavailable(w, "replica set busy", "peer-busy")
+	return n.serveHeld(w, r, base, now, "peer-busy", "replica set busy")
 }
 
-// serveUnreachable answers when the key's owner could not be reached and
-// nobody else may fetch it (errOwnerUnreachable): from this node's store
-// when it holds anything it may serve, else a fast 503 with Retry-After.
+// serveUnreachable answers, as serveBusy does, when the key's owner could
+// not be reached and nobody else may fetch it (errOwnerUnreachable).
 func (n *Node) serveUnreachable(w http.ResponseWriter, r *http.Request, base string, now time.Time) string {
 	n.m.shed("owner_unreachable")
+	return n.serveHeld(w, r, base, now, "owner-unreachable", ownerUnreachableMsg)
+}
+
+const ownerUnreachableMsg = "the key's owner is unreachable"
+
+// serveHeld serves what this node holds for the request if it may (fresh,
+// or stale within its windows; Cache-Status detail), else a fast 503 with
+// Retry-After and msg.
+func (n *Node) serveHeld(w http.ResponseWriter, r *http.Request, base string, now time.Time, detail, msg string) string {
 	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.StaleError {
-		n.writeEntry(w, r, e, now, staleStatus(e, now, "owner-unreachable"))
+		n.writeEntry(w, r, e, now, staleStatus(e, now, detail))
 		return resStale
 	}
-	return n.unavailable(w, "the key's owner is unreachable", "owner-unreachable")
+	return n.unavailable(w, msg, detail)
 }
 
 // serveLocal answers from this node's store, filling from the origin.
@@ -316,7 +320,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 		return n.unavailable(w, "origin busy", "shed")
 	case errors.Is(err, errOwnerUnreachable):
 		n.m.shed("owner_unreachable")
-		return n.unavailable(w, "the key's owner is unreachable", "owner-unreachable")
+		return n.unavailable(w, ownerUnreachableMsg, "owner-unreachable")
 	case errors.Is(err, context.DeadlineExceeded):
 		n.m.shed("origin_timeout")
 		return n.unavailable(w, "origin timed out", "origin-timeout")
