@@ -67,7 +67,7 @@ func (c *conn) serve() {
 			return
 		}
 		c.r += len(head)
-		if !c.run(req) || c.s.closing.Load() {
+		if !c.run(&req) || c.s.closing.Load() {
 			return
 		}
 		c.served++
@@ -222,7 +222,7 @@ func (c *conn) handOff() bool {
 }
 
 // run answers one request; false means the connection is done.
-func (c *conn) run(req *http.Request) (keep bool) {
+func (c *conn) run(parsed *http.Request) (keep bool) {
 	// As in net/http, the request's context ends when ServeHTTP returns.
 	// Its parent is not the connection's (nothing here watches the
 	// connection while a handler runs, see the package doc): a child of
@@ -230,7 +230,7 @@ func (c *conn) run(req *http.Request) (keep bool) {
 	// parent a lock and a map entry too.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req = req.WithContext(ctx)
+	req := parsed.WithContext(ctx) // the one copy that reaches the heap
 	w := &c.resp
 	w.reset(req)
 	defer func() {

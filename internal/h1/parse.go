@@ -15,12 +15,13 @@ import (
 // nothing that announces a body, an upgrade or a 100-continue. Anything
 // else (ok false) is left to Fallback, which answers it as net/http does,
 // malformed requests included. What it builds is what net/http's
-// readRequest would.
-func (c *conn) parse(head []byte) (*http.Request, bool) {
+// readRequest would, by value: run gives the handler a copy carrying the
+// request's context, and this one need not reach the heap.
+func (c *conn) parse(head []byte) (req http.Request, ok bool) {
 	lineEnd := bytes.IndexByte(head, '\r')
 	method, target, ok := requestLine(head[:lineEnd])
 	if !ok {
-		return nil, false
+		return req, false
 	}
 	hs := string(head) // one allocation; every string below is a slice of it
 	rest := hs[lineEnd+2 : len(hs)-2]
@@ -32,15 +33,15 @@ func (c *conn) parse(head []byte) (*http.Request, bool) {
 		rest = more
 		name, value, ok := headerLine(line)
 		if !ok {
-			return nil, false
+			return req, false
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name) // name itself when already canonical
 		switch key {
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Http2-Settings":
-			return nil, false
+			return req, false
 		case "Connection":
 			if !plainConnection(value) {
-				return nil, false
+				return req, false
 			}
 		}
 		if old, ok := h[key]; ok {
@@ -52,11 +53,11 @@ func (c *conn) parse(head []byte) (*http.Request, bool) {
 	}
 	hosts := h["Host"]
 	if len(hosts) != 1 || !httpguts.ValidHostHeader(hosts[0]) {
-		return nil, false
+		return req, false
 	}
 	u, err := url.ParseRequestURI(hs[len(method)+1 : len(method)+1+len(target)])
 	if err != nil {
-		return nil, false
+		return req, false
 	}
 	delete(h, "Host")
 	if p := h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
@@ -64,7 +65,7 @@ func (c *conn) parse(head []byte) (*http.Request, bool) {
 			h["Cache-Control"] = []string{"no-cache"} // as net/http's fixPragmaCacheControl
 		}
 	}
-	return &http.Request{
+	return http.Request{
 		Method:     hs[:len(method)],
 		URL:        u,
 		Proto:      "HTTP/1.1",

@@ -22,10 +22,20 @@ import (
 // net.Conn: RawConn.Read and Write honour them.
 
 // rawIO is a connection's raw socket, or nil to use net.Conn's methods.
+// Its callbacks are bound once, when the connection is accepted, and take
+// their buffer and leave their result in the struct: a closure made per
+// call would cost each request two allocations per read and per write.
+// One goroutine reads and writes a connection, so the fields need no lock.
 type rawIO struct {
 	rc     syscall.RawConn
 	local  net.Addr
 	remote net.Addr
+
+	b     []byte // the buffer of the read or write in progress
+	n     int    // bytes read, or written so far
+	errno syscall.Errno
+
+	readFn, writeFn func(fd uintptr) bool
 }
 
 func newRawIO(nc net.Conn) *rawIO {
@@ -37,32 +47,19 @@ func newRawIO(nc net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	return &rawIO{rc: rc, local: tc.LocalAddr(), remote: tc.RemoteAddr()}
+	r := &rawIO{rc: rc, local: tc.LocalAddr(), remote: tc.RemoteAddr()}
+	r.readFn, r.writeFn = r.readOnce, r.writeAll
+	return r
 }
 
 func (r *rawIO) read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case 0:
-				n = int(m)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // the poller waits for the socket, honouring the deadline
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	r.b, r.n, r.errno = b, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.n, r.errno
+	r.b = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -74,25 +71,30 @@ func (r *rawIO) read(b []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawIO) write(b []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-			switch e {
-			case 0:
-				n += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the socket's buffer is full: wait until it drains
-			default:
-				errno = e
-				return true
-			}
+// readOnce is read's callback: false asks the poller to wait.
+func (r *rawIO) readOnce(fd uintptr) bool {
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.b[0])), uintptr(len(r.b)))
+		switch e {
+		case 0:
+			r.n = int(m)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // the poller waits for the socket, honouring the deadline
+		default:
+			r.errno = e
+			return true
 		}
-		return true
-	})
+	}
+}
+
+func (r *rawIO) write(b []byte) (int, error) {
+	r.b, r.n, r.errno = b, 0, 0
+	err := r.rc.Write(r.writeFn)
+	n, errno := r.n, r.errno
+	r.b = nil
 	switch {
 	case err != nil:
 		return n, err
@@ -100,6 +102,25 @@ func (r *rawIO) write(b []byte) (int, error) {
 		return n, r.opError("write", errno)
 	}
 	return n, nil
+}
+
+// writeAll is write's callback: false (the socket's buffer is full) asks
+// the poller to wait until it drains.
+func (r *rawIO) writeAll(fd uintptr) bool {
+	for r.n < len(r.b) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.b[r.n])), uintptr(len(r.b)-r.n))
+		switch e {
+		case 0:
+			r.n += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 func (r *rawIO) opError(op string, errno syscall.Errno) error {

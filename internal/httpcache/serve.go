@@ -24,7 +24,7 @@ func ServeEntry(w http.ResponseWriter, r *http.Request, e *Entry, now time.Time)
 	for k, v := range e.Header {
 		h[k] = v
 	}
-	h["Age"] = []string{itoa(min(int64(e.Age(now)/time.Second), 1<<31))}
+	h["Age"] = ageField(min(int64(e.Age(now)/time.Second), 1<<31))
 	if _, ok := h["Content-Type"]; !ok && bodyAllowed(e.Status) {
 		h["Content-Type"] = nil // no sniffing, by net/http or ServeContent
 	}
@@ -41,6 +41,32 @@ func ServeEntry(w http.ResponseWriter, r *http.Request, e *Entry, now time.Time)
 	}
 	r = limitRanges(r, int64(len(e.Body))) // at most MaxRanges, coalesced
 	http.ServeContent(w, r, "", modtime, bytes.NewReader(e.Body))
+}
+
+// ageFields are the Age field's values for the first seconds, built once
+// so that a hit's Age costs no allocation. They are shared by every
+// response and never written: each slice's capacity is its length, so an
+// append copies it.
+var ageFields = SecondsFields("", "", 1024)
+
+func ageField(secs int64) []string {
+	if secs < int64(len(ageFields)) {
+		return ageFields[secs]
+	}
+	return []string{itoa(secs)}
+}
+
+// SecondsFields returns n one-value header fields, prefix, then 0, 1, ...
+// n-1 in decimal, then suffix, for a serving path to share rather than
+// build per response. Nobody may write to them.
+func SecondsFields(prefix, suffix string, n int) [][]string {
+	vals := make([]string, n)
+	fields := make([][]string, n)
+	for i := range n {
+		vals[i] = prefix + itoa(int64(i)) + suffix
+		fields[i] = vals[i : i+1 : i+1]
+	}
+	return fields
 }
 
 // needsServeContent reports whether h holds a conditional or Range field.

@@ -191,11 +191,13 @@ func TestNodeKilledMidLoad(t *testing.T) {
 				default:
 				}
 				via := 1 + (w+i)%2 // survivors only: n1, n2
-				s, _, _, err := tc.get(tc.url(via, fmt.Sprintf("/obj/%d", (w*1000+i)%200)))
+				path := fmt.Sprintf("/obj/%d", (w*1000+i)%200)
+				s, body, h, err := tc.get(tc.url(via, path))
 				total.Add(1)
 				if err != nil || s != 200 {
 					failures.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d err %v", s, err))
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("GET %s via n%d: status %d err %v Cache-Status %q body %q",
+						path, via, s, err, h.Get("Cache-Status"), body))
 				}
 			}
 		}()

@@ -83,7 +83,7 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		if e.TTL(now) <= 0 {
 			detail = "near-stale" // held while the owner revalidates (stale-while-revalidate)
 		}
-		n.writeEntry(w, r, e, now, "crowdpilot; hit; ttl="+secs(e.TTL(now))+"; detail="+detail)
+		n.writeEntry(w, r, e, now, nearStatus(e, now, detail))
 		return resNear, true
 	}
 	var keep fill.Keep // decided when the response arrives: the crowd may have come meanwhile
@@ -172,11 +172,11 @@ func (n *Node) keepNear(hash uint64) fill.Keep {
 // viaUpstream asks the members of R(k) (k has hash) in the plan's order,
 // each under the router's in-flight count and health, failing over to the
 // next. Only the owner fetches from the origin, so when every member fails
-// the owner is asked again (ownerRounds in all) rather than the origin: a
-// slow dial on a busy machine proves nothing, and the owner may be
-// fetching the object at this moment. Once this node's router suspects the
-// owner (it refused a connection, or failed EjectAfter times in a row) the
-// key has moved: to the next rendezvous candidate, which may be this node,
+// the owner is asked again (askOwnerAgain) rather than the origin: a slow
+// answer on a busy machine proves nothing, and the owner may be fetching
+// the object at this moment. Once this node's router suspects the owner
+// (it refused a connection, or failed EjectAfter times in a row) the key
+// has moved: to the next rendezvous candidate, which may be this node,
 // which then fetches for itself. An owner that cannot be reached and is
 // not suspected gives errOwnerUnreachable: the caller answers from what it
 // holds, or a fast 503.
@@ -190,7 +190,7 @@ func (n *Node) viaUpstream(hash uint64, plan route.Plan) fill.Upstream {
 		// hand us a copy; the header also asks for the object's tags.
 		out.Header.Set(purgeRevHeader, strconv.FormatInt(n.lastPurge.Load(), 10))
 		var last error
-		for range ownerRounds {
+		for round := 1; ; round++ {
 			resp, busy, err := n.askEach(ctx, out, members)
 			if resp != nil || ctx.Err() != nil {
 				return resp, err
@@ -199,7 +199,7 @@ func (n *Node) viaUpstream(hash uint64, plan route.Plan) fill.Upstream {
 				return nil, route.ErrPeerBusy // the router answers from what it holds, or 503
 			}
 			last = err
-			if n.router.Suspected(owner.ID()) {
+			if n.router.Suspected(owner.ID()) || !n.askOwnerAgain(round, err) {
 				break
 			}
 		}
@@ -222,9 +222,27 @@ func (n *Node) viaUpstream(hash uint64, plan route.Plan) fill.Upstream {
 	}
 }
 
-// ownerRounds is how many times a fill asks the members of R(k) before it
-// gives up on an owner that is not suspected.
-const ownerRounds = 2
+// askOwnerAgain says whether a fill whose round-th attempt at the owner
+// (round 1 is the first) failed with err asks it once more, rather than
+// give up on an owner that is not suspected. A slow failure (a dial or
+// header timeout) may be a busy machine and an owner still at work on the
+// object: slowOwnerRounds in all, then a 503 rather than a second origin
+// fetch. A fast one (refused, reset, closed) is an owner going away: a
+// node killed mid-exchange cuts the exchanges in flight and the
+// connections in its accept queue before its port refuses. It is asked
+// until this fill's own failures put it under suspicion (EjectAfter in a
+// row), and the key then moves; the failures of those few milliseconds
+// cost no client a 503.
+func (n *Node) askOwnerAgain(round int, err error) bool {
+	if route.IsSlowFailure(err) {
+		return round < slowOwnerRounds
+	}
+	return round < n.router.EjectAfter()
+}
+
+// slowOwnerRounds is how many slow failures a fill takes from an owner
+// that is not suspected before it gives up (askOwnerAgain).
+const slowOwnerRounds = 2
 
 // errOwnerUnreachable: the key's owner (or the node it moved to) could not
 // be reached, and is not suspected, so it may still be fetching: nobody

@@ -159,9 +159,9 @@ const fillConnsPerPeer = 16
 // reached, from next. A peer that does not hold the object fills it from
 // its own upstream, collapsed there, so the origin still sees one fetch.
 // With next nil p is the key's owner, and this node asks the origin in its
-// place only once its router suspects the owner (see viaUpstream); an owner
-// that is only slow is asked once more, then the fill fails with
-// errOwnerUnreachable.
+// place only once its router suspects the owner (see viaUpstream); until
+// then it asks the owner again as askOwnerAgain says, and the fill fails
+// with errOwnerUnreachable.
 func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.Upstream {
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
 		// The peer must have applied every purge we have before it may
@@ -177,7 +177,7 @@ func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.
 			return next(ctx, out)
 		}
 		var err error
-		for range ownerRounds {
+		for round := 1; ; round++ {
 			var resp *http.Response
 			if resp, err = n.fills.Fetch(ctx, out, p.Addr); err == nil {
 				n.router.Observe(p.ID, nil)
@@ -195,8 +195,10 @@ func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.
 				out.Header.Del(purgeRevHeader)
 				return n.fromOrigin(hash, out)
 			}
+			if !n.askOwnerAgain(round, err) {
+				return nil, fmt.Errorf("%w: %s: %v", errOwnerUnreachable, p.ID, err)
+			}
 		}
-		return nil, fmt.Errorf("%w: %s: %v", errOwnerUnreachable, p.ID, err)
 	}
 }
 

@@ -47,6 +47,15 @@ var unkeyedHeaders = [...]string{
 	"X-Cluster-Client-Ip",
 }
 
+// unkeyedSet is unkeyedHeaders as a set, built once and only read.
+var unkeyedSet = func() map[string]bool {
+	set := make(map[string]bool, len(unkeyedHeaders))
+	for _, k := range unkeyedHeaders {
+		set[k] = true
+	}
+	return set
+}()
+
 // admitClient prepares a request that entered the cluster here (not a
 // verified hop): it answers "" when r may be served, else why not (the
 // caller answers 421). Headers the key does not cover are deleted and
@@ -56,8 +65,10 @@ func (n *Node) admitClient(r *http.Request) string {
 	if !n.hostAllowed(r.Host) {
 		return "host " + strconv.Quote(r.Host) + " is not served here (see --allowed-hosts)"
 	}
-	for _, k := range unkeyedHeaders {
-		delete(r.Header, k)
+	for k := range r.Header { // a request has a few fields, the list dozens
+		if unkeyedSet[k] {
+			delete(r.Header, k)
+		}
 	}
 	n.dropIgnoredCookies(r)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

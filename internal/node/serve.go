@@ -211,7 +211,7 @@ const ownerUnreachableMsg = "the key's owner is unreachable"
 // Retry-After and msg.
 func (n *Node) serveHeld(w http.ResponseWriter, r *http.Request, base string, now time.Time, detail, msg string) string {
 	if e, ok := n.store.Get(base, r.Header); ok && e.State(now, n.cfg.Prefresh) <= httpcache.StaleError {
-		n.writeEntry(w, r, e, now, staleStatus(e, now, detail))
+		n.writeEntry(w, r, e, now, []string{staleStatus(e, now, detail)})
 		return resStale
 	}
 	return n.unavailable(w, msg, detail)
@@ -249,7 +249,7 @@ func (n *Node) serveLocal(w http.ResponseWriter, r *http.Request, base string, h
 		return resHit
 	case httpcache.ServeStale:
 		n.refresh(r, req, base, e, tenant, hash)
-		n.writeEntry(w, r, e, now, staleStatus(e, now, "stale"))
+		n.writeEntry(w, r, e, now, []string{staleStatus(e, now, "stale")})
 		return resStale
 	case httpcache.GatewayTimeout:
 		return n.onlyIfCached(w)
@@ -294,7 +294,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 		}
 		return resMiss
 	case err == nil && staleOK && fill.IsErrorStatus(res.Entry.Status):
-		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
+		n.writeEntry(w, r, stale, now, []string{staleStatus(stale, now, "stale-if-error")})
 		return resStale
 	case err == nil:
 		if fill.IsErrorStatus(res.Entry.Status) {
@@ -302,7 +302,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 			// to come back.
 			w.Header().Set("Retry-After", "1")
 		}
-		n.writeEntry(w, r, res.Entry, now, fetchStatus(res, now))
+		n.writeEntry(w, r, res.Entry, now, []string{fetchStatus(res, now)})
 		if res.Collapsed {
 			return resCollapsed
 		}
@@ -310,7 +310,7 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 	case r.Context().Err() != nil:
 		return resError // the client left; nothing to write
 	case staleOK:
-		n.writeEntry(w, r, stale, now, staleStatus(stale, now, "stale-if-error"))
+		n.writeEntry(w, r, stale, now, []string{staleStatus(stale, now, "stale-if-error")})
 		return resStale
 	case errors.Is(err, fill.ErrTooLarge):
 		// Too large, and a Range or a conditional a relay cannot answer.
@@ -330,9 +330,9 @@ func (n *Node) answer(w http.ResponseWriter, r *http.Request, base string, stale
 	}
 }
 
-func (n *Node) writeEntry(w http.ResponseWriter, r *http.Request, e *httpcache.Entry, now time.Time, cacheStatus string) {
+func (n *Node) writeEntry(w http.ResponseWriter, r *http.Request, e *httpcache.Entry, now time.Time, cacheStatus []string) {
 	h := w.Header()
-	h["Cache-Status"] = []string{cacheStatus}
+	h["Cache-Status"] = cacheStatus
 	h["X-Served-By"] = n.servedBy
 	if len(e.Tags) > 0 && r.Header.Get(purgeRevHeader) != "" {
 		// A replica filling from us must index the object's tags, or a
@@ -366,14 +366,42 @@ func parseRev(s string) int64 {
 // router that forwarded adds its own member after the serving node's.
 const statusForwarded = "crowdpilot; fwd=bypass; detail=routed"
 
-func hitStatus(e *httpcache.Entry, now time.Time) string {
-	return "crowdpilot; hit; ttl=" + secs(e.TTL(now))
+// hitStatus is a fresh hit's Cache-Status field. Those for the first TTL
+// seconds are built once and shared (hitStatuses): a hit costs no
+// allocation for it.
+func hitStatus(e *httpcache.Entry, now time.Time) []string {
+	return sharedStatus(hitStatuses, e, now, "")
 }
+
+// nearStatus is the Cache-Status field of a hit on a near copy (detail is
+// "near" or "near-stale"), shared as hitStatus's for a fresh one.
+func nearStatus(e *httpcache.Entry, now time.Time, detail string) []string {
+	if detail == "near" {
+		return sharedStatus(nearStatuses, e, now, "; detail=near")
+	}
+	return []string{"crowdpilot; hit; ttl=" + secs(e.TTL(now)) + "; detail=" + detail}
+}
+
+func sharedStatus(table [][]string, e *httpcache.Entry, now time.Time, suffix string) []string {
+	if s := ttlSecs(e.TTL(now)); s >= 0 && s < int64(len(table)) {
+		return table[s]
+	}
+	return []string{"crowdpilot; hit; ttl=" + secs(e.TTL(now)) + suffix}
+}
+
+// hitStatuses and nearStatuses are read-only, shared by every response
+// (see hitStatus).
+var (
+	hitStatuses  = httpcache.SecondsFields("crowdpilot; hit; ttl=", "", 1024)
+	nearStatuses = httpcache.SecondsFields("crowdpilot; hit; ttl=", "; detail=near", 1024)
+)
+
+func ttlSecs(d time.Duration) int64 { return int64(d.Round(time.Second) / time.Second) }
 
 // secs is d in whole seconds, rounded: a copy fetched a few microseconds
 // ago with max-age=5 says ttl=5, not 4.
 func secs(d time.Duration) string {
-	return strconv.FormatInt(int64(d.Round(time.Second)/time.Second), 10)
+	return strconv.FormatInt(ttlSecs(d), 10)
 }
 
 func staleStatus(e *httpcache.Entry, now time.Time, detail string) string {

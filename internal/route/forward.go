@@ -100,6 +100,22 @@ func (f *Forwarder) Close() { f.close() }
 // client, so the caller may fail over to another member.
 var ErrPeer = errors.New("peer unavailable")
 
+// ErrPeerTimeout wraps (with ErrPeer) a peer that sent no response headers
+// within Timeout: it may be alive and slow, unlike one that refused or cut
+// the connection.
+var ErrPeerTimeout = errors.New("no response headers in time")
+
+// IsSlowFailure reports whether err is a peer's slowness (a dial or
+// header timeout) rather than a connection refused, reset or closed: the
+// peer may still be working on the request.
+func IsSlowFailure(err error) bool {
+	if errors.Is(err, ErrPeerTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // Forward sends r to the peer at addr and streams its response to w, adding
 // cacheStatus (this node's own Cache-Status member) after the peer's. An
 // error wrapping ErrPeer means nothing was written and the caller may try
@@ -154,7 +170,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, r *http.Request, addr string)
 			resp.Body.Close()
 		}
 		cancel()
-		return nil, fmt.Errorf("forward to %s: %w: no response headers within %v", addr, ErrPeer, f.cfg.Timeout)
+		return nil, fmt.Errorf("forward to %s: %w: %w (%v)", addr, ErrPeer, ErrPeerTimeout, f.cfg.Timeout)
 	}
 	if err != nil {
 		cancel()

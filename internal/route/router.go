@@ -489,6 +489,9 @@ func (r *Router) Admit(ctx context.Context, t Target) (func(err error) (ejected 
 	}, nil
 }
 
+// EjectAfter is how many consecutive failures make a peer suspected.
+func (r *Router) EjectAfter() int { return r.cfg.EjectAfter }
+
 // Limit is the peer's current adaptive concurrency limit (0: unknown peer).
 func (r *Router) Limit(id string) int {
 	for _, p := range r.tab.Load().peers {
