@@ -138,6 +138,12 @@ func (r *recorder) done(o outcome) {
 			key = servedByOverflow
 		}
 		s.ServedBy[key]++
+		if o.latency > SlowAnswer {
+			if s.SlowBy == nil {
+				s.SlowBy = make(map[string]int64)
+			}
+			s.SlowBy[key]++ // key is one of ServedBy's: bounded as it is
+		}
 	}
 	switch o.cache {
 	case cacheHit:

@@ -112,6 +112,12 @@ func TestRecorderSeconds(t *testing.T) {
 	if e := phases[1].Errors; phases[1].Name != "during" || e.Status5xx != 1 || e.Status503 != 1 || e.Total() != 1 {
 		t.Errorf("during: %+v", phases[1])
 	}
+	if sb := series[0].SlowBy; len(sb) != 1 || sb["a"] != 1 {
+		t.Errorf("second 0 slow by %v, want a: 1 (1.5 s)", sb)
+	}
+	if sb := series[2].SlowBy; len(sb) != 0 {
+		t.Errorf("second 2 slow by %v, want none (every answer at once)", sb)
+	}
 	if sb := series[2].ServedBy; len(sb) != maxServedBy+1 || sb[servedByOverflow] != 5 {
 		t.Errorf("served by has %d values, overflow %d; want %d and 5", len(sb), sb[servedByOverflow], maxServedBy+1)
 	}

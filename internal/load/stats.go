@@ -20,6 +20,9 @@ const (
 	servedByOverflow = "(other)"
 )
 
+// SlowAnswer is the latency past which an answer counts in Second.SlowBy.
+const SlowAnswer = 20 * time.Millisecond
+
 func newHist() *hdr.Histogram { return hdr.New(histMin, histMax, histSigFigs) }
 
 // Errors counts the cluster's failures among the requests sent, by kind. A
@@ -109,6 +112,9 @@ type Second struct {
 	Counts
 	Latency  Latency          `json:"latency"`
 	ServedBy map[string]int64 `json:"served_by,omitempty"` // by X-Served-By
+	// SlowBy counts the answers slower than SlowAnswer by X-Served-By:
+	// which node a bad second's tail came from.
+	SlowBy map[string]int64 `json:"slow_by,omitempty"`
 	Cache    CacheCounts      `json:"cache"`
 	// OriginFetches is the increase of crowdpilot_origin_fetches_total over
 	// this second, summed over the admins that answered both scrapes; nil
