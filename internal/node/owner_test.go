@@ -176,7 +176,9 @@ func TestAFailingOwnerIsNotBypassed(t *testing.T) {
 	if router.router.Suspected(owner.ID()) {
 		t.Fatal("two timed-out exchanges put the owner under suspicion; it takes EjectAfter (3)")
 	}
-	held := func() float64 { return shedCount(t, router, "owner_unreachable") + shedCount(t, router, "origin_timeout") }
+	held := func() float64 {
+		return shedCount(t, router, "owner_unreachable") + shedCount(t, router, "origin_timeout")
+	}
 	if got := held(); got != 1 {
 		t.Errorf(`crowdpilot_shed_total{reason=~"owner_unreachable|origin_timeout"} = %v, want 1`, got)
 	}
