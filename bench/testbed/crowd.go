@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/load"
 )
 
 // prefreshShare is the share of the TTL at which crowdpilot refreshes a
@@ -37,9 +41,10 @@ type crowdFigures struct {
 	cpuS        float64 // CPU seconds the contender used during the load
 	cpuPerReqUs float64 // ... per answered request, µs
 	cpuOK       bool
-	p99BySecond map[int]float64 // crowd second (from crowd start) -> p99 ms
-	worstCPU    *cpuSecond      // the machine's, the contender's and the generator's CPU in the worst second
-	busiest     float64         // the machine's most cores used in one crowd second
+	p99BySecond map[int]float64  // crowd second (from crowd start) -> p99 ms
+	worstCPU    *cpuSecond       // the machine's, the contender's and the generator's CPU in the worst second
+	worstSlow   map[string]int64 // answers over load.SlowAnswer in the worst second, by X-Served-By
+	busiest     float64          // the machine's most cores used in one crowd second
 }
 
 // figures derives c's crowd figures; ok is false without a load report.
@@ -69,7 +74,7 @@ func (c *contender) figures(ttl time.Duration) (f crowdFigures, ok bool) {
 			f.firstP99 = s.Latency.P99Ms
 		}
 		if s.Latency.P99Ms > f.worstP99 || f.worstAt < 0 {
-			f.worstP99, f.worstAt = s.Latency.P99Ms, s.T-c.crowdFrom
+			f.worstP99, f.worstAt, f.worstSlow = s.Latency.P99Ms, s.T-c.crowdFrom, s.SlowBy
 		}
 	}
 	if c.hot != nil && c.clock != nil {
@@ -188,8 +193,8 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 	}
 	ttl := o.ttl.String()
 	w("Every second of the crowd (the first included), the hot object's origin fetches (TTL %s) and the generator's own failures:\n\n", ttl)
-	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | contender CPU s in the load (µs per answer) | cores in the worst second: machine / contender / generator (machine's busiest crowd second) | load average before → after |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| contender | served, crowd / run | baseline p99 | first crowd second p99 | worst crowd second p99 (at +s) | worst / baseline | hot-object origin fetches: crowd (per TTL) / run | generator: send lag p99 / max, not sent (crowd / run) | contender CPU s in the load (µs per answer) | cores in the worst second: machine / contender / generator (machine's busiest crowd second) | answers over %v in the worst second, by node | load average before → after |\n", load.SlowAnswer)
+	w("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
 		f, ok := figs[c.meta.Name]
 		if !ok {
@@ -219,9 +224,9 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 		if c.clock != nil {
 			la = c.clock.LoadavgBefore + " → " + c.clock.LoadavgAfter
 		}
-		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s | %s | %s |\n", c.meta.Name,
+		w("| %s | %s / %s | %s ms | %s ms | %s ms (+%d) | %s | %s | %s | %s | %s | %s | %s |\n", c.meta.Name,
 			pct(f.served), pct(f.servedAll), fmtMs(f.baseP99), fmtMs(f.firstP99), fmtMs(f.worstP99), f.worstAt,
-			ratio, hot, gen, cpu, cores, la)
+			ratio, hot, gen, cpu, cores, fmtSlowBy(f.worstSlow), la)
 	}
 	w("\n")
 	for _, c := range cs {
@@ -235,7 +240,21 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 			w("- **%s misses the bar**: %s.\n", c.meta.Name, strings.Join(miss, "; "))
 		}
 	}
-	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Cores* are CPU used in one second (the script's `cpu-seconds.tsv`, sampled once a second from the generator's start): the whole machine from `/proc/stat` (%d cores in all), the contender's processes, and the generator; a slow second with the machine near its core count was the machine's, one with the contender near its quota the contender's. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare, runtime.NumCPU())
+	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Cores* are CPU used in one second (the script's `cpu-seconds.tsv`, sampled once a second from the generator's start): the whole machine from `/proc/stat` (%d cores in all), the contender's processes, and the generator; a slow second with the machine near its core count was the machine's, one with the contender near its quota the contender's. *Answers over %v by node* are the generator's count of slow answers in the worst second by `X-Served-By`: slow on every node at once points at the machine or the generator, slow on a few nodes at those nodes. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare, runtime.NumCPU(), load.SlowAnswer)
+}
+
+// fmtSlowBy is "n0 8, n2 23" in node order, or "none": a slow second
+// whose answers were slow on every node at once was the machine's or the
+// generator's, one slow on some nodes theirs.
+func fmtSlowBy(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // cpuSecond is one line of the script's cpu-seconds.tsv: the cores used in

@@ -52,6 +52,9 @@ func TestDerive(t *testing.T) {
 		s := load.Second{T: i, Replicas: reps[i]}
 		s.Scheduled, s.Sent, s.OK = 100, 100, 100
 		s.Latency = load.Latency{Count: 100, P99Ms: p99[i]}
+		if i == 2 {
+			s.SlowBy = map[string]int64{"n2": 23, "n0": 8}
+		}
 		series = append(series, s)
 	}
 	c := &contender{rep: &load.Report{
@@ -84,6 +87,9 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 		s := load.Second{T: i}
 		s.Scheduled, s.Sent, s.OK = 100, 100, 100
 		s.Latency = load.Latency{Count: 100, P99Ms: p99[i]}
+		if i == 2 {
+			s.SlowBy = map[string]int64{"n2": 23, "n0": 8}
+		}
 		series = append(series, s)
 	}
 	cpu0, cpu1 := 1.5, 5.5
@@ -115,6 +121,12 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 	// crowd second is 3 (seconds 1 and 6 are outside the crowd).
 	if wc := f.worstCPU; wc == nil || *wc != (cpuSecond{T: 2, Machine: 1.2, Contender: 0.8, Generator: 0.3}) || f.busiest != 1.95 {
 		t.Errorf("worst second's cores %+v, busiest %v; want second 2 (1.2 / 0.8 / 0.3), 1.95", f.worstCPU, f.busiest)
+	}
+	if got := fmtSlowBy(f.worstSlow); got != "n0 8, n2 23" {
+		t.Errorf("worst second's slow answers %q, want %q", got, "n0 8, n2 23")
+	}
+	if got := fmtSlowBy(nil); got != "none" {
+		t.Errorf("no slow answers: %q, want none", got)
 	}
 	if f.hotCrowd != 3 || f.hotRun != 5 || f.perTTL != 1.5 || f.maxOneFetch != 3 {
 		t.Errorf("hot crowd %d run %d per TTL %v one fetcher %d; want 3, 5, 1.5, 3", f.hotCrowd, f.hotRun, f.perTTL, f.maxOneFetch)
