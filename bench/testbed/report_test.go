@@ -52,9 +52,6 @@ func TestDerive(t *testing.T) {
 		s := load.Second{T: i, Replicas: reps[i]}
 		s.Scheduled, s.Sent, s.OK = 100, 100, 100
 		s.Latency = load.Latency{Count: 100, P99Ms: p99[i]}
-		if i == 2 {
-			s.SlowBy = map[string]int64{"n2": 23, "n0": 8}
-		}
 		series = append(series, s)
 	}
 	c := &contender{rep: &load.Report{

@@ -379,14 +379,15 @@ func nearStatus(e *httpcache.Entry, now time.Time, detail string) []string {
 	if detail == "near" {
 		return sharedStatus(nearStatuses, e, now, "; detail=near")
 	}
-	return []string{"crowdpilot; hit; ttl=" + secs(e.TTL(now)) + "; detail=" + detail}
+	return []string{staleStatus(e, now, detail)}
 }
 
 func sharedStatus(table [][]string, e *httpcache.Entry, now time.Time, suffix string) []string {
-	if s := ttlSecs(e.TTL(now)); s >= 0 && s < int64(len(table)) {
+	s := ttlSecs(e.TTL(now))
+	if s >= 0 && s < int64(len(table)) {
 		return table[s]
 	}
-	return []string{"crowdpilot; hit; ttl=" + secs(e.TTL(now)) + suffix}
+	return []string{"crowdpilot; hit; ttl=" + strconv.FormatInt(s, 10) + suffix}
 }
 
 // hitStatuses and nearStatuses are read-only, shared by every response
