@@ -8,6 +8,7 @@
 #   CPU=0.25 THREADS=1 CONNS=32 bash bench/hitpath.sh
 #                                    # each server alone in a cgroup of 0.25
 #                                    # core (nginx: one worker), as root
+#   CLOSE=1 bash bench/hitpath.sh   # a new connection per request
 #   SPARSE=1 CPU=0.25 bash bench/hitpath.sh
 #                                    # open loop, 2,250/s over 200 connections
 #                                    # (RATE, SPARSE_CONNS): CPU per answer
@@ -72,9 +73,10 @@ run_in() { local procs=$1; shift; if [ -n "$procs" ]; then sh -c 'echo $$ >"$0";
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$ETCD_C/health" && break; sleep 0.1; done
 CP_PROCS=$(capped node)
+TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n') # the admin API's, for PROFILE
 run_in "$CP_PROCS" "$OUT/crowdpilot" node --etcd "http://127.0.0.1:$ETCD_C" --cluster "hitpath-$$" --id n1 \
   --listen 127.0.0.1:$CP_DATA --admin 127.0.0.1:$CP_ADMIN --origin "http://127.0.0.1:$ORIGIN" \
-  --autopilot=false --log-level warn >"$OUT/node.log" 2>&1 &
+  --autopilot=false --admin-token "$TOKEN" --log-level warn >"$OUT/node.log" 2>&1 &
 pids+=($!)
 
 WORKERS=auto
@@ -127,14 +129,21 @@ if [ -n "${SPARSE:-}" ]; then
   exit 0
 fi
 
+# CLOSE=1: every request on a new connection (Connection: close), as a
+# crowd of new clients arrives: accept and first request, not keep-alive.
+WRK_EXTRA=()
+[ "${CLOSE:-}" = 1 ] && WRK_EXTRA=(-H "Connection: close")
 run() { # name url
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2" >"$OUT/$1.txt"
+  # PROFILE=1: a CPU profile of the node over its run, in $OUT/node.pprof.
+  [ "${PROFILE:-}" = 1 ] && [ "$1" = crowdpilot ] &&
+    (sleep 1; curl -fsS -H "Authorization: Bearer $TOKEN" -o "$OUT/node.pprof" "http://127.0.0.1:$CP_ADMIN/debug/pprof/profile?seconds=5" || echo "hitpath: no profile" >&2) &
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "$2" >"$OUT/$1.txt"
   local rps p99
   rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$1.txt")
   p99=$(awk '$1=="99%" {print $2}' "$OUT/$1.txt")
   echo "$1 $rps $p99"
 }
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB object${CPU:+; each server in a cgroup of $CPU core}"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d$DURATION, 1 KiB object${CPU:+; each server in a cgroup of $CPU core}${CLOSE:+; a new connection per request}"
 a=$(run nginx "http://127.0.0.1:$NGINX/obj/1")
 b=$(run crowdpilot "http://127.0.0.1:$CP_DATA/obj/1")
 c=$(run nginx-again "http://127.0.0.1:$NGINX/obj/1")

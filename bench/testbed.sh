@@ -480,27 +480,41 @@ passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; 
 # machine at 2.0 cores was the machine's; with the contender near its cap,
 # the contender's.
 sample_cpu() {
-	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1
+	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1 s0 s1 h0 h1
 	proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 	machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\n' >"$f"
+	softirq_ticks() { awk '/^cpu / { print $8 }' /proc/stat; }
+	# The harness cgroup's processes' CPU ticks (generator, etcd, origin).
+	harness_ticks() {
+		local p t=0 v
+		while read -r p; do
+			v=$(proc_ticks "$p") && t=$((t + ${v:-0}))
+		done <"$HCG/cgroup.procs"
+		echo "$t"
+	}
+	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\tsoftirq_cores\tharness_other_cores\n' >"$f"
 	# GENPID is timeout(1); the generator is its child.
 	local child=""
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		child=$(pgrep -P "$gen" | head -1) && [[ -n $child ]] && break
 		sleep 0.1
 	done
-	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child")
+	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child") s0=$(softirq_ticks) h0=$(harness_ticks)
 	while kill -0 "$gen" 2>/dev/null; do
 		sleep 1
-		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child")
+		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child") s1=$(softirq_ticks) h1=$(harness_ticks)
 		[[ $g1 == 0 ]] && break # the generator has exited
 		# Each line is the second (from the generator's start) the interval
 		# ended in, its figures per second of the interval's own length.
+		# softirq is the kernel's network work not charged to any process;
+		# harness_other is etcd, the origin and the script's own tools (the
+		# harness cgroup less the generator): a slow second on every node at
+		# once with the machine busy beyond contender + generator is theirs.
 		awk -v t="$(((w1 - t0) / 1000000 - 1))" -v dt="$(((w1 - w0) / 1000))" -v m="$((m1 - m0))" \
-			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" \
-			'BEGIN { s = dt / 1000; printf "%d\t%.2f\t%.2f\t%.2f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s }' >>"$f"
-		w0=$w1 m0=$m1 c0=$c1 g0=$g1
+			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" -v si="$((s1 - s0))" -v h="$((h1 - h0))" \
+			'BEGIN { s = dt / 1000; o = (h - g) / hz / s; if (o < 0) o = 0
+				printf "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s, si / hz / s, o }' >>"$f"
+		w0=$w1 m0=$m1 c0=$c1 g0=$g1 s0=$s1 h0=$h1
 	done
 }
 
@@ -534,6 +548,8 @@ run_load() {
 	PIDS+=("$lp")
 	sample_cpu "$d/cpu-seconds.tsv" "$lp" &
 	local sp=$!
+	# NODE_LOG_LEVEL=info (or debug; default warn) is the nodes' --log-level,
+	# their logs in n<i>.log.
 	# PROFILE=1: a CPU profile of each crowdpilot node over the crowd's first
 	# seconds (from PROFILE_AT s after its start, default 0, for PROFILE_S s, default
 	# 3), for `go tool pprof`.
@@ -642,9 +658,9 @@ run_crowdpilot() {
 	local targets="" admins="" cg
 	for ((i = 0; i < NODES; i++)); do
 		new_cg "$name-n$i" && cg=$NEWCG || { contender_failed "$name" "$label" "$NODES" "cannot create cgroup $name-n$i"; return; }
-		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
+		start "$cg" "$d/n$i.log" env ${NODE_ENV:-} "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
 			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
-			--admin-token "$token" --log-format json --log-level warn "${extra[@]}"
+			--admin-token "$token" --log-format json --log-level "${NODE_LOG_LEVEL:-warn}" "${extra[@]}"
 		C_PIDS+=("$STARTED")
 		targets+=${targets:+,}http://127.0.0.1:${p[2 * i]}
 		admins+=${admins:+,}127.0.0.1:${p[2 * i + 1]}
@@ -826,9 +842,9 @@ YAML
 	local targets="" admins="" cg
 	for ((i = 0; i < NODES; i++)); do
 		new_cg "$name-n$i" && cg=$NEWCG || fail "cannot create cgroup $name-n$i"
-		start "$cg" "$d/n$i.log" "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
+		start "$cg" "$d/n$i.log" env ${NODE_ENV:-} "$BIN" node --etcd "$ETCD" --cluster "bench-$name-$RUN_ID" --id "n$i" \
 			--listen "127.0.0.1:${p[2 * i]}" --admin "127.0.0.1:${p[2 * i + 1]}" --origin "$ORIGIN" \
-			--admin-token "$token" --log-format json --log-level warn \
+			--admin-token "$token" --log-format json --log-level "${NODE_LOG_LEVEL:-warn}" \
 			--tenants "$d/tenants.yaml" --key-host --allowed-hosts a.example,b.example
 		C_PIDS+=("$STARTED")
 		targets+=${targets:+,}http://127.0.0.1:${p[2 * i]}

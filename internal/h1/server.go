@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,24 @@ type Server struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup // connection goroutines and the fallback's Serve
 	date    atomic.Pointer[dateLine]
+
+	idle []worker     // guarded by mu; goroutines waiting for a connection, the most recent last
+	live atomic.Int64 // worker goroutines running, busy or idle
 }
+
+// A worker is a goroutine that serves one connection after another: a new
+// connection starts on one that has served before, whose stack has grown
+// already, rather than on a new goroutine that grows its stack again
+// (copying it) while it serves its first request. At most maxIdleWorkers
+// wait, each at most workerIdle; they stop when the server does.
+const (
+	maxIdleWorkers = 128
+	workerIdle     = 10 * time.Second
+)
+
+// worker hands an idle worker its next connection (buffered: the accept
+// loop never waits); closed, it tells the worker to stop.
+type worker chan *conn
 
 // Connection states, for Shutdown: only an idle connection (waiting for a
 // request, nothing of it read) may be closed under a client.
@@ -111,25 +129,86 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		c := s.newConn(rw)
-		if c == nil {
+		c, w := s.newConn(rw)
+		switch {
+		case c == nil:
 			rw.Close()
-			continue
+		case w != nil:
+			w <- c
+		default:
+			s.live.Add(1)
+			go s.work(c)
 		}
-		go c.serve()
 	}
 }
 
-func (s *Server) newConn(rw net.Conn) *conn {
+// newConn registers a connection and takes an idle worker for it, if one
+// waits (nil: start one).
+func (s *Server) newConn(rw net.Conn) (*conn, worker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return nil
+		return nil, nil
 	}
 	c := newConn(s, rw)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	return c
+	var w worker
+	if n := len(s.idle); n > 0 {
+		w = s.idle[n-1]
+		s.idle[n-1] = nil
+		s.idle = s.idle[:n-1]
+	}
+	return c, w
+}
+
+// work serves c, then each connection handed to it, until next has none.
+func (s *Server) work(c *conn) {
+	defer s.live.Add(-1)
+	growStack()
+	w := make(worker, 1)
+	var t *time.Timer
+	for c != nil {
+		c.serve()
+		c, t = s.next(w, t)
+	}
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// next waits, as an idle worker, for the connection the accept loop hands
+// w; nil when the server is closing, enough workers wait already, or none
+// came within workerIdle. t is the worker's timer, made on its first wait.
+func (s *Server) next(w worker, t *time.Timer) (*conn, *time.Timer) {
+	s.mu.Lock()
+	if s.closing.Load() || len(s.idle) >= maxIdleWorkers {
+		s.mu.Unlock()
+		return nil, t
+	}
+	s.idle = append(s.idle, w)
+	s.mu.Unlock()
+	if t == nil {
+		t = time.NewTimer(workerIdle)
+	} else {
+		t.Reset(workerIdle)
+	}
+	select {
+	case c := <-w: // nil once closed: the server stops
+		t.Stop()
+		return c, t
+	case <-t.C:
+	}
+	s.mu.Lock()
+	i := slices.Index(s.idle, w)
+	if i >= 0 {
+		s.idle = slices.Delete(s.idle, i, i+1)
+	}
+	s.mu.Unlock()
+	if i >= 0 {
+		return nil, t
+	}
+	return <-w, t // taken as the timer fired: its connection is on the way
 }
 
 func (s *Server) forget(c *conn) {
@@ -190,6 +269,10 @@ func (s *Server) stopAccepting() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	for _, w := range s.idle {
+		close(w)
+	}
+	s.idle = nil
 	if s.hand == nil {
 		s.hand = newHandoffListener(nil) // Fallback never started: nothing to hand to
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/testwait"
@@ -563,4 +564,67 @@ func TestIdleConnectionsHoldLittle(t *testing.T) {
 	if n, _ := held(); n > 2*keepBytes {
 		t.Errorf("an idle connection holds %d bytes of buffers, want at most %d", n, 2*keepBytes)
 	}
+}
+
+// TestWorkersServeOneConnectionAfterAnother: a connection that arrives
+// after another has ended is served by the goroutine that served the first
+// (no new goroutine, whose stack would grow again), and the idle workers
+// stop with the server.
+func TestWorkersServeOneConnectionAfterAnother(t *testing.T) {
+	st := start(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }, nil)
+	idle := func() int {
+		st.h1.mu.Lock()
+		defer st.h1.mu.Unlock()
+		return len(st.h1.idle)
+	}
+	for i := range 20 {
+		if got := rawExchange(t, st.lean, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", http.MethodGet); got.status != http.StatusOK {
+			t.Fatalf("connection %d: status %d", i, got.status)
+		}
+		testwait.Eventually(t, 10*time.Second, "the worker waits for the next connection", func() bool { return idle() == 1 })
+	}
+	if n := st.h1.live.Load(); n != 1 {
+		t.Errorf("%d workers served 20 connections one after another, want 1", n)
+	}
+	st.h1.Close()
+	testwait.Eventually(t, 10*time.Second, "the idle worker stops with the server", func() bool { return st.h1.live.Load() == 0 })
+}
+
+// TestIdleWorkersStopAfterAWhile: a worker nobody hands a connection stops
+// after workerIdle, and at most maxIdleWorkers wait.
+func TestIdleWorkersStopAfterAWhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &Server{}
+		idle := func() int {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.idle)
+		}
+		got := make(chan *conn, 1)
+		go func() {
+			c, _ := s.next(make(worker, 1), nil)
+			got <- c
+		}()
+		synctest.Wait()
+		if n := idle(); n != 1 {
+			t.Fatalf("%d idle workers, want 1", n)
+		}
+		time.Sleep(workerIdle - time.Millisecond)
+		synctest.Wait()
+		if len(got) != 0 {
+			t.Fatal("the worker stopped before workerIdle")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if c := <-got; c != nil || idle() != 0 {
+			t.Fatalf("after workerIdle: conn %v, %d idle; want none", c, idle())
+		}
+
+		for range maxIdleWorkers {
+			s.idle = append(s.idle, make(worker, 1))
+		}
+		if c, _ := s.next(make(worker, 1), nil); c != nil || idle() != maxIdleWorkers {
+			t.Fatalf("with %d waiting, one more waited (%d idle)", maxIdleWorkers, idle())
+		}
+	})
 }

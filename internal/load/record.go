@@ -129,6 +129,12 @@ func (r *recorder) done(o outcome) {
 	recordLatency(r.phaseHist[p], o.latency)
 	recordLatency(r.totalHist, o.latency)
 	recordLatency(r.win.hist, o.latency)
+	if o.latency > SlowAnswer {
+		if s.SlowAt == nil {
+			s.SlowAt = make([]int64, 10)
+		}
+		s.SlowAt[(o.at%time.Second)/(time.Second/10)]++
+	}
 	if o.servedBy != "" {
 		if s.ServedBy == nil {
 			s.ServedBy = make(map[string]int64)

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,12 @@ func TestRecorderSeconds(t *testing.T) {
 	}
 	if sb := series[0].SlowBy; len(sb) != 1 || sb["a"] != 1 {
 		t.Errorf("second 0 slow by %v, want a: 1 (1.5 s)", sb)
+	}
+	if sa := series[0].SlowAt; len(sa) != 10 || sa[1] != 1 || slices.Max(sa) != 1 {
+		t.Errorf("second 0 slow at %v, want one in its second tenth (planned at 100ms)", sa)
+	}
+	if sa := series[1].SlowAt; sa != nil {
+		t.Errorf("second 1 slow at %v, want nil (10ms is not slow)", sa)
 	}
 	if sb := series[2].SlowBy; len(sb) != 0 {
 		t.Errorf("second 2 slow by %v, want none (every answer at once)", sb)

@@ -115,7 +115,11 @@ type Second struct {
 	// SlowBy counts the answers slower than SlowAnswer by X-Served-By:
 	// which node a bad second's tail came from.
 	SlowBy map[string]int64 `json:"slow_by,omitempty"`
-	Cache  CacheCounts      `json:"cache"`
+	// SlowAt counts the answers slower than SlowAnswer by the tenth of the
+	// second they were planned in (10 counts, nil when none was slow):
+	// when, within a bad second, its tail was planned.
+	SlowAt []int64     `json:"slow_at,omitempty"`
+	Cache  CacheCounts `json:"cache"`
 	// OriginFetches is the increase of crowdpilot_origin_fetches_total over
 	// this second, summed over the admins that answered both scrapes; nil
 	// when none did.
