@@ -136,7 +136,7 @@ WRK_EXTRA=()
 run() { # name url
   # PROFILE=1: a CPU profile of the node over its run, in $OUT/node.pprof.
   [ "${PROFILE:-}" = 1 ] && [ "$1" = crowdpilot ] &&
-    (sleep 1; curl -fsS -H "Authorization: Bearer $TOKEN" -o "$OUT/node.pprof" "http://127.0.0.1:$CP_ADMIN/debug/pprof/profile?seconds=5" || echo "hitpath: no profile" >&2) &
+    (sleep 1; curl -fsS -H "Authorization: Bearer $TOKEN" -o "$OUT/node.pprof" "http://127.0.0.1:$CP_ADMIN/debug/pprof/profile?seconds=5" || echo "hitpath: no profile" >&2; curl -fsS -H "Authorization: Bearer $TOKEN" -o "$OUT/node.allocs.pprof" "http://127.0.0.1:$CP_ADMIN/debug/pprof/allocs" || true) &
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${WRK_EXTRA[@]}" "$2" >"$OUT/$1.txt"
   local rps p99
   rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/$1.txt")

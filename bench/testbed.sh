@@ -470,6 +470,17 @@ cgcpu() {
 	awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
 }
 
+# cgthrottled: microseconds the contender's cgroups have spent throttled
+# (cpu.stat: throttled_usec in cgroup v2, throttled_time in nanoseconds in
+# v1; summed; 0 for a cgroup without a quota).
+cgthrottled() {
+	local cg t=0 v
+	for cg in "${C_CGS[@]}"; do
+		v=$(awk '$1 == "throttled_usec" { print $2 } $1 == "throttled_time" { print int($2 / 1000) }' "$cg/cpu.stat" 2>/dev/null) && t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
 # passive_opens: the machine's TCP connections accepted so far (all of
 # them: the contender's, its peers' and the harness's own).
 passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; }
@@ -480,7 +491,7 @@ passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; 
 # machine at 2.0 cores was the machine's; with the contender near its cap,
 # the contender's.
 sample_cpu() {
-	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1 s0 s1 h0 h1
+	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1 s0 s1 h0 h1 q0 q1
 	proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 	machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 	softirq_ticks() { awk '/^cpu / { print $8 }' /proc/stat; }
@@ -492,17 +503,17 @@ sample_cpu() {
 		done <"$HCG/cgroup.procs"
 		echo "$t"
 	}
-	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\tsoftirq_cores\tharness_other_cores\n' >"$f"
+	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\tsoftirq_cores\tharness_other_cores\tthrottled_ms\n' >"$f"
 	# GENPID is timeout(1); the generator is its child.
 	local child=""
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		child=$(pgrep -P "$gen" | head -1) && [[ -n $child ]] && break
 		sleep 0.1
 	done
-	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child") s0=$(softirq_ticks) h0=$(harness_ticks)
+	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child") s0=$(softirq_ticks) h0=$(harness_ticks) q0=$(cgthrottled)
 	while kill -0 "$gen" 2>/dev/null; do
 		sleep 1
-		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child") s1=$(softirq_ticks) h1=$(harness_ticks)
+		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child") s1=$(softirq_ticks) h1=$(harness_ticks) q1=$(cgthrottled)
 		[[ $g1 == 0 ]] && break # the generator has exited
 		# Each line is the second (from the generator's start) the interval
 		# ended in, its figures per second of the interval's own length.
@@ -510,11 +521,14 @@ sample_cpu() {
 		# harness_other is etcd, the origin and the script's own tools (the
 		# harness cgroup less the generator): a slow second on every node at
 		# once with the machine busy beyond contender + generator is theirs.
+		# throttled is the time the contender's cgroups spent held at their
+		# quota in the interval, summed over nodes, in milliseconds: a slow
+		# second with throttling was the contender's own CPU.
 		awk -v t="$(((w1 - t0) / 1000000 - 1))" -v dt="$(((w1 - w0) / 1000))" -v m="$((m1 - m0))" \
-			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" -v si="$((s1 - s0))" -v h="$((h1 - h0))" \
+			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" -v si="$((s1 - s0))" -v h="$((h1 - h0))" -v q="$((q1 - q0))" \
 			'BEGIN { s = dt / 1000; o = (h - g) / hz / s; if (o < 0) o = 0
-				printf "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s, si / hz / s, o }' >>"$f"
-		w0=$w1 m0=$m1 c0=$c1 g0=$g1 s0=$s1 h0=$h1
+				printf "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s, si / hz / s, o, q / 1000 / s }' >>"$f"
+		w0=$w1 m0=$m1 c0=$c1 g0=$g1 s0=$s1 h0=$h1 q0=$q1
 	done
 }
 

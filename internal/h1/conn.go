@@ -35,9 +35,28 @@ type conn struct {
 }
 
 func newConn(s *Server, rw net.Conn) *conn {
-	c := &conn{s: s, rw: rw, raw: newRawIO(rw), remote: rw.RemoteAddr().String(), buf: make([]byte, readBufSize)}
+	c := &conn{buf: make([]byte, readBufSize)}
 	c.resp.c = c
+	c.open(s, rw)
 	return c
+}
+
+// open readies c, new or recycled, for the connection rw. A recycled conn
+// keeps its read buffer and its response's buffers; nothing of its last
+// connection's requests remains (buf[r:w] is empty, and the response is
+// reset before each request, as on a kept-alive connection).
+func (c *conn) open(s *Server, rw net.Conn) {
+	c.s, c.rw, c.raw, c.remote = s, rw, newRawIO(rw), rw.RemoteAddr().String()
+	c.state.Store(stateIdle)
+	c.r, c.w, c.served = 0, 0, 0
+	c.rdl, c.wdl = time.Time{}, time.Time{}
+}
+
+// release drops c's hold on its last connection before it waits for the
+// next one in the server's free list.
+func (c *conn) release() {
+	c.rw, c.raw, c.remote = nil, nil, ""
+	c.resp.idle()
 }
 
 func (c *conn) serve() {

@@ -57,6 +57,7 @@ type Server struct {
 	date    atomic.Pointer[dateLine]
 
 	idle []worker     // guarded by mu; goroutines waiting for a connection, the most recent last
+	free []*conn      // guarded by mu; conns (and their buffers) kept for the next connections
 	live atomic.Int64 // worker goroutines running, busy or idle
 }
 
@@ -150,7 +151,15 @@ func (s *Server) newConn(rw net.Conn) (*conn, worker) {
 	if s.closing.Load() {
 		return nil, nil
 	}
-	c := newConn(s, rw)
+	var c *conn
+	if n := len(s.free); n > 0 {
+		c = s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		c.open(s, rw)
+	} else {
+		c = newConn(s, rw)
+	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	var w worker
@@ -211,9 +220,17 @@ func (s *Server) next(w worker, t *time.Timer) (*conn, *time.Timer) {
 	return <-w, t // taken as the timer fired: its connection is on the way
 }
 
+// forget drops c, whose connection is closed or handed off, and keeps it
+// for the next connection while fewer than maxIdleWorkers wait: nothing
+// else holds it (Close and Shutdown reach connections only through conns,
+// under mu).
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	c.release() // under mu: Close may be closing c.rw until c leaves conns
+	if len(s.free) < maxIdleWorkers && !s.closing.Load() {
+		s.free = append(s.free, c)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -272,7 +289,7 @@ func (s *Server) stopAccepting() {
 	for _, w := range s.idle {
 		close(w)
 	}
-	s.idle = nil
+	s.idle, s.free = nil, nil
 	if s.hand == nil {
 		s.hand = newHandoffListener(nil) // Fallback never started: nothing to hand to
 	}

@@ -590,6 +590,40 @@ func TestWorkersServeOneConnectionAfterAnother(t *testing.T) {
 	testwait.Eventually(t, 10*time.Second, "the idle worker stops with the server", func() bool { return st.h1.live.Load() == 0 })
 }
 
+// TestARecycledConnectionStartsClean: the next connection is served on the
+// last one's conn (its buffers kept), and nothing of the last connection
+// reaches it: not the unread start of a pipelined request, not a header
+// its handler set.
+func TestARecycledConnectionStartsClean(t *testing.T) {
+	st := start(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" {
+			w.Header().Set("X-For-A", "a")
+		}
+		fmt.Fprintf(w, "%s %q", r.URL.Path, r.Header.Get("X-Leak"))
+	}, nil)
+	free := func() []*conn {
+		st.h1.mu.Lock()
+		defer st.h1.mu.Unlock()
+		return slices.Clone(st.h1.free)
+	}
+	// A's second request is cut off before its end: its bytes sit in the
+	// read buffer when A's connection ends.
+	a := rawExchange(t, st.lean, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHost: h\r\nX-Leak: secret\r\n", http.MethodGet)
+	if a.status != http.StatusOK || a.body != `/a ""` {
+		t.Fatalf("A: %d %q", a.status, a.body)
+	}
+	var kept []*conn
+	testwait.Eventually(t, 10*time.Second, "A's conn is kept for the next connection", func() bool { kept = free(); return len(kept) == 1 })
+	b := rawExchange(t, st.lean, "GET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", http.MethodGet)
+	if b.status != http.StatusOK || b.body != `/b ""` || strings.Contains(b.fields, "X-For-A") {
+		t.Errorf("B on A's conn: %d %q, fields %s; want /b with nothing of A", b.status, b.body, b.fields)
+	}
+	testwait.Eventually(t, 10*time.Second, "B was served on A's conn, kept again", func() bool {
+		got := free()
+		return len(got) == 1 && got[0] == kept[0]
+	})
+}
+
 // TestIdleWorkersStopAfterAWhile: a worker nobody hands a connection stops
 // after workerIdle, and at most maxIdleWorkers wait.
 func TestIdleWorkersStopAfterAWhile(t *testing.T) {
