@@ -491,10 +491,11 @@ passive_opens() { awk '/^Tcp:/ && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; 
 # machine at 2.0 cores was the machine's; with the contender near its cap,
 # the contender's.
 sample_cpu() {
-	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1 s0 s1 h0 h1 q0 q1
+	local f=$1 gen=$2 t0=${EPOCHREALTIME/./} w0 w1 m0 m1 c0 c1 g0 g1 s0 s1 h0 h1 q0 q1 v0 v1
 	proc_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 	machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 	softirq_ticks() { awk '/^cpu / { print $8 }' /proc/stat; }
+	steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 	# The harness cgroup's processes' CPU ticks (generator, etcd, origin).
 	harness_ticks() {
 		local p t=0 v
@@ -503,17 +504,17 @@ sample_cpu() {
 		done <"$HCG/cgroup.procs"
 		echo "$t"
 	}
-	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\tsoftirq_cores\tharness_other_cores\tthrottled_ms\n' >"$f"
+	printf 't_s\tmachine_cores\tcontender_cores\tgenerator_cores\tsoftirq_cores\tharness_other_cores\tthrottled_ms\tsteal_cores\n' >"$f"
 	# GENPID is timeout(1); the generator is its child.
 	local child=""
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		child=$(pgrep -P "$gen" | head -1) && [[ -n $child ]] && break
 		sleep 0.1
 	done
-	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child") s0=$(softirq_ticks) h0=$(harness_ticks) q0=$(cgthrottled)
+	w0=${EPOCHREALTIME/./} m0=$(machine_ticks) c0=$(cgcpu) g0=$(proc_ticks "$child") s0=$(softirq_ticks) h0=$(harness_ticks) q0=$(cgthrottled) v0=$(steal_ticks)
 	while kill -0 "$gen" 2>/dev/null; do
 		sleep 1
-		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child") s1=$(softirq_ticks) h1=$(harness_ticks) q1=$(cgthrottled)
+		w1=${EPOCHREALTIME/./} m1=$(machine_ticks) c1=$(cgcpu) g1=$(proc_ticks "$child") s1=$(softirq_ticks) h1=$(harness_ticks) q1=$(cgthrottled) v1=$(steal_ticks)
 		[[ $g1 == 0 ]] && break # the generator has exited
 		# Each line is the second (from the generator's start) the interval
 		# ended in, its figures per second of the interval's own length.
@@ -523,12 +524,14 @@ sample_cpu() {
 		# once with the machine busy beyond contender + generator is theirs.
 		# throttled is the time the contender's cgroups spent held at their
 		# quota in the interval, summed over nodes, in milliseconds: a slow
-		# second with throttling was the contender's own CPU.
+		# second with throttling was the contender's own CPU. steal is CPU
+		# the hypervisor gave to other guests while this one wanted it: a
+		# slow second on every node with steal was the host's.
 		awk -v t="$(((w1 - t0) / 1000000 - 1))" -v dt="$(((w1 - w0) / 1000))" -v m="$((m1 - m0))" \
-			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" -v si="$((s1 - s0))" -v h="$((h1 - h0))" -v q="$((q1 - q0))" \
+			-v c0="$c0" -v c1="$c1" -v g="$((g1 - g0))" -v hz="$CLK_TCK" -v si="$((s1 - s0))" -v h="$((h1 - h0))" -v q="$((q1 - q0))" -v st="$((v1 - v0))" \
 			'BEGIN { s = dt / 1000; o = (h - g) / hz / s; if (o < 0) o = 0
-				printf "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s, si / hz / s, o, q / 1000 / s }' >>"$f"
-		w0=$w1 m0=$m1 c0=$c1 g0=$g1 s0=$s1 h0=$h1 q0=$q1
+				printf "%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.2f\n", t, m / hz / s, (c1 - c0) / s, g / hz / s, si / hz / s, o, q / 1000 / s, st / hz / s }' >>"$f"
+		w0=$w1 m0=$m1 c0=$c1 g0=$g1 s0=$s1 h0=$h1 q0=$q1 v0=$v1
 	done
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -219,6 +220,9 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 		cores := "?"
 		if wc := f.worstCPU; wc != nil {
 			cores = fmt.Sprintf("%.2f / %.2f / %.2f (%.2f)", wc.Machine, wc.Contender, wc.Generator, f.busiest)
+			if wc.Steal >= 0.05 {
+				cores += fmt.Sprintf(", host steal %.2f", wc.Steal)
+			}
 		}
 		la := "?"
 		if c.clock != nil {
@@ -240,7 +244,7 @@ func writeCrowdTable(w func(string, ...any), cs []*contender, o reportOpts) {
 			w("- **%s misses the bar**: %s.\n", c.meta.Name, strings.Join(miss, "; "))
 		}
 	}
-	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Cores* are CPU used in one second (the script's `cpu-seconds.tsv`, sampled once a second from the generator's start): the whole machine from `/proc/stat` (%d cores in all), the contender's processes, and the generator; a slow second with the machine near its core count was the machine's, one with the contender near its quota the contender's. *Answers over %v by node* are the generator's count of slow answers in the worst second by `X-Served-By`: slow on every node at once points at the machine or the generator, slow on a few nodes at those nodes. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare, runtime.NumCPU(), load.SlowAnswer)
+	w("\nThe bar (issue 8): served 100%% of the crowd; p99 in every crowd second at most 2× the contender's own baseline p99 and no worse than each nginx contender's worst crowd second (the verdict also counts the crowd seconds in which the p99 was above that nginx's in the same second); hot-object origin fetches in the crowd no more than one fetcher refreshing at %.0f%% of the TTL makes (⌊crowd / (%.1f × TTL)⌋ + 1). *served* is OK (status < 400) / scheduled, the generator's not-sent included. Hot-object origin fetches are the origin's own log of 200s and 304s for the hot path, by arrival time, in the crowd window of this contender's load (±0.1 s: the window starts from the script's clock just before the generator starts); *per TTL* is that count × TTL / crowd length. *Contender CPU* is user + system time of the contender's processes (`/proc/PID/stat` of every process in its cgroups, all threads) over the load, divided by the requests it answered. *Cores* are CPU used in one second (the script's `cpu-seconds.tsv`, sampled once a second from the generator's start): the whole machine from `/proc/stat` (%d cores in all), the contender's processes, and the generator; a slow second with the machine near its core count was the machine's, one with the contender near its quota the contender's; *host steal* (shown from 0.05 core) is CPU the hypervisor gave other guests in that second, a slow second with it was the host's. *Answers over %v by node* are the generator's count of slow answers in the worst second by `X-Served-By`: slow on every node at once points at the machine or the generator, slow on a few nodes at those nodes. *Load average* is `/proc/loadavg` just before and after this contender's load: the machine is shared.\n\n", 100*prefreshShare, prefreshShare, runtime.NumCPU(), load.SlowAnswer)
 }
 
 // fmtSlowBy is "n0 8, n2 23" in node order, or "none": a slow second
@@ -262,6 +266,7 @@ func fmtSlowBy(m map[string]int64) string {
 type cpuSecond struct {
 	T                             int
 	Machine, Contender, Generator float64
+	Steal                         float64 // cores the hypervisor gave other guests (0 in older files)
 }
 
 // readCPUSeconds reads dir/cpu-seconds.tsv; a run without one (an older
@@ -275,6 +280,11 @@ func readCPUSeconds(dir string) []cpuSecond {
 	for _, l := range lines {
 		var s cpuSecond
 		if n, _ := fmt.Sscanf(l, "%d\t%g\t%g\t%g", &s.T, &s.Machine, &s.Contender, &s.Generator); n == 4 {
+			// Columns 5-7 (softirq, harness other, throttled) are for
+			// reading by hand; the eighth is the host's steal.
+			if f := strings.Split(l, "\t"); len(f) >= 8 {
+				s.Steal, _ = strconv.ParseFloat(f[7], 64)
+			}
 			out = append(out, s)
 		}
 	}

@@ -101,7 +101,9 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 		hot: &hotStats{TimesMs: []int64{500, 1100, 3000, 4000, 6999, 7000}},
 	}
 	c.dir = t.TempDir()
-	tsv := "t_s\tmachine_cores\tcontender_cores\tgenerator_cores\n1\t1.90\t0.30\t0.40\n2\t1.20\t0.80\t0.30\n3\t1.95\t0.90\t0.35\n6\t2.00\t0.10\t0.10\n"
+	// Second 2 has the script's later columns, through steal; the others
+	// are an older script's four.
+	tsv := "t_s\tmachine_cores\tcontender_cores\tgenerator_cores\n1\t1.90\t0.30\t0.40\n2\t1.20\t0.80\t0.30\t0.10\t0.02\t0.0\t0.25\n3\t1.95\t0.90\t0.35\n6\t2.00\t0.10\t0.10\n"
 	if err := os.WriteFile(filepath.Join(c.dir, "cpu-seconds.tsv"), []byte(tsv), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +118,8 @@ func TestCrowdFiguresAndVerdict(t *testing.T) {
 	}
 	// The worst second is the crowd's first (load second 2); the busiest
 	// crowd second is 3 (seconds 1 and 6 are outside the crowd).
-	if wc := f.worstCPU; wc == nil || *wc != (cpuSecond{T: 2, Machine: 1.2, Contender: 0.8, Generator: 0.3}) || f.busiest != 1.95 {
-		t.Errorf("worst second's cores %+v, busiest %v; want second 2 (1.2 / 0.8 / 0.3), 1.95", f.worstCPU, f.busiest)
+	if wc := f.worstCPU; wc == nil || *wc != (cpuSecond{T: 2, Machine: 1.2, Contender: 0.8, Generator: 0.3, Steal: 0.25}) || f.busiest != 1.95 {
+		t.Errorf("worst second's cores %+v, busiest %v; want second 2 (1.2 / 0.8 / 0.3, steal 0.25), 1.95", f.worstCPU, f.busiest)
 	}
 	if got := fmtSlowBy(f.worstSlow); got != "n0 8, n2 23" {
 		t.Errorf("worst second's slow answers %q, want %q", got, "n0 8, n2 23")

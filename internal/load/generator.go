@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -297,18 +299,24 @@ type job struct {
 
 // work sends first, then every job it receives, until jobs is closed.
 func (g *Generator) work(ctx context.Context, rec *recorder, first job, jobs <-chan job) {
-	rec.done(g.hit(ctx, first))
+	// One trace per worker (its requests run one at a time): did the
+	// request get an idle connection or one dialed for it?
+	var reused atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) }})
+	rec.done(g.hit(ctx, first, &reused))
 	for j := range jobs {
-		rec.done(g.hit(ctx, j))
+		rec.done(g.hit(ctx, j, &reused))
 	}
 }
 
 // hit sends j's request, reads the whole answer and says what happened.
-func (g *Generator) hit(ctx context.Context, j job) outcome {
+func (g *Generator) hit(ctx context.Context, j job, reused *atomic.Bool) outcome {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	o := outcome{at: j.at}
+	reused.Store(true) // a request that never got a connection dialed none
 	resp, err := g.client.Do(j.req.WithContext(ctx))
+	o.newConn = !reused.Load()
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

@@ -194,6 +194,16 @@ func TestNotSentAtMaxInflight(t *testing.T) {
 		if tot.Latency.Count != tot.Sent {
 			t.Errorf("%d latencies for %d sent requests; unsent ones have no latency", tot.Latency.Count, tot.Sent)
 		}
+		// The first burst dials its 5 connections; the later ones find
+		// them idle. Each answer took 305ms, over SlowAnswer.
+		var dialed, slowDialed int64
+		for _, s := range rep.Series {
+			dialed += s.NewConns
+			slowDialed += s.SlowNewConns
+		}
+		if dialed != 5 || slowDialed != 5 {
+			t.Errorf("%d answers over new connections (%d slow), want 5 (5): one per connection dialed", dialed, slowDialed)
+		}
 	})
 }
 

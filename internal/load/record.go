@@ -135,6 +135,12 @@ func (r *recorder) done(o outcome) {
 		}
 		s.SlowAt[(o.at%time.Second)/(time.Second/10)]++
 	}
+	if o.newConn {
+		s.NewConns++
+		if o.latency > SlowAnswer {
+			s.SlowNewConns++
+		}
+	}
 	if o.servedBy != "" {
 		if s.ServedBy == nil {
 			s.ServedBy = make(map[string]int64)

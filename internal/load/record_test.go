@@ -91,7 +91,7 @@ func TestRecorderSeconds(t *testing.T) {
 	if r.secs[0].pending != 1 || r.secs[0].Latency.Count != 0 {
 		t.Fatalf("second 0 final while a request is out: %+v", r.secs[0])
 	}
-	r.done(outcome{at: 100 * ms, status: 200, latency: 1500 * ms, servedBy: "a", cache: cacheHit})
+	r.done(outcome{at: 100 * ms, status: 200, latency: 1500 * ms, servedBy: "a", cache: cacheHit, newConn: true})
 	if r.secs[0].hist != nil || r.secs[0].Latency.Count != 1 {
 		t.Fatalf("second 0 not final after its last request: %+v", r.secs[0].Second)
 	}
@@ -118,6 +118,9 @@ func TestRecorderSeconds(t *testing.T) {
 	}
 	if sa := series[0].SlowAt; len(sa) != 10 || sa[1] != 1 || slices.Max(sa) != 1 {
 		t.Errorf("second 0 slow at %v, want one in its second tenth (planned at 100ms)", sa)
+	}
+	if s := series[0]; s.NewConns != 1 || s.SlowNewConns != 1 || series[1].NewConns != 0 {
+		t.Errorf("new connections %d (slow %d) in second 0, %d in second 1; want 1 (1) and 0", s.NewConns, s.SlowNewConns, series[1].NewConns)
 	}
 	if sa := series[1].SlowAt; sa != nil {
 		t.Errorf("second 1 slow at %v, want nil (10ms is not slow)", sa)

@@ -118,8 +118,14 @@ type Second struct {
 	// SlowAt counts the answers slower than SlowAnswer by the tenth of the
 	// second they were planned in (10 counts, nil when none was slow):
 	// when, within a bad second, its tail was planned.
-	SlowAt []int64     `json:"slow_at,omitempty"`
-	Cache  CacheCounts `json:"cache"`
+	SlowAt []int64 `json:"slow_at,omitempty"`
+	// NewConns counts the answers that came over a connection the generator
+	// dialed for them (none idle in its pool), SlowNewConns those of them
+	// slower than SlowAnswer: a tail on new connections is the cost of
+	// accepting a crowd's connections, on either side.
+	NewConns     int64       `json:"new_conns,omitempty"`
+	SlowNewConns int64       `json:"slow_new_conns,omitempty"`
+	Cache        CacheCounts `json:"cache"`
 	// OriginFetches is the increase of crowdpilot_origin_fetches_total over
 	// this second, summed over the admins that answered both scrapes; nil
 	// when none did.
@@ -137,6 +143,7 @@ type outcome struct {
 	latency  time.Duration // from the planned send time
 	servedBy string
 	cache    cacheClass
+	newConn  bool // over a connection dialed for it
 }
 
 func (c *Counts) add(o outcome) {
