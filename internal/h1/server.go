@@ -7,6 +7,12 @@
 // connection, with every byte it has buffered, to a net/http Server for
 // good, so net/http decides everything it is better placed to decide.
 //
+// A connection is served on a worker goroutine that has served earlier
+// ones (its stack already grown) and on a recycled conn (its buffers
+// kept); both are bounded (maxIdleWorkers) and idle workers stop after
+// workerIdle. A flash crowd brings new clients, so a new connection must
+// cost little more than a request on an open one.
+//
 // One difference from net/http remains: h1 does not read ahead while a
 // handler runs, so a request's context ends when ServeHTTP returns or the
 // connection is found closed on the next read or write, not the moment a
