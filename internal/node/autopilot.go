@@ -173,7 +173,7 @@ func (n *Node) nodeInfos() []autopilot.NodeInfo {
 // and recent rates, and its load over the interval since the last report
 // (w and recent belong to the reporter). It also returns every key the
 // heat tracker holds, for the per-object series.
-func (n *Node) report(w *loadWindow, recent *heat.Recent) (autopilot.Report, []heat.KeyRate) {
+func (n *Node) report(w *loadWindow, recent *heat.Recent, limit *cpuLimitReader) (autopilot.Report, []heat.KeyRate) {
 	now := n.cfg.Now()
 	// Every tracked key goes through recent (bounded by the tracker's
 	// capacity), so a key that climbs into the report between two reports
@@ -182,11 +182,11 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) (autopilot.Report, []h
 	recent.Fill(now, tracked)
 	keys := slices.Clip(tracked[:min(len(tracked), reportKeys)])
 	l := w.next()
-	var limit float64
+	var cpuLimit float64
 	if n.cfg.SharesProcess {
 		l.cpu = 0 // the process's, not ours: unknown
 	} else {
-		limit = osCPULimit(runtime.NumCPU()) // read each time: a supervisor may move us into a cgroup
+		cpuLimit = limit.get(now)
 	}
 	return autopilot.Report{
 		Node:      n.cfg.ID,
@@ -197,7 +197,7 @@ func (n *Node) report(w *loadWindow, recent *heat.Recent) (autopilot.Report, []h
 		P99:       l.p99,
 		ErrorRate: l.errRate,
 		CPU:       l.cpu,
-		CPULimit:  limit,
+		CPULimit:  cpuLimit,
 		Near:      n.nearCopies(now),
 	}, tracked
 }
@@ -224,6 +224,7 @@ func (n *Node) reportHeat(ctx context.Context) error {
 	defer t.Stop()
 	w := n.m.window()
 	var recent heat.Recent
+	limit := cpuLimitReader{read: func() float64 { return osCPULimit(runtime.NumCPU()) }}
 	var lastNow time.Time
 	for {
 		select {
@@ -241,7 +242,7 @@ func (n *Node) reportHeat(ctx context.Context) error {
 			n.ap.heat.Tick(n.cfg.Now())
 			n.m.reportsNow.Inc()
 		}
-		r, tracked := n.report(w, &recent)
+		r, tracked := n.report(w, &recent, &limit)
 		if n.ap.election.IsLeader() {
 			if !n.ap.leader.Offer(r) {
 				n.m.shed("heat_report")

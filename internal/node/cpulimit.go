@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cpuLimit is the CPU this process may use, in cores: the tightest cgroup
@@ -109,3 +110,24 @@ func osCPULimit(numCPU int) float64 { return cpuLimit(os.ReadFile, numCPU) }
 // CPULimit is the CPU this process may use, in cores: its cgroup quota, or
 // the machine's CPUs.
 func CPULimit() float64 { return osCPULimit(runtime.NumCPU()) }
+
+// cpuLimitRefresh is how long a cpuLimitReader keeps what it read: a
+// supervisor may move the process into another cgroup or change its quota,
+// but reading the cgroup files on every heat report (several a second)
+// costs more than the news is worth.
+const cpuLimitRefresh = 10 * time.Second
+
+// cpuLimitReader reads the CPU limit at most once per cpuLimitRefresh. It
+// belongs to one goroutine (the heat reporter).
+type cpuLimitReader struct {
+	read func() float64
+	v    float64
+	at   time.Time // when v was read; zero: never
+}
+
+func (r *cpuLimitReader) get(now time.Time) float64 {
+	if r.at.IsZero() || now.Sub(r.at) >= cpuLimitRefresh || now.Before(r.at) {
+		r.v, r.at = r.read(), now
+	}
+	return r.v
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"io/fs"
 	"testing"
+	"time"
 )
 
 func TestCPULimit(t *testing.T) {
@@ -55,5 +56,24 @@ func TestCPULimit(t *testing.T) {
 				t.Errorf("cpuLimit = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCPULimitIsReadAtMostOncePerRefresh: heat reports (several a second)
+// reuse the limit read within cpuLimitRefresh, and read it again after.
+func TestCPULimitIsReadAtMostOncePerRefresh(t *testing.T) {
+	reads := 0
+	r := cpuLimitReader{read: func() float64 { reads++; return float64(reads) / 4 }}
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	for i := range 40 { // 10 s of reports every 250ms, less the last
+		if got := r.get(t0.Add(time.Duration(i) * 250 * time.Millisecond)); got != 0.25 {
+			t.Fatalf("report %d: limit %v, want the first read's 0.25", i, got)
+		}
+	}
+	if got := r.get(t0.Add(cpuLimitRefresh)); got != 0.5 || reads != 2 {
+		t.Errorf("after cpuLimitRefresh: limit %v after %d reads, want 0.5 after 2", got, reads)
+	}
+	if got := r.get(t0); got != 0.75 { // the clock stepped back: read again
+		t.Errorf("clock stepped back: limit %v, want a new read (0.75)", got)
 	}
 }
