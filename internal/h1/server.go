@@ -63,7 +63,7 @@ type Server struct {
 	date    atomic.Pointer[dateLine]
 
 	idle []worker     // guarded by mu; goroutines waiting for a connection, the most recent last
-	free []*conn      // guarded by mu; conns (and their buffers) kept for the next connections
+	free []*conn      // guarded by mu; conns (and their buffers) kept for the next connections, at most maxFreeConns
 	live atomic.Int64 // worker goroutines running, busy or idle
 }
 
@@ -72,9 +72,12 @@ type Server struct {
 // already, rather than on a new goroutine that grows its stack again
 // (copying it) while it serves its first request. At most maxIdleWorkers
 // wait, each at most workerIdle; they stop when the server does.
+// Closed connections' conns are kept for new ones, at most maxFreeConns:
+// as many as idle workers, one for each.
 const (
 	maxIdleWorkers = 128
 	workerIdle     = 10 * time.Second
+	maxFreeConns   = maxIdleWorkers
 )
 
 // worker hands an idle worker its next connection (buffered: the accept
@@ -227,14 +230,14 @@ func (s *Server) next(w worker, t *time.Timer) (*conn, *time.Timer) {
 }
 
 // forget drops c, whose connection is closed or handed off, and keeps it
-// for the next connection while fewer than maxIdleWorkers wait: nothing
+// for a next connection while fewer than maxFreeConns are kept: nothing
 // else holds it (Close and Shutdown reach connections only through conns,
 // under mu).
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	c.release() // under mu: Close may be closing c.rw until c leaves conns
-	if len(s.free) < maxIdleWorkers && !s.closing.Load() {
+	if len(s.free) < maxFreeConns && !s.closing.Load() {
 		s.free = append(s.free, c)
 	}
 	s.mu.Unlock()
