@@ -544,6 +544,10 @@ run_load() {
 		--hot "$HOT" --keys "$KEYS" --zipf "$ZIPF" --seed "$SEED" --timeout "$TIMEOUT" --max-inflight "$MAXIN"
 		--out-json "$d/load.json" --out-png "$png")
 	[[ -n $admins ]] && cmd+=(--admin "$admins")
+	# TRACE=1: Go execution traces (go tool trace) of the generator
+	# (load.trace) and of each crowdpilot node (n<i>.trace), from 1 s before
+	# the crowd for 3 s: whose stall a slow first second is.
+	[[ ${TRACE:-} == 1 ]] && cmd+=(--out-trace "$d/load.trace")
 	printf '%q ' "${cmd[@]}" >"$d/load-cmd.txt"
 	local before after rc la0 la1 t0
 	before=$(origin_stats)
@@ -576,6 +580,14 @@ run_load() {
 		for ((i = 0; i < ${#pa[@]}; i++)); do
 			(sleep "$((BEFORE + ${PROFILE_AT:-0}))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
 				"http://${pa[i]}/debug/pprof/profile?seconds=${PROFILE_S:-3}" -o "$d/n$i.pprof") &
+		done
+	fi
+	if [[ ${TRACE:-} == 1 && -n $admins ]]; then
+		local -a ta
+		IFS=, read -r -a ta <<<"$admins"
+		for ((i = 0; i < ${#ta[@]}; i++)); do
+			(sleep "$((BEFORE > 1 ? BEFORE - 1 : 0))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
+				"http://${ta[i]}/debug/pprof/trace?seconds=3" -o "$d/n$i.trace") &
 		done
 	fi
 	wait "$lp"

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -68,6 +69,7 @@ func (f *crowdFlag) Set(v string) (err error) {
 type options struct {
 	cfg              Config
 	outJSON, outPNG  string
+	outTrace         string
 	targets, hot, ad listFlag
 	crowd            crowdFlag
 }
@@ -90,6 +92,7 @@ func (o *options) flags() *flag.FlagSet {
 	fs.Var(&o.ad, "admin", "node admin `host:port` to scrape /metrics from each second (repeatable)")
 	fs.StringVar(&o.outJSON, "out-json", "", "write the per-second series and summary to this `file`")
 	fs.StringVar(&o.outPNG, "out-png", "", "write the chart to this `file`")
+	fs.StringVar(&o.outTrace, "out-trace", "", "write a Go execution trace of the generator itself (go tool trace) to this `file`, from 1 s before the crowd (or the start) for 3 s: to tell its own stalls from the cluster's")
 	return fs
 }
 
@@ -135,7 +138,7 @@ func (c *Command) Run(ctx context.Context, args []string) int {
 	if err != nil {
 		return badInput(err)
 	}
-	for _, path := range []string{o.outJSON, o.outPNG} {
+	for _, path := range []string{o.outJSON, o.outPNG, o.outTrace} {
 		if err := checkOut(path); err != nil {
 			return badInput(err)
 		}
@@ -150,7 +153,15 @@ func (c *Command) Run(ctx context.Context, args []string) int {
 	if err := g.Probe(ctx); err != nil {
 		return badInput(err)
 	}
+	stopTrace := func() error { return nil }
+	if o.outTrace != "" {
+		from := max(o.cfg.Schedule.Crowd.Start-time.Second, 0)
+		stopTrace = traceWindow(ctx, o.outTrace, from, 3*time.Second)
+	}
 	rep, err := g.Run(ctx)
+	if err := stopTrace(); err != nil {
+		fmt.Fprintf(c.Stderr, "crowdpilot load: %v\n", err)
+	}
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "crowdpilot load: %v\n", err)
 		return ExitFailure
@@ -204,4 +215,40 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// traceWindow writes a Go execution trace of this process to path, from
+// `from` after now for `length`, in a goroutine of its own; the function
+// it returns ends the trace early if need be, waits for the goroutine and
+// says what failed.
+func traceWindow(ctx context.Context, path string, from, length time.Duration) func() error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			select {
+			case <-time.After(from):
+			case <-ctx.Done():
+				return nil
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return fmt.Errorf("trace: %w", err)
+			}
+			if err := trace.Start(f); err != nil {
+				f.Close()
+				return fmt.Errorf("trace: %w", err)
+			}
+			select {
+			case <-time.After(length):
+			case <-ctx.Done():
+			}
+			trace.Stop()
+			return f.Close()
+		}()
+	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
 }

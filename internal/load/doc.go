@@ -32,4 +32,13 @@
 // error counts. The run ends by itself at the end of the schedule plus a
 // drain of at most min(Timeout, 5 s); requests still out are then cut and
 // count as timeouts.
+//
+// Requests go out through connTransport (unless Config.Transport is set):
+// each worker writes its request and reads the answer itself, over a
+// kept-alive connection from a bounded pool, with net/http's Request.Write
+// and ReadResponse. net/http's Transport passes every request through two
+// goroutines of its connection; on a 2-core machine shared with the
+// cluster under test, that cost the generator about a fifth more CPU and
+// stalls of its own at a crowd's first instant, which it then reported as
+// the cluster's latency (bench/RESULTS.md, session 11).
 package load

@@ -60,9 +60,10 @@ type Config struct {
 	// Admins are node admin addresses (host:port) whose /metrics are scraped
 	// once a second. Admins that fail are skipped.
 	Admins []string
-	// Transport sends the requests and scrapes. If nil, a transport without
-	// proxies or compression, keeping up to MaxInflight idle connections per
-	// host, is used.
+	// Transport sends the requests and scrapes. If nil, the generator's own
+	// (connTransport: each request on its caller's goroutine, over a pool
+	// of up to MaxInflight idle connections per host; no proxies, no
+	// compression) is used.
 	Transport http.RoundTripper
 	// Progress receives a live progress line every second ("\r"-rewritten).
 	// If nil, the run is quiet.
@@ -124,13 +125,7 @@ func New(cfg Config) (*Generator, error) {
 	}
 	rt := cfg.Transport
 	if rt == nil {
-		rt = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        cfg.MaxInflight,
-			MaxIdleConnsPerHost: cfg.MaxInflight,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
+		rt = newConnTransport(cfg.Timeout, cfg.MaxInflight)
 	}
 	g.client = &http.Client{
 		Transport:     rt,

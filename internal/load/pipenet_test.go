@@ -56,9 +56,11 @@ func (p *pipeNet) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	}
 }
 
-// transport is an http.Transport over the pipe network.
-func (p *pipeNet) transport() *http.Transport {
-	return &http.Transport{DialContext: p.dial, MaxIdleConnsPerHost: 1000, DisableCompression: true}
+// transport is the generator's own transport over the pipe network.
+func (p *pipeNet) transport() *connTransport {
+	t := newConnTransport(time.Minute, 1000)
+	t.dial = p.dial
+	return t
 }
 
 // close stops every server and waits for them, so that the bubble can end.
