@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -225,6 +226,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return badInput(stderr, "node", err)
 	}
 	memoryLimit(logger, cfg.StoreBytes, 1)
+	defer startGCFloor(ctx, logger, gcFloorFor(cfg.StoreBytes, 1, debug.SetMemoryLimit(-1)))()
 	maxProcs(logger, node.CPULimit())
 	n, err := node.New(cfg)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -76,6 +77,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return badInput(stderr, "up", withFlagNames(fmt.Errorf("node config: %w", err)))
 		}
 		memoryLimit(logger, cfg.StoreBytes*int64(*nodes), *nodes)
+		defer startGCFloor(ctx, logger, gcFloorFor(cfg.StoreBytes*int64(*nodes), *nodes, debug.SetMemoryLimit(-1)))()
 	}
 	maxProcs(logger, node.CPULimit())
 
