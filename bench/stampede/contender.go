@@ -29,6 +29,15 @@ type contender struct {
 	admins  map[string]string // node ID -> admin host:port (crowdpilot only)
 }
 
+// pgids are the process groups of c's processes.
+func (c *contender) pgids() []int {
+	var g []int
+	for _, p := range c.procs {
+		g = append(g, p.cmd.Process.Pid)
+	}
+	return g
+}
+
 func (c *contender) stop(ctx context.Context) {
 	for _, p := range c.procs {
 		p.stop()
@@ -101,6 +110,9 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// benchToken is the crowdpilot cluster's admin token, for --trace.
+const benchToken = "stampede-bench"
+
 // startCrowdpilot runs `crowdpilot up --nodes N` against o and waits until
 // every node is ready and sees all N members.
 func startCrowdpilot(ctx context.Context, cfg config, o *origin) (*contender, error) {
@@ -121,7 +133,7 @@ func startCrowdpilot(ctx context.Context, cfg config, o *origin) (*contender, er
 		"up", "--nodes", strconv.Itoa(cfg.nodes), "--origin", o.url,
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--etcd-listen", "127.0.0.1:"+strconv.Itoa(etcdC), "--etcd-peer", "127.0.0.1:"+strconv.Itoa(etcdP),
-		"--log-level", "warn", "--log-format", "text")
+		"--log-level", "warn", "--log-format", "text", "--admin-token", benchToken)
 	pw.Close()
 	if err != nil {
 		return nil, err

@@ -38,6 +38,7 @@ type config struct {
 	timeout                     time.Duration
 	deadline                    time.Duration
 	out, tmp, pgidFile          string
+	trace                       bool // a Go execution trace of crowdpilot around each stampede
 }
 
 func main() {
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "bound on one request of a stampede")
 	fs.DurationVar(&cfg.deadline, "deadline", 15*time.Minute, "bound on the whole benchmark")
 	fs.StringVar(&cfg.out, "out", "bench/out/stampede", "directory for results.jsonl and the contenders' logs")
+	fs.BoolVar(&cfg.trace, "trace", false, "write a 1 s Go execution trace (go tool trace), allocation and CPU profile (go tool pprof) of the crowdpilot process around each of its stampedes to the --out directory")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -236,23 +238,27 @@ func expired(ctx context.Context, cfg config, c *contender, run int, path string
 
 // result is one stampede's outcome; latencies in milliseconds.
 type result struct {
-	Scenario   string         `json:"scenario"`
-	Run        int            `json:"run"`
-	Contender  string         `json:"contender"`
-	Path       string         `json:"path"`
-	Start      time.Time      `json:"start"`
-	LoadAvg    string         `json:"loadavg"`
-	Before     int64          `json:"fetches_before"`
-	Fetches    int64          `json:"fetches"` // during the stampede and the settle after it
-	Arrivals   []string       `json:"origin_arrivals"`
-	StaleAgeMS int64          `json:"warm_to_release_ms,omitempty"`
-	P50        float64        `json:"p50_ms"`
-	P90        float64        `json:"p90_ms"`
-	P99        float64        `json:"p99_ms"`
-	Max        float64        `json:"max_ms"`
-	Statuses   map[string]int `json:"statuses"`
-	Cache      map[string]int `json:"cache_status"`
-	ServedBy   map[string]int `json:"served_by,omitempty"`
+	Scenario   string    `json:"scenario"`
+	Run        int       `json:"run"`
+	Contender  string    `json:"contender"`
+	Path       string    `json:"path"`
+	Start      time.Time `json:"start"`
+	LoadAvg    string    `json:"loadavg"`
+	Before     int64     `json:"fetches_before"`
+	Fetches    int64     `json:"fetches"` // during the stampede and the settle after it
+	Arrivals   []string  `json:"origin_arrivals"`
+	StaleAgeMS int64     `json:"warm_to_release_ms,omitempty"`
+	// ServerCPU and ClientCPU are the CPU milliseconds the contender's
+	// processes and this client used from the dials to the last reply.
+	ServerCPU float64        `json:"server_cpu_ms"`
+	ClientCPU float64        `json:"client_cpu_ms"`
+	P50       float64        `json:"p50_ms"`
+	P90       float64        `json:"p90_ms"`
+	P99       float64        `json:"p99_ms"`
+	Max       float64        `json:"max_ms"`
+	Statuses  map[string]int `json:"statuses"`
+	Cache     map[string]int `json:"cache_status"`
+	ServedBy  map[string]int `json:"served_by,omitempty"`
 	// NodeResults is, per crowdpilot node, the rise of
 	// crowdpilot_requests_total by result over the stampede: the owner's
 	// rise beyond its own share is the forwards it got from the routers.
@@ -266,10 +272,24 @@ type result struct {
 func measure(ctx context.Context, cfg config, c *contender, scenario string, run int, path string, before int64) (result, error) {
 	r := result{Scenario: scenario, Run: run, Contender: c.name, Path: path, LoadAvg: loadavg(), Before: before}
 	m0 := scrapeResults(ctx, c.admins)
+	var traced chan error
+	kinds := []string{"trace", "allocs", "profile"}
+	if cfg.trace && c.name == "crowdpilot" {
+		traced = make(chan error, len(kinds))
+		for _, k := range kinds {
+			go func() {
+				traced <- traceProcess(ctx, c.admins, k, filepath.Join(cfg.out, fmt.Sprintf("%s-%s-run%d.out", k, scenario, run)))
+			}()
+		}
+	}
+	groups := c.pgids()
+	cpu0, self0 := cpuNanos(groups), cpuNanos(nil)
 	replies, t0, err := stampede(ctx, c.targets, path, cfg.requests, cfg.timeout)
 	if err != nil {
 		return r, fmt.Errorf("%s %s run %d: %w", c.name, scenario, run, err)
 	}
+	r.ServerCPU = float64((cpuNanos(groups)-cpu0)/100_000) / 10
+	r.ClientCPU = float64((cpuNanos(nil)-self0)/100_000) / 10
 	r.t0, r.Start = t0, t0.UTC()
 	settle := max(5*cfg.latency, time.Second)
 	select {
@@ -281,6 +301,11 @@ func measure(ctx context.Context, cfg config, c *contender, scenario string, run
 	r.Arrivals = c.origin.arrivalsOf(path, t0, 20)
 	r.NodeResults = diffResults(m0, scrapeResults(ctx, c.admins))
 	summarize(&r, replies)
+	for range cap(traced) {
+		if err := <-traced; err != nil {
+			slog.Warn("trace", "scenario", scenario, "run", run, "err", err)
+		}
+	}
 	return r, nil
 }
 

@@ -50,21 +50,21 @@ func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/1
 func writeTables(w io.Writer, all []result) {
 	fmt.Fprintln(w, "Cold object (fetches: origin fetches of the object):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| run | contender | load avg | origin fetches | p50 ms | p90 ms | p99 ms | max ms | statuses |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| run | contender | load avg | origin fetches | p50 ms | p90 ms | p99 ms | max ms | server CPU ms | client CPU ms | statuses |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range all {
 		if r.Scenario == "cold" {
-			fmt.Fprintf(w, "| %d | %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Run, r.Contender, r.LoadAvg, r.Fetches, r.P50, r.P90, r.P99, r.Max, counts(r.Statuses))
+			fmt.Fprintf(w, "| %d | %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Run, r.Contender, r.LoadAvg, r.Fetches, r.P50, r.P90, r.P99, r.Max, r.ServerCPU, r.ClientCPU, counts(r.Statuses))
 		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Expired object within the stale window (extra fetches: origin fetches after the warm fetch):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| run | contender | load avg | warm to release | extra fetches | p50 ms | p90 ms | p99 ms | max ms | statuses |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| run | contender | load avg | warm to release | extra fetches | p50 ms | p90 ms | p99 ms | max ms | server CPU ms | client CPU ms | statuses |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range all {
 		if r.Scenario == "expired" {
-			fmt.Fprintf(w, "| %d | %s | %s | %.1f s | %d | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Run, r.Contender, r.LoadAvg, float64(r.StaleAgeMS)/1000, r.Fetches, r.P50, r.P90, r.P99, r.Max, counts(r.Statuses))
+			fmt.Fprintf(w, "| %d | %s | %s | %.1f s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Run, r.Contender, r.LoadAvg, float64(r.StaleAgeMS)/1000, r.Fetches, r.P50, r.P90, r.P99, r.Max, r.ServerCPU, r.ClientCPU, counts(r.Statuses))
 		}
 	}
 	fmt.Fprintln(w)
