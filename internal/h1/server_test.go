@@ -515,6 +515,7 @@ func FuzzReadsRequestsAsNetHTTPDoes(f *testing.F) {
 		"GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET / HTTP/1.1\r0Host:0\r\n\r\n", // a bare CR in the request line: 400, not a Host
 	} {
 		f.Add(s)
 	}
