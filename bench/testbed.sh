@@ -546,7 +546,8 @@ run_load() {
 	[[ -n $admins ]] && cmd+=(--admin "$admins")
 	# TRACE=1: Go execution traces (go tool trace) of the generator
 	# (load.trace) and of each crowdpilot node (n<i>.trace), from 1 s before
-	# the crowd for 3 s: whose stall a slow first second is.
+	# the crowd for 3 s: whose stall a slow first second is. TRACE_AT=S
+	# starts the nodes' traces S s later (the generator's stays at the step).
 	[[ ${TRACE:-} == 1 ]] && cmd+=(--out-trace "$d/load.trace")
 	printf '%q ' "${cmd[@]}" >"$d/load-cmd.txt"
 	local before after rc la0 la1 t0
@@ -586,7 +587,7 @@ run_load() {
 		local -a ta
 		IFS=, read -r -a ta <<<"$admins"
 		for ((i = 0; i < ${#ta[@]}; i++)); do
-			(sleep "$((BEFORE > 1 ? BEFORE - 1 : 0))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
+			(sleep "$((BEFORE > 1 ? BEFORE - 1 + ${TRACE_AT:-0} : ${TRACE_AT:-0}))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
 				"http://${ta[i]}/debug/pprof/trace?seconds=3" -o "$d/n$i.trace") &
 		done
 	fi
