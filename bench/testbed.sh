@@ -535,6 +535,18 @@ sample_cpu() {
 	done
 }
 
+# grab_nodes ADMINS DELAY PATH EXT: in the background, DELAY s from now,
+# GET PATH of each node's admin API (with the contender's $token) into
+# $d/n<i>.EXT (run_load's $d).
+grab_nodes() {
+	local -a a
+	local i
+	IFS=, read -r -a a <<<"$1"
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		(sleep "$2"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" "http://${a[i]}$3" -o "$d/n$i.$4") &
+	done
+}
+
 # run_load NAME LABEL NODES TARGETS ADMINS NOTE: the load, then the
 # snapshots. The contender's processes are up and ready.
 run_load() {
@@ -576,20 +588,10 @@ run_load() {
 	# seconds (from PROFILE_AT s after its start, default 0, for PROFILE_S s, default
 	# 3), for `go tool pprof`.
 	if [[ ${PROFILE:-} == 1 && -n $admins ]]; then
-		local -a pa
-		IFS=, read -r -a pa <<<"$admins"
-		for ((i = 0; i < ${#pa[@]}; i++)); do
-			(sleep "$((BEFORE + ${PROFILE_AT:-0}))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
-				"http://${pa[i]}/debug/pprof/profile?seconds=${PROFILE_S:-3}" -o "$d/n$i.pprof") &
-		done
+		grab_nodes "$admins" "$((BEFORE + ${PROFILE_AT:-0}))" "/debug/pprof/profile?seconds=${PROFILE_S:-3}" pprof
 	fi
 	if [[ ${TRACE:-} == 1 && -n $admins ]]; then
-		local -a ta
-		IFS=, read -r -a ta <<<"$admins"
-		for ((i = 0; i < ${#ta[@]}; i++)); do
-			(sleep "$((BEFORE > 1 ? BEFORE - 1 + ${TRACE_AT:-0} : ${TRACE_AT:-0}))"; curl -fsS --max-time 30 -H "Authorization: Bearer $token" \
-				"http://${ta[i]}/debug/pprof/trace?seconds=3" -o "$d/n$i.trace") &
-		done
+		grab_nodes "$admins" "$((BEFORE > 1 ? BEFORE - 1 + ${TRACE_AT:-0} : ${TRACE_AT:-0}))" "/debug/pprof/trace?seconds=3" trace
 	fi
 	wait "$lp"
 	rc=$?
