@@ -16,6 +16,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 // cacheServer answers every request, alternating X-Served-By between two
@@ -201,6 +203,7 @@ func TestCommandBadInput(t *testing.T) {
 		{"bad env", []string{"--target", srv.URL}, map[string]string{"CROWDPILOT_RATE": "lots"}, "CROWDPILOT_RATE"},
 		{"bad env crowd", []string{"--target", srv.URL}, map[string]string{"CROWDPILOT_CROWD": "lots"}, "bad crowd spec"},
 		{"missing out folder", []string{"--target", srv.URL, "--out-json", "/nonexistent/dir/x.json"}, nil, "does not exist"},
+		{"missing trace folder", []string{"--target", srv.URL, "--out-trace", "/nonexistent/dir/load.trace"}, nil, "does not exist"},
 	} {
 		var stdout, stderr bytes.Buffer
 		cmd := Command{Stdout: &stdout, Stderr: &stderr, LookupEnv: func(k string) (string, bool) {
@@ -263,4 +266,36 @@ func TestParseEnv(t *testing.T) {
 func within(got, want int64, frac float64) bool {
 	d := float64(got - want)
 	return d <= frac*float64(want) && -d <= frac*float64(want)
+}
+
+// TestTraceWindowWritesTheWindow: nothing before the window starts, and a
+// Go execution trace once it has started and is stopped (early, here).
+// (runtime/trace cannot start inside a synctest bubble, so this runs on
+// the real clock, waiting on conditions only.)
+func TestTraceWindowWritesTheWindow(t *testing.T) {
+	dir := t.TempDir()
+	later := filepath.Join(dir, "later.trace")
+	if err := traceWindow(context.Background(), later, time.Hour, time.Hour)(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(later); err == nil {
+		t.Error("a trace stopped before its window was written")
+	}
+
+	now := filepath.Join(dir, "now.trace")
+	stop := traceWindow(context.Background(), now, 0, time.Hour)
+	testwait.Eventually(t, 10*time.Second, "the trace file", func() bool {
+		_, err := os.Stat(now)
+		return err == nil
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("go 1.")) {
+		t.Errorf("%s does not start as a Go execution trace: %q", now, b[:min(len(b), 16)])
+	}
 }
