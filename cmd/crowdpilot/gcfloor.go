@@ -17,8 +17,8 @@ import (
 // goroutine's stack and shrinks the idle ones, which then grow again on
 // their next request, and it makes the requests in flight assist it. A
 // stampede of 2,000 new connections ran one cycle mid-crowd, with those
-// costs taking about a fifth of the process's CPU (bench/RESULTS.md, "GC
-// floor"). The memory the operator gave the process (memoryLimit: the
+// costs taking about a fifth of the process's CPU (bench/RESULTS.md, "The
+// generator's own stalls, a GC floor, and the crowd again"). The memory the operator gave the process (memoryLimit: the
 // stores, plus 64 MiB a node for everything else) is there anyway; the
 // floor lets a small heap use part of it before a cycle runs.
 

@@ -16,13 +16,13 @@ import (
 // a request goes out and its answer is read on the calling goroutine,
 // over a kept-alive connection from a bounded pool (or one dialed for
 // it). net/http's Transport hands every request to two goroutines of its
-// connection and back: at 6,000 requests a second that cost this
-// generator about 140 µs of CPU a request, close to a core of a 2-core
-// machine whose other core the cluster under test needs, and the
-// goroutine hand-offs stalled it in bursts (bench/RESULTS.md, "The
-// generator's own stalls"). Requests and answers are still written and
-// read by net/http (Request.Write, ReadResponse). https:// URLs go to
-// tls, a net/http Transport.
+// connection and back; on a 2-core machine shared with the cluster under
+// test, this generator then used 0.45 core at 6,000 requests a second
+// (0.36 with this transport), and its first crowd second was over twice
+// the baseline in 5 of 12 short testbed runs against 1 of 12 with this
+// one (bench/RESULTS.md, "The generator's own stalls"). Requests and
+// answers are still written and read by net/http (Request.Write,
+// ReadResponse). https:// URLs go to tls, a net/http Transport.
 type connTransport struct {
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle int // connections kept idle, per host
