@@ -4,9 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"time"
 )
 
 // The Go collector runs when the heap has grown by GOGC% of what was live
@@ -42,35 +42,35 @@ func gcFloorFor(storeBytes int64, nodes int, limit int64) int64 {
 }
 
 // maxGCPercent bounds the GOGC the floor sets. The heap goal a cycle sets
-// at its end lasts until the next check: a live heap that jumps in
+// at its end lasts until that cycle's check: a live heap that jumps in
 // between (a store filling at once) gets at most 10× its size, and the
 // memory limit still holds.
 const maxGCPercent = 1000
-
-// gcFloorCheck is how often the floor reads the collector's state.
-const gcFloorCheck = 250 * time.Millisecond
 
 // startGCFloor keeps the heap goal at floor bytes or more while the live
 // heap is small, by raising GOGC, and at GOGC=100 once the live heap is
 // past half the floor, until ctx ends or stop is called (stop waits for
 // its goroutine and puts GOGC back at 100). The operator's GOGC, when set,
 // stands (nothing starts).
+//
+// The live heap is measured only when a cycle ends, so the floor checks
+// once a cycle (gcCycles) rather than on a ticker: an idle node wakes for
+// it never, a busy one once per collection.
 func startGCFloor(ctx context.Context, logger *slog.Logger, floor int64) (stop func()) {
 	if _, set := os.LookupEnv("GOGC"); set || floor <= 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &gcFloor{floor: floor, percent: 100, read: readGCState, set: debug.SetGCPercent}
+	cycles := gcCycles(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer debug.SetGCPercent(100)
-		t := time.NewTicker(gcFloorCheck)
-		defer t.Stop()
 		for {
 			f.check()
 			select {
-			case <-t.C:
+			case <-cycles:
 			case <-ctx.Done():
 				return
 			}
@@ -81,6 +81,39 @@ func startGCFloor(ctx context.Context, logger *slog.Logger, floor int64) (stop f
 		cancel()
 		<-done
 	}
+}
+
+// gcCycles signals on the channel after each garbage collection cycle (one
+// pending signal at most: cycles that end while one waits are folded into
+// it), until ctx ends. A sentinel object with a cleanup is left
+// unreachable; the cycle that finds it so runs the cleanup, which signals
+// and leaves the next sentinel.
+func gcCycles(ctx context.Context) <-chan struct{} {
+	c := make(chan struct{}, 1)
+	var arm func()
+	arm = func() {
+		if ctx.Err() != nil {
+			return
+		}
+		// Large enough, and holding a pointer, to stay out of the tiny
+		// allocator, whose blocks are freed with their neighbours.
+		s := &gcSentinel{}
+		s.self = s
+		runtime.AddCleanup(s, func(struct{}) {
+			arm() // first: the cycle the signal prompts must find the next one
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}, struct{}{})
+	}
+	arm()
+	return c
+}
+
+type gcSentinel struct {
+	self *gcSentinel
+	_    [16]byte
 }
 
 // gcFloor is the floor's state: the GOGC it last set, and how to read the

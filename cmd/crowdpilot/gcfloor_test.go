@@ -7,7 +7,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
+
+	"github.com/crowdpilot/crowdpilot/internal/testwait"
 )
 
 func TestGCPercentKeepsTheGoalAtTheFloor(t *testing.T) {
@@ -122,4 +126,54 @@ func TestGCFloorForLeavesTheMemorySignalAlone(t *testing.T) {
 			t.Errorf("%s: floor %d MiB over half the room beside the stores (%d MiB)", c.name, got/mib, room/mib)
 		}
 	}
+}
+
+func TestGCCyclesSignalsOnceACycle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cycles := gcCycles(ctx)
+	select {
+	case <-cycles:
+		// A cycle the runtime started by itself: allowed, and drained.
+	default:
+	}
+	for i := range 3 {
+		runtime.GC()
+		select {
+		case <-cycles:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no signal after cycle %d", i+1)
+		}
+	}
+}
+
+// The floor follows the collector, not a clock: started for a small heap
+// under a large floor, it raises GOGC at its first check, and after the
+// live heap grows past half the floor it puts GOGC back at the next cycle.
+func TestGCFloorFollowsEachCycle(t *testing.T) {
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	runtime.GC()
+	live := readGCState().live
+	floor := 8 * live // the heap well below half of it now
+	stop := startGCFloor(context.Background(), slog.New(slog.DiscardHandler), floor)
+	defer stop()
+	testwait.Eventually(t, 30*time.Second, "GOGC raised for a small heap", func() bool { return gogc() > 100 })
+	hold := make([][]byte, 0, 64)
+	for range 64 {
+		hold = append(hold, make([]byte, (5*live)/64+1)) // live heap past floor/2
+	}
+	runtime.GC()
+	testwait.Eventually(t, 30*time.Second, "GOGC back at 100 past half the floor", func() bool {
+		return gogc() == 100
+	})
+	runtime.KeepAlive(hold)
+}
+
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
 }

@@ -42,7 +42,8 @@
 // shows 63% of a step after one Window and 95% after three, and decays
 // toward 0 when a key stops. Folds happen in Tick(now), which the owner
 // calls periodically (every 10–100ms; at most Window/10 apart keeps
-// eviction ranking fresh), and in Top and Rate, which fold as of Config.Now.
+// eviction ranking fresh, which only a full shard needs: see Tick), and in
+// Top and Rate, which fold as of Config.Now.
 // Tick's now should come from that same clock.
 //
 // # Concurrency
@@ -261,13 +262,20 @@ func (t *Tracker) Observe(hash uint64, key string) {
 // Tick folds the observations counted since the last fold into the decayed
 // rates as of now. The owner calls it periodically, ideally at most Window/10
 // apart; a now earlier than the last fold is ignored.
-func (t *Tracker) Tick(now time.Time) {
+//
+// It reports whether any shard is full. Only a full shard needs that pace:
+// its admission odds and evictions rank keys by their decayed rates. A
+// tracker with room everywhere admits every new key, and Top and Rate fold
+// before they read, so its owner may tick it as seldom as it reads it.
+func (t *Tracker) Tick(now time.Time) (full bool) {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
 		s.fold(now, t.tau)
+		full = full || (s.cap > 0 && len(s.entries) == s.cap)
 		s.mu.Unlock()
 	}
+	return full
 }
 
 // Top returns up to n tracked keys, highest rate first (ties by hash), with

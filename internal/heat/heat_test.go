@@ -424,3 +424,31 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 		t.Errorf("Observe of tracked keys: %.1f allocs/op, want 0", allocs)
 	}
 }
+
+// Tick tells its owner when the fold's pace matters: once a shard is full.
+func TestTickReportsAFullShard(t *testing.T) {
+	clk := newClock()
+	tr, err := New(Config{Capacity: 4, Shards: 1, Window: time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		tr.Observe(mix(uint64(i)), keyName(i))
+		if tr.Tick(clk.Advance(10 * time.Millisecond)) {
+			t.Fatalf("Tick reports full with %d of 4 keys", i+1)
+		}
+	}
+	tr.Observe(mix(3), keyName(3))
+	if !tr.Tick(clk.Advance(10 * time.Millisecond)) {
+		t.Fatal("Tick does not report full with 4 of 4 keys")
+	}
+	// Rates are as fresh from Top without the ticks: folding is exact
+	// whatever its interval.
+	for range 100 {
+		tr.Observe(mix(0), keyName(0))
+	}
+	clk.Advance(time.Second)
+	if got, want := tr.Rate(mix(0)), 100*(1-math.Exp(-1))/1.0; math.Abs(got-want) > 1 {
+		t.Errorf("rate %.2f after 100 observations in one window, want about %.2f", got, want)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crowdpilot/crowdpilot/internal/autopilot"
+	"github.com/crowdpilot/crowdpilot/internal/capacity"
 	"github.com/crowdpilot/crowdpilot/internal/cluster"
 	"github.com/crowdpilot/crowdpilot/internal/heat"
 )
@@ -143,16 +144,26 @@ func (n *Node) startAutopilot(ctx context.Context) {
 	n.goLoop(ctx, "heat reporter", n.reportHeat)
 }
 
-// tickHeat advances the heat tracker's rates a few times per window.
+// tickHeat advances the heat tracker's rates a few times per window while
+// any of its shards is full (admission and eviction rank keys by those
+// rates), and once a report interval otherwise: the reporter folds the
+// rates itself before it reads them, so an idle node wakes for its tracker
+// about once a second rather than sixteen times.
 func (n *Node) tickHeat(ctx context.Context) error {
-	t := time.NewTicker(n.cfg.HeatWindow / 4)
+	fast := n.cfg.HeatWindow / 4
+	slow := max(fast, n.quietReportEvery())
+	t := time.NewTimer(fast)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			n.ap.heat.Tick(n.cfg.Now())
+			if n.ap.heat.Tick(n.cfg.Now()) {
+				t.Reset(fast)
+			} else {
+				t.Reset(slow)
+			}
 		}
 	}
 }
@@ -216,16 +227,19 @@ func (n *Node) reportSoon() {
 	}
 }
 
-// reportHeat sends a heat report to the leader every ReportInterval. A
+// reportHeat sends a heat report to the leader every ReportInterval, and
+// once every quietReportEvery while the node is quiet (quietReport). A
 // report that cannot be delivered is dropped (the next one replaces it);
 // nothing on the serving path waits for this.
 func (n *Node) reportHeat(ctx context.Context) error {
-	t := time.NewTicker(n.cfg.ReportInterval)
+	t := time.NewTimer(n.cfg.ReportInterval)
 	defer t.Stop()
 	w := n.m.window()
 	var recent heat.Recent
 	limit := cpuLimitReader{read: func() float64 { return osCPULimit(runtime.NumCPU()) }}
+	quietEvery := n.quietReportEvery()
 	var lastNow time.Time
+	quiet := false // the last report found nothing warm here, nor the leader anything hot
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,7 +261,10 @@ func (n *Node) reportHeat(ctx context.Context) error {
 			if !n.ap.leader.Offer(r) {
 				n.m.shed("heat_report")
 			}
-			n.ap.hot.refresh(hotKeysOf(n.ap.leader.Hot()), tracked, r.At)
+			hot := hotKeysOf(n.ap.leader.Hot())
+			n.ap.hot.refresh(hot, tracked, r.At)
+			quiet = len(hot) == 0 && n.quietReport(r)
+			n.nextReport(t, quiet, quietEvery)
 			continue
 		}
 		hot, err := n.sendReport(ctx, r)
@@ -256,10 +273,64 @@ func (n *Node) reportHeat(ctx context.Context) error {
 			n.ap.cachedLeader.Store(nil) // look the leader up again next time
 			n.cfg.Logger.Debug("heat report not delivered", "err", err)
 			n.ap.hot.expire(r.At, hotSetMaxReports*n.cfg.ReportInterval)
+			quiet = false // until one is delivered
+			n.nextReport(t, quiet, quietEvery)
 			continue
 		}
 		n.ap.hot.refresh(hot, tracked, r.At)
+		quiet = len(hot) == 0 && n.quietReport(r)
+		n.nextReport(t, quiet, quietEvery)
 	}
+}
+
+// nextReport sets the reporter's timer for the next report: an interval
+// away, or quietEvery while quiet (counting the ticks left out).
+func (n *Node) nextReport(t *time.Timer, quiet bool, quietEvery time.Duration) {
+	d := n.cfg.ReportInterval
+	if quiet {
+		d = quietEvery
+		if skipped := int(quietEvery/n.cfg.ReportInterval) - 1; skipped > 0 {
+			n.m.reportsQuiet.Add(float64(skipped))
+		}
+	}
+	t.Reset(d)
+}
+
+// quietReport reports whether r shows a node with nothing the leader would
+// act on soon: no key here at half the near-copy rate or more, no near
+// copy held, no errors, and under a fifth of its CPU. Such a node reports
+// less often; the first key that turns hot here reports at once
+// (reportSoon), and the next report after anything else changes is at
+// most quietReportEvery away.
+func (n *Node) quietReport(r autopilot.Report) bool {
+	warm := n.cfg.NearCopy.RPS / 2
+	for _, k := range r.Keys {
+		if k.Rate >= warm || k.Recent >= warm {
+			return false
+		}
+	}
+	cores := r.CPULimit
+	if cores <= 0 {
+		cores = float64(runtime.NumCPU())
+	}
+	return len(r.Near) == 0 && r.ErrorRate == 0 && r.CPU < cores/5
+}
+
+// quietReportEvery is how often a quiet node reports: every fourth
+// interval, but often enough that the leader never ages its last report
+// out (the autopilot's and the capacity manager's report max age, halved),
+// and never more often than every interval.
+func (n *Node) quietReportEvery() time.Duration {
+	maxAge := n.cfg.Autopilot.ReportMaxAge
+	if maxAge <= 0 {
+		maxAge = min(autopilot.DefaultReportMaxAge, replicaTTL(n.cfg.Autopilot)/2) // the leader's default
+	}
+	pc := capacity.DefaultConfig()
+	if n.cfg.Capacity != nil {
+		pc = *n.cfg.Capacity
+	}
+	maxAge = min(maxAge, pc.ReportMaxAge)
+	return max(n.cfg.ReportInterval, min(4*n.cfg.ReportInterval, maxAge/2))
 }
 
 // sendReport delivers r to the leader and returns the hot set from its

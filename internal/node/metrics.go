@@ -22,6 +22,7 @@ type metrics struct {
 	sheds          *prometheus.CounterVec
 	nearKept       prometheus.Counter
 	reportsNow     prometheus.Counter
+	reportsQuiet   prometheus.Counter
 	// peerInvalidations counts invalidations of unsafe requests sent to
 	// and received from peers, by direction (sent, received) and result
 	// (dropped, failed).
@@ -62,6 +63,10 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 			Name: "crowdpilot_heat_reports_immediate_total",
 			Help: "Heat reports sent at once because a key turned hot here, ahead of the report tick.",
 		}),
+		reportsQuiet: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdpilot_heat_reports_quiet_skipped_total",
+			Help: "Report ticks on which no heat report was sent because this node was quiet (nothing warm here, nothing hot at the leader, little CPU): a quiet node reports every fourth tick.",
+		}),
 		peerInvalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_peer_invalidations_total",
 			Help: "Keys invalidated by unsafe requests, asked of the replica set's other members before the answer (sent) and asked by peers (received), by result (dropped, failed: left to the purge log).",
@@ -70,7 +75,7 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resPeer, resForwarded, resPass, resShed, resError, resBad} {
 		m.requests[r] = reqs.WithLabelValues(r)
 	}
-	reg.MustRegister(reqs, m.duration, m.failovers, m.ownerTakeovers, m.sheds, m.nearKept, m.reportsNow, m.peerInvalidations,
+	reg.MustRegister(reqs, m.duration, m.failovers, m.ownerTakeovers, m.sheds, m.nearKept, m.reportsNow, m.reportsQuiet, m.peerInvalidations,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "crowdpilot_inflight_requests",
 			Help: "Data requests being served.",
