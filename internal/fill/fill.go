@@ -78,8 +78,11 @@ type Config struct {
 	LimitWait time.Duration
 	// RefreshWorkers bounds concurrent background refreshes. Default 32.
 	RefreshWorkers int
-	// Transport reaches the origin. Nil means a pooled http.Transport.
+	// Transport reaches the origin. Nil means a pooled http.Transport
+	// that keeps one spare connection to Origin dialled ahead (spare.go).
 	Transport http.RoundTripper
+	// NoSpareConn turns the spare origin connection off.
+	NoSpareConn bool
 	// Shed is called with a fixed reason whenever work is dropped. Nil = no-op.
 	Shed func(reason string)
 	// Registerer receives the origin metrics. Nil means none.
@@ -156,6 +159,8 @@ type Group struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background refreshes
 
+	spare *spareDialer // the origin transport's, unless Config.Transport or NoSpareConn
+
 	relayMu    sync.Mutex          // guards joinable and relaysLive
 	joinable   map[string]*relay   // by flight: relays a new request may join; at most maxJoinable
 	relaysLive map[*relay]struct{} // every relay not yet ended, for Close
@@ -174,10 +179,16 @@ func New(cfg Config) (*Group, error) {
 		relaysLive: make(map[*relay]struct{}),
 		limit:      newLimit(cfg),
 	}
+	g.m = newMetrics(cfg.Registerer, g.limit)
 	if g.rt == nil {
+		dial := (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext
+		if !cfg.NoSpareConn {
+			g.spare = newSpareDialer(dial, originAddr(cfg.Origin), cfg.Timeout, cfg.Now, g.m.spares)
+			dial = g.spare.DialContext
+		}
 		g.rt = &http.Transport{
 			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           dial,
 			MaxIdleConns:          256,
 			MaxIdleConnsPerHost:   int(cfg.MaxLimit),
 			MaxConnsPerHost:       int(cfg.MaxLimit), // as the limit: a bound even if permits leak
@@ -187,7 +198,9 @@ func New(cfg Config) (*Group, error) {
 		}
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.m = newMetrics(cfg.Registerer, g.limit)
+	if g.spare != nil {
+		g.spare.start()
+	}
 	g.rt = reusedRetry{rt: g.rt, retried: g.m.fetches.WithLabelValues("retried").Inc}
 	return g, nil
 }
@@ -198,9 +211,24 @@ func (g *Group) Close() {
 	g.cancel()
 	g.wg.Wait()
 	g.closeRelays()
+	if g.spare != nil {
+		g.spare.close()
+	}
 	if tr, ok := g.rt.(reusedRetry).rt.(*http.Transport); ok && g.cfg.Transport == nil {
 		tr.CloseIdleConnections()
 	}
+}
+
+// originAddr is the host:port the transport dials for origin u.
+func originAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Upstream performs one fetch for the Group. Nil means the origin, through

@@ -13,6 +13,8 @@ type metrics struct {
 	relays       prometheus.Counter // responses too large to store, relayed
 	relayReaders prometheus.Counter // callers served from a relay
 	relayReading prometheus.Gauge   // readers attached to relays now
+
+	spares *prometheus.CounterVec // spare origin connections by result
 }
 
 func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter[any]) metrics {
@@ -38,13 +40,17 @@ func newMetrics(reg prometheus.Registerer, limit adaptivelimiter.AdaptiveLimiter
 			Name: "crowdpilot_fill_relay_readers_total",
 			Help: "Requests served the body of a relayed response; each beyond the first of its relay cost upstream nothing.",
 		}),
+		spares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crowdpilot_origin_spare_conns_total",
+			Help: "Spare origin connections, dialled ahead so that a fetch needing a new connection does not wait for a dial: used, stale (closed by the origin or too old when needed; dialled anew) or dial_error.",
+		}, []string{"result"}),
 		relayReading: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "crowdpilot_fill_relay_readers",
 			Help: "Requests reading a relayed response now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.fetches, m.latency, m.refreshes, m.relays, m.relayReaders, m.relayReading,
+		reg.MustRegister(m.fetches, m.latency, m.refreshes, m.relays, m.relayReaders, m.relayReading, m.spares,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "crowdpilot_origin_limit",
 				Help: "Current adaptive origin concurrency limit.",
