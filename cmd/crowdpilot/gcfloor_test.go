@@ -76,10 +76,7 @@ func TestGCFloorLeavesTheOperatorsGOGC(t *testing.T) {
 }
 
 func TestGCFloorRaisesTheRuntimesGOGCForASmallHeapAndPutsItBack(t *testing.T) {
-	t.Setenv("GOGC", "")
-	os.Unsetenv("GOGC")
-	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
+	runtimeGOGC(t)
 	runtime.GC()
 	s := readGCState()
 	if s.live <= 0 || s.scan < s.live {
@@ -151,10 +148,7 @@ func TestGCCyclesSignalsOnceACycle(t *testing.T) {
 // under a large floor, it raises GOGC at its first check, and after the
 // live heap grows past half the floor it puts GOGC back at the next cycle.
 func TestGCFloorFollowsEachCycle(t *testing.T) {
-	t.Setenv("GOGC", "")
-	os.Unsetenv("GOGC")
-	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
+	runtimeGOGC(t)
 	runtime.GC()
 	live := readGCState().live
 	floor := 8 * live // the heap well below half of it now
@@ -176,4 +170,13 @@ func gogc() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
+}
+
+// runtimeGOGC leaves the floor to decide: no operator GOGC in the
+// environment, GOGC at 100, and the test's GOGC put back at cleanup.
+func runtimeGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
 }

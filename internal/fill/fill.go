@@ -219,18 +219,6 @@ func (g *Group) Close() {
 	}
 }
 
-// originAddr is the host:port the transport dials for origin u.
-func originAddr(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	port := "80"
-	if u.Scheme == "https" {
-		port = "443"
-	}
-	return net.JoinHostPort(u.Hostname(), port)
-}
-
 // Upstream performs one fetch for the Group. Nil means the origin, through
 // the origin limit; replicas pass one that asks the owner.
 type Upstream func(ctx context.Context, out *http.Request) (*http.Response, error)

@@ -3,6 +3,7 @@ package fill
 import (
 	"context"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -157,4 +158,16 @@ func (d *spareDialer) close() {
 	if c != nil {
 		c.Close()
 	}
+}
+
+// originAddr is the host:port the transport dials for origin u.
+func originAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
