@@ -25,7 +25,11 @@ type echoOrigin struct {
 	// it is closed.
 	gate chan struct{}
 
-	open, maxOpen     atomic.Int64 // client connections to the origin: now, at most
+	// busy counts the origin's connections carrying a request (from its
+	// first byte until the connection is idle or closed): now, at most. A
+	// connection dialled ahead and not yet used is not busy.
+	busy, maxBusy     atomic.Int64
+	states            sync.Map     // net.Conn -> http.ConnState, for busy
 	active, maxActive atomic.Int64 // requests being answered: now, at most
 
 	mu   sync.Mutex // guards seen
@@ -95,13 +99,17 @@ func (o *echoOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(b.String()))
 }
 
-// connState counts the origin's open connections.
-func (o *echoOrigin) connState(_ net.Conn, s http.ConnState) {
-	switch s {
-	case http.StateNew:
-		raise(&o.maxOpen, o.open.Add(1))
-	case http.StateClosed, http.StateHijacked:
-		o.open.Add(-1)
+// connState counts the origin's busy connections.
+func (o *echoOrigin) connState(c net.Conn, s http.ConnState) {
+	prev, _ := o.states.Swap(c, s)
+	if s == http.StateClosed || s == http.StateHijacked {
+		o.states.Delete(c)
+	}
+	switch {
+	case s == http.StateActive:
+		raise(&o.maxBusy, o.busy.Add(1))
+	case prev == http.StateActive:
+		o.busy.Add(-1)
 	}
 }
 

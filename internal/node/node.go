@@ -135,10 +135,7 @@ func New(cfg Config) (*Node, error) {
 		}, func() float64 { return float64(n.store.NearBytes()) }),
 	)
 	n.fill, err = fill.New(fill.Config{
-		Origin: origin,
-		// The spare origin connection stays off until the tests that count
-		// origin connections account for it (session 12 note on issue 8).
-		NoSpareConn:    true,
+		Origin:         origin,
 		RequestHost:    cfg.KeyHost,
 		Store:          n.store,
 		Defaults:       cfg.cacheDefaults(),

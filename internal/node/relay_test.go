@@ -86,7 +86,14 @@ func (tc *testCluster) relayReaders() float64 {
 // guarantee covers the whole crowd.
 func TestLargeObjectCrowdCostsOneOriginFetch(t *testing.T) {
 	o := &largeOrigin{size: 3 << 20, part: 64 << 10, release: make(chan struct{})}
-	tc := newTestClusterOrigin(t, 3, o, func(c *Config) { c.MaxObjectBytes = 256 << 10 })
+	tc := newTestClusterOrigin(t, 3, o, func(c *Config) {
+		c.MaxObjectBytes = 256 << 10
+		// The origin holds the body until the whole crowd has joined; on a
+		// busy machine under the race detector that can outlast the
+		// default 2.5 s, and the owner's relay would rightly cut the
+		// "stalled" origin, making this a failover test instead.
+		c.OriginTimeout = burstOriginTimeout
+	})
 	const path, crowd = "/held/video.bin", 20
 	replies := make([]reply, crowd)
 	var wg sync.WaitGroup

@@ -67,12 +67,12 @@ func TestSlowClientsAreCut(t *testing.T) {
 	}
 	// Two stream to the origin; the others wait for a connection.
 	eventually(t, 2*time.Second, func() string {
-		if o, in := eo.open.Load(), nd.inflight.Load(); o != 2 || in != slow {
-			return fmt.Sprintf("%d origin connections and %d requests in flight, want 2 and %d", o, in, slow)
+		if o, in := eo.busy.Load(), nd.inflight.Load(); o != 2 || in != slow {
+			return fmt.Sprintf("%d busy origin connections and %d requests in flight, want 2 and %d", o, in, slow)
 		}
 		return ""
 	})
-	if m := eo.maxOpen.Load(); m > 2 {
+	if m := eo.maxBusy.Load(); m > 2 {
 		t.Errorf("the origin saw %d connections at once for slow bodies, want at most OriginMaxConcurrency = 2", m)
 	}
 	var wg sync.WaitGroup
