@@ -313,7 +313,11 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 		}
 	}
 	forwards := requestsServed(t, ownerNode) - before - float64(direct)
-	if forwards > 4 {
+	// Collapsed, a router's thousand requests cost it one forward per
+	// flight; on a busy machine a flight's answer can come back before the
+	// router counts the key hot (see below), and its next arrivals start
+	// another flight. Uncollapsed, they would cost about a thousand.
+	if forwards > 6 {
 		t.Errorf("the owner got %.0f forwards from 2 routers for one expired key, want about one per router", forwards)
 	}
 	// Each router now holds a near copy: the owner's stale one, under a

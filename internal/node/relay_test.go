@@ -94,6 +94,9 @@ func TestLargeObjectCrowdCostsOneOriginFetch(t *testing.T) {
 		// "stalled" origin, making this a failover test instead.
 		c.OriginTimeout = burstOriginTimeout
 	})
+	// The clients wait for the crowd to join before the body flows: give
+	// them the time a busy machine needs for 20 × 3 MiB through relays.
+	tc.client.Timeout = 30 * time.Second
 	const path, crowd = "/held/video.bin", 20
 	replies := make([]reply, crowd)
 	var wg sync.WaitGroup
