@@ -99,6 +99,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.near.RPS, "near-copy-rps", d.NearCopy.RPS, "a router keeps a near copy of a key it does not own once the key's rate at this node reaches this (requests/s over --heat-window)")
 	fs.DurationVar(&f.near.TTL, "near-copy-ttl", d.NearCopy.TTL, "lease of a near copy, also bounded by the object's freshness; renewed from the replica set while hot (0: no near copies)")
 	fs.Float64Var(&f.near.Share, "near-copy-share", d.NearCopy.Share, "part of --store-bytes near copies may use (0: no near copies)")
+	fs.Float64Var(&f.near.ReserveShare, "reserve-share", d.NearCopy.ReserveShare, "part of --store-bytes for reserves: copies of objects a node relays, served only stale within stale-while-revalidate while it revalidates them (0: none)")
 	fs.DurationVar(&f.heatWindow, "heat-window", 250*time.Millisecond, "time constant of per-key rate estimates")
 	fs.DurationVar(&f.electionTTL, "election-ttl", 5*time.Second, "autopilot election lease TTL (leader failover time)")
 	fs.Var(&f.labels, "labels", "this node's labels, name=value,... (tenants isolated on labels use only nodes carrying them)")

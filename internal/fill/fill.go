@@ -255,8 +255,9 @@ type Result struct {
 }
 
 // Keep decides, for a router's fetch (Via), whether a response is kept in
-// the store as a near copy and until when; the zero time keeps nothing.
-type Keep func(e *httpcache.Entry) time.Time
+// the store as a near copy (or, with reserve, a reserve: Entry.Reserve) and
+// until when; the zero time keeps nothing.
+type Keep func(e *httpcache.Entry) (until time.Time, reserve bool)
 
 // call is one fetch as a flight runs it.
 type call struct {
@@ -388,7 +389,7 @@ func (g *Group) join(ctx context.Context, flight string, c call) (Result, error)
 		// router's fetch takes only a near copy, and a node's own fill (an
 		// owner's, a replica's) never settles for one: it lapses in seconds.
 		since := g.cfg.Store.PurgeSeq()
-		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && c.via == !e.Near.IsZero() {
+		if e, ok := g.cfg.Store.Get(c.base, c.r.Header); ok && e != c.stale && e.TTL(g.cfg.Now()) > 0 && settles(c.via, e) {
 			return Result{Entry: e, Stored: true, Shareable: true, since: since}, nil
 		}
 		// An object too large to store that is being relayed now: join it.
@@ -409,6 +410,16 @@ func (g *Group) join(ctx context.Context, flight string, c call) (Result, error)
 		res.Collapsed = !leader || res.joined
 		return res, out.Err
 	}
+}
+
+// settles reports whether a flight may answer with e, found in the store
+// after its callers missed: a router's fetch takes a near copy (a reserve
+// is never served fresh), a node's own fill only an ordinary entry.
+func settles(via bool, e *httpcache.Entry) bool {
+	if via {
+		return !e.Near.IsZero() && !e.Reserve
+	}
+	return e.Near.IsZero()
 }
 
 // Refresh starts a background, collapsed refresh of stale's key unless the
@@ -504,11 +515,11 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		e := c.stale.Revalidated(resp.Header, reqTime, g.cfg.Now(), g.cfg.Defaults)
 		res.Entry, res.Revalidated, res.Shareable = e, true, true
-		e.Near = time.Time{} // an owner's or replica's fill makes an ordinary entry
+		e.Near, e.Reserve = time.Time{}, false // an owner's or replica's fill makes an ordinary entry
 		if c.via {
 			// A near copy renewed: a new lease, or none.
 			if c.keep != nil {
-				e.Near = c.keep(e)
+				e.Near, e.Reserve = c.keep(e)
 			}
 			if e.Near.IsZero() {
 				return res, nil
@@ -555,8 +566,8 @@ func (g *Group) fetch(ctx context.Context, c call) (Result, error) {
 	case !c.via:
 		res.Stored = g.put(e, since)
 	case c.keep != nil:
-		if until := c.keep(e); !until.IsZero() {
-			e.Near = until // still ours alone: not yet stored or shared
+		if until, reserve := c.keep(e); !until.IsZero() {
+			e.Near, e.Reserve = until, reserve // still ours alone: not yet stored or shared
 			res.Stored = g.put(e, since)
 		}
 	}

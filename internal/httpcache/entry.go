@@ -55,6 +55,13 @@ type Entry struct {
 	// the origin), which the store drops at Near. Zero for every other
 	// entry.
 	Near time.Time
+	// Reserve, with Near, marks a reserve rather than a near copy: what a
+	// router kept of an object it relayed while the object was not hot
+	// there. It is never served fresh (R(k) answers for the object then);
+	// within stale-while-revalidate it is, while the router revalidates it
+	// from R(k) once, so a crowd at expiry is answered where it lands.
+	// Counted against StoreConfig.MaxReserveBytes, not MaxNearBytes.
+	Reserve bool
 
 	size   int64 // Size, computed by NewEntry; 0 in hand-built entries
 	marker bool  // a Vary marker in the store, not a response

@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // rejectReasons are the fixed values of the reason label of
 // crowdpilot_store_rejected_total.
-var rejectReasons = [...]string{"invalid", "vary_star", "head", "too_large", "too_many_tags", "tag_index_full", "expired", "purged_in_flight", "near_budget"}
+var rejectReasons = [...]string{"invalid", "vary_star", "head", "too_large", "too_many_tags", "tag_index_full", "expired", "purged_in_flight", "near_budget", "reserve_budget"}
 
 // storeMetrics are a Store's Prometheus metrics. Counters are created (and
 // counted) even without a Registerer, so the store need not check.

@@ -42,9 +42,15 @@ type StoreConfig struct {
 	// ("tag_index_full"). Default MaxBytes/1024, at least 4096.
 	MaxIndexRefs int
 	// MaxNearBytes bounds the sum of Entry.Size of the near copies stored
-	// (entries with Near set), within MaxBytes; a near copy beyond it is
+	// (entries with Near set, Reserve not), within MaxBytes; one beyond it is
 	// rejected ("near_budget"). Zero means no near copies.
 	MaxNearBytes int64
+	// MaxReserveBytes bounds the sum of Entry.Size of the reserves stored
+	// (near copies with Reserve set), within MaxBytes and apart from
+	// MaxNearBytes, so that the many cold objects a router relays never
+	// crowd out the few hot ones it keeps; a reserve beyond it is rejected
+	// ("reserve_budget"). Zero means no reserves.
+	MaxReserveBytes int64
 	// RevalidateGrace is how long an entry with a validator (ETag or
 	// Last-Modified) is kept after it can no longer be served, so that a
 	// refresh can be a conditional request. Default 10 minutes; negative
@@ -83,8 +89,9 @@ type Store struct {
 	m        *storeMetrics
 	journal  journal // recent purges, for fills in flight (PutUnlessPurged)
 	maxNear  int64
-	near     atomic.Int64 // bytes of near copies stored
-	nearN    atomic.Int64 // near copies stored
+	near     leased // near copies stored
+	maxRes   int64
+	reserve  leased // reserves stored
 	close    sync.Once
 }
 
@@ -101,6 +108,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		maxTags:  cfg.MaxTagsPerEntry,
 		grace:    cfg.RevalidateGrace,
 		maxNear:  cfg.MaxNearBytes,
+		maxRes:   cfg.MaxReserveBytes,
 		m:        newStoreMetrics(),
 	}
 	opts := &otter.Options[string, *Entry]{
@@ -132,7 +140,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 
 // validate checks cfg and fills in defaults.
 func (c *StoreConfig) validate() error {
-	if c.MaxBytes < 0 || c.MaxEntryBytes < 0 || c.MaxTagsPerEntry < 0 || c.MaxIndexRefs < 0 || c.MaxNearBytes < 0 {
+	if c.MaxBytes < 0 || c.MaxEntryBytes < 0 || c.MaxTagsPerEntry < 0 || c.MaxIndexRefs < 0 || c.MaxNearBytes < 0 || c.MaxReserveBytes < 0 {
 		return errors.New("negative bound")
 	}
 	if c.MaxBytes == 0 {
@@ -219,11 +227,10 @@ func (s *Store) Put(e *Entry) bool {
 			full = true
 			return old, otter.InvalidateOp
 		}
-		if !e.Near.IsZero() {
+		if l := s.leasedOf(e); l != nil {
 			// Counted under the key's lock, before the deletion listener
 			// of the entry it replaces runs.
-			s.near.Add(e.Size())
-			s.nearN.Add(1)
+			l.add(e.Size(), 1)
 		}
 		return e, otter.WriteOp
 	})
@@ -253,8 +260,10 @@ func (s *Store) check(e *Entry) string {
 		return "too_many_tags"
 	case s.keepFor(e, s.now()) <= 0:
 		return "expired"
-	case !e.Near.IsZero() && s.near.Load()+e.Size() > s.maxNear:
+	case !e.Near.IsZero() && !e.Reserve && s.near.bytes.Load()+e.Size() > s.maxNear:
 		return "near_budget"
+	case !e.Near.IsZero() && e.Reserve && s.reserve.bytes.Load()+e.Size() > s.maxRes:
+		return "reserve_budget"
 	}
 	return ""
 }
@@ -407,9 +416,8 @@ func (s *Store) deleted(ev otter.DeletionEvent[string, *Entry]) {
 	if indexed(ev.Value) {
 		s.index.remove(ev.Value)
 	}
-	if !ev.Value.Near.IsZero() {
-		s.near.Add(-ev.Value.Size())
-		s.nearN.Add(-1)
+	if l := s.leasedOf(ev.Value); l != nil {
+		l.add(-ev.Value.Size(), -1)
 	}
 	switch ev.Cause {
 	case otter.CauseOverflow:
@@ -423,10 +431,32 @@ func (s *Store) deleted(ev otter.DeletionEvent[string, *Entry]) {
 func (s *Store) Bytes() int64 { return int64(s.cache.WeightedSize()) }
 
 // NearBytes is the bytes of near copies stored (within MaxNearBytes).
-func (s *Store) NearBytes() int64 { return s.near.Load() }
+func (s *Store) NearBytes() int64 { return s.near.bytes.Load() }
 
 // NearLen is the number of near copies stored.
-func (s *Store) NearLen() int64 { return s.nearN.Load() }
+func (s *Store) NearLen() int64 { return s.near.n.Load() }
+
+// ReserveBytes is the bytes of reserves stored (within MaxReserveBytes).
+func (s *Store) ReserveBytes() int64 { return s.reserve.bytes.Load() }
+
+// ReserveLen is the number of reserves stored.
+func (s *Store) ReserveLen() int64 { return s.reserve.n.Load() }
+
+// leased counts the entries of one leased kind (near copies, reserves).
+type leased struct{ bytes, n atomic.Int64 }
+
+func (l *leased) add(bytes, n int64) { l.bytes.Add(bytes); l.n.Add(n) }
+
+// leasedOf is the count e belongs to, or nil for an ordinary entry.
+func (s *Store) leasedOf(e *Entry) *leased {
+	switch {
+	case e.Near.IsZero():
+		return nil
+	case e.Reserve:
+		return &s.reserve
+	}
+	return &s.near
+}
 
 // Len returns the approximate number of stored items, Vary markers included.
 func (s *Store) Len() int { return s.cache.EstimatedSize() }

@@ -351,3 +351,42 @@ func TestStoreConcurrent(t *testing.T) {
 	}
 	checkIndex(t, s)
 }
+
+// TestStoreLeasedBudgets: near copies and reserves each have their own
+// budget, so reserves of many cold objects never take a hot object's near
+// copy's room; each count follows its entries through replacement, lapse
+// and purge.
+func TestStoreLeasedBudgets(t *testing.T) {
+	s, clk := newTestStore(t, StoreConfig{MaxBytes: 1 << 20, MaxNearBytes: 10 << 10, MaxReserveBytes: 10 << 10})
+	now := clk.Now()
+	leased := func(base string, reserve bool, lease time.Duration) *Entry {
+		e := spec{base: base, body: 4 << 10}.entry(now)
+		e.Near, e.Reserve = now.Add(lease), reserve
+		return e
+	}
+	for i := range 3 {
+		s.Put(leased(fmt.Sprintf("h/cold%d", i), true, time.Minute))
+	}
+	if s.ReserveLen() != 2 {
+		t.Fatalf("reserves = %d, want 2 (the third is past the budget)", s.ReserveLen())
+	}
+	if _, ok := s.Get("h/cold2", nil); ok {
+		t.Error("a reserve past its budget was stored")
+	}
+	// The reserve budget is full; near copies still fit in theirs.
+	if !s.Put(leased("h/hot", false, 2*time.Second)) || s.NearLen() != 1 {
+		t.Fatalf("near copy refused beside a full reserve budget (near copies %d)", s.NearLen())
+	}
+	// A reserve replaced by a near copy of the same key moves between counts.
+	s.Put(leased("h/cold0", false, 2*time.Second))
+	if s.ReserveLen() != 1 || s.NearLen() != 2 {
+		t.Errorf("after a replacement: reserves %d near copies %d, want 1 and 2", s.ReserveLen(), s.NearLen())
+	}
+	s.PurgeKey("h/cold1", true) // soft: a leased copy is dropped, not softened
+	clk.Advance(3 * time.Second) // the near copies lapse with their leases
+	s.cache.CleanUp()
+	if s.ReserveLen() != 0 || s.ReserveBytes() != 0 || s.NearLen() != 0 || s.NearBytes() != 0 {
+		t.Errorf("after purge and lapse: reserves %d (%d bytes), near copies %d (%d bytes), want none",
+			s.ReserveLen(), s.ReserveBytes(), s.NearLen(), s.NearBytes())
+	}
+}

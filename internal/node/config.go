@@ -266,7 +266,7 @@ func DefaultConfig() Config {
 		ElectionTTL:            5 * time.Second,
 		MaxObjectSettings:      cluster.DefaultMaxObjects,
 		ShutdownGrace:          10 * time.Second,
-		NearCopy:               NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25},
+		NearCopy:               NearCopyConfig{RPS: 20, TTL: 2 * time.Second, Share: 0.25, ReserveShare: 1.0 / 16},
 		InvalidateInterval:     250 * time.Millisecond,
 		ReadHeaderTimeout:      5 * time.Second,
 		ReadTimeout:            30 * time.Second,
@@ -483,6 +483,9 @@ func (c Config) Validate() error {
 	}
 	if c.NearCopy.RPS <= 0 || c.NearCopy.TTL < 0 || c.NearCopy.Share < 0 || c.NearCopy.Share > 1 {
 		errs = append(errs, fmt.Errorf("near copies: rate %v must be positive, ttl %v not negative, share %v in [0, 1]", c.NearCopy.RPS, c.NearCopy.TTL, c.NearCopy.Share))
+	}
+	if r := c.NearCopy.ReserveShare; r < 0 || r > 1 || (c.NearCopy.Share <= 1 && c.NearCopy.Share+r > 1) {
+		errs = append(errs, fmt.Errorf("reserves (--reserve-share): share %v must be in [0, 1], and with the near-copy share %v at most 1", r, c.NearCopy.Share))
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes %d must not be negative", c.MaxBodyBytes))

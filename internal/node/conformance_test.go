@@ -106,8 +106,11 @@ func confCluster(t *testing.T, o *confOrigin, tweak func(*Config)) *testCluster 
 }
 
 func isHit(r confReply) bool { return strings.Contains(cacheStatus(r.header), "hit") }
+// isStale: served stale, by the node's own store, a near copy or a reserve
+// ("detail=stale", "detail=near-stale", "detail=reserve-stale").
 func isStale(r confReply) bool {
-	return strings.Contains(cacheStatus(r.header), "detail=stale")
+	cs := cacheStatus(r.header)
+	return strings.Contains(cs, "detail=stale") || strings.Contains(cs, "-stale")
 }
 
 // TestConformanceStrict drives a strict cluster (RFC 9111 without

@@ -432,7 +432,7 @@ func (n *Node) adoptNear(base string, h http.Header, e *httpcache.Entry) {
 		return
 	}
 	c := *e
-	c.Near = time.Time{}
+	c.Near, c.Reserve = time.Time{}, false
 	n.store.PutUnlessPurged(&c, since)
 }
 

@@ -72,7 +72,7 @@ func newMetrics(reg *prometheus.Registry, inflight *atomic.Int64) *metrics {
 			Help: "Keys invalidated by unsafe requests, asked of the replica set's other members before the answer (sent) and asked by peers (received), by result (dropped, failed: left to the purge log).",
 		}, []string{"direction", "result"}),
 	}
-	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resPeer, resForwarded, resPass, resShed, resError, resBad} {
+	for _, r := range []string{resHit, resMiss, resStale, resCollapsed, resNear, resReserve, resPeer, resForwarded, resPass, resShed, resError, resBad} {
 		m.requests[r] = reqs.WithLabelValues(r)
 	}
 	reg.MustRegister(reqs, m.duration, m.failovers, m.ownerTakeovers, m.sheds, m.nearKept, m.reportsNow, m.reportsQuiet, m.peerInvalidations,

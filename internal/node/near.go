@@ -27,6 +27,8 @@ import (
 const (
 	resNear = "near"     // answered from this router's near copy
 	resPeer = "via_peer" // fetched from R(k) by this router, collapsed with its other requests for the key
+	// answered from this router's reserve, stale within stale-while-revalidate, while it revalidates from R(k)
+	resReserve = "reserve"
 )
 
 // NearCopyConfig configures the data plane's near copies.
@@ -46,9 +48,16 @@ type NearCopyConfig struct {
 	// Share is the part of StoreBytes near copies may use, in [0, 1].
 	// Default 0.25; 0 means no near copies.
 	Share float64
+	// ReserveShare is the part of StoreBytes reserves may use, in [0, 1],
+	// apart from Share: a router's copies of objects it relayed while they
+	// were not hot, served only when stale within stale-while-revalidate
+	// (see reserveUntil). Default 1/16; 0 means no reserves, as does
+	// Disabled.
+	ReserveShare float64
 }
 
-func (c NearCopyConfig) off() bool { return c.Disabled || c.TTL == 0 || c.Share == 0 }
+func (c NearCopyConfig) off() bool        { return c.Disabled || c.TTL == 0 || c.Share == 0 }
+func (c NearCopyConfig) reserveOff() bool { return c.Disabled || c.ReserveShare == 0 }
 
 // meterSlots sizes the near-copy meter: keys sharing a slot read hotter
 // than they are, never cooler.
@@ -75,7 +84,18 @@ func viaOK(r *http.Request) bool {
 // key is hot. It reports false when nothing was written (the object is too
 // large to hold, or every member failed): the caller forwards as usual.
 func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, hash uint64, plan route.Plan, hot bool, now time.Time) (string, bool) {
-	if e, ok := n.store.Get(base, r.Header); ok && !e.Near.IsZero() && now.Before(e.Near) {
+	e, ok := n.store.Get(base, r.Header)
+	if ok && e.Reserve && now.Before(e.Near) && e.State(now, 1) == httpcache.StaleRevalidate {
+		// The object just expired, and a crowd may be arriving for it: each
+		// request here is answered from the reserve, as the owner would
+		// answer it from its stale copy, while one refresh asks R(k).
+		if !n.fill.Refreshing(e.Key, true) {
+			n.fill.RefreshVia(r, base, e, n.viaUpstream(hash, plan), n.keepNear(hash))
+		}
+		n.writeEntry(w, r, e, now, []string{staleStatus(e, now, "reserve-stale")})
+		return resReserve, true
+	}
+	if ok && !e.Near.IsZero() && !e.Reserve && now.Before(e.Near) {
 		if hot && n.nearRenewDue(e, now) && !n.fill.Refreshing(e.Key, true) {
 			n.fill.RefreshVia(r, base, e, n.viaUpstream(hash, plan), n.keepNear(hash))
 		}
@@ -87,7 +107,7 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		return resNear, true
 	}
 	var keep fill.Keep // decided when the response arrives: the crowd may have come meanwhile
-	if !n.cfg.NearCopy.off() {
+	if !n.cfg.NearCopy.off() || !n.cfg.NearCopy.reserveOff() {
 		keep = n.keepNear(hash)
 	}
 	res, err := n.fill.Via(r.Context(), r, base, n.viaUpstream(hash, plan), keep)
@@ -112,21 +132,22 @@ func (n *Node) serveVia(w http.ResponseWriter, r *http.Request, base string, has
 		n.writeStream(w, r, res.Stream, append(slices.Clip(res.CacheStatus), relayStatus(res.Stream, res.Collapsed, "relay-peer")), servedBy)
 		return resPeer, true
 	}
-	if res.Stored {
+	kept := res.Stored && !res.Entry.Reserve // a near copy; a reserve is not served fresh
+	if kept {
 		n.m.nearKept.Inc()
 		n.nearKeys.note(base)
 	}
 	h := w.Header()
 	status := "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status) + "; detail=peer"
 	switch {
-	case res.Stored:
+	case kept:
 		status = "crowdpilot; fwd=miss; fwd-status=" + strconv.Itoa(res.Entry.Status) + "; stored; ttl=" + secs(res.Entry.TTL(now)) + "; detail=near"
 	case res.Collapsed:
 		status += "; collapsed"
 	}
 	h["Cache-Status"] = append(slices.Clip(res.CacheStatus), status)
 	servedBy := n.servedBy
-	if !res.Stored && res.ServedBy != "" {
+	if !kept && res.ServedBy != "" {
 		servedBy = []string{res.ServedBy} // the peer's store answered
 	}
 	h["X-Served-By"] = servedBy
@@ -144,8 +165,8 @@ func (n *Node) nearRenewDue(e *httpcache.Entry, now time.Time) bool {
 
 // keepNear is the lease of a near copy of hash, decided when the response
 // arrives: while the key is hot here, until the object's freshness ends or
-// the near-copy TTL passes, whichever is first; nothing for a key that is
-// not hot, or an object already stale.
+// the near-copy TTL passes, whichever is first; for a key that is not hot,
+// a reserve (reserveUntil).
 //
 // A stale copy the owner serves within its stale-while-revalidate window
 // (while it revalidates) is held too, but briefly: a quarter of the lease,
@@ -153,21 +174,52 @@ func (n *Node) nearRenewDue(e *httpcache.Entry, now time.Time) bool {
 // sends it one request each while the owner's refresh lands, and the fresh
 // copy replaces it at the first renewal after.
 func (n *Node) keepNear(hash uint64) fill.Keep {
-	return func(e *httpcache.Entry) time.Time {
+	return func(e *httpcache.Entry) (time.Time, bool) {
 		now := n.cfg.Now()
-		if e.Status != http.StatusOK || !n.meter.Hot(hash, now.UnixNano()) {
-			return time.Time{}
+		if e.Status != http.StatusOK {
+			return time.Time{}, false
+		}
+		if n.cfg.NearCopy.off() || !n.meter.Hot(hash, now.UnixNano()) {
+			return n.reserveUntil(e, now), true
 		}
 		ttl := e.TTL(now)
 		if ttl > 0 {
-			return now.Add(min(ttl, n.cfg.NearCopy.TTL))
+			return now.Add(min(ttl, n.cfg.NearCopy.TTL)), false
 		}
 		if e.State(now, 1) != httpcache.StaleRevalidate {
-			return time.Time{}
+			return time.Time{}, false
 		}
-		return now.Add(min(n.cfg.NearCopy.TTL/4, ttl+e.SWR))
+		return now.Add(min(n.cfg.NearCopy.TTL/4, ttl+e.SWR)), false
 	}
 }
+
+// reserveUntil is the lease of a reserve of e, an object this router relays
+// while it is not hot here: to the end of its stale-while-revalidate
+// window, and nothing for an object without one, or one whose window ends
+// more than maxReserveHold from now.
+//
+// A reserve is for the moment an object expires. Until then R(k) answers
+// for it, as for any object this node does not own; once it is stale
+// within its window, the owner itself would answer from its stale copy
+// while it revalidates, and so does this router, from its reserve, while
+// one refresh asks R(k) (never the origin). A crowd that arrives at expiry
+// (a page everyone reloads at the minute) is then answered where it lands
+// rather than queued at the owner, and the origin still pays one fetch.
+func (n *Node) reserveUntil(e *httpcache.Entry, now time.Time) time.Time {
+	if n.cfg.NearCopy.reserveOff() || e.SWR <= 0 {
+		return time.Time{}
+	}
+	d := e.TTL(now) + e.SWR
+	if d <= 0 || d > maxReserveHold {
+		return time.Time{}
+	}
+	return now.Add(d)
+}
+
+// maxReserveHold bounds a reserve's lease: the reserve budget is a hard
+// bound (a reserve beyond it is refused, not exchanged for another), so
+// what fills it must free it within minutes.
+const maxReserveHold = 10 * time.Minute
 
 // viaUpstream asks the members of R(k) (k has hash) in the plan's order,
 // each under the router's in-flight count and health, failing over to the

@@ -282,16 +282,29 @@ func TestOwnerAtItsLimitShedsFast(t *testing.T) {
 
 // TestExpiredStampedeStaysAtTheRouters: a crowd for an object just past its
 // freshness, within stale-while-revalidate, reaches the owner as about one
-// forward per router: the owner's stale copy is held at each router as a
-// brief near copy while the owner revalidates, and the origin pays at most
-// one more fetch.
+// forward per router, and the origin pays at most one more fetch. A router
+// that relayed the object before answers the crowd from its reserve at
+// once; one that did not holds the owner's stale copy as a brief near copy
+// while the owner revalidates.
 func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		reserves bool
+	}{{"from reserves", true}, {"from near copies of the owner's stale copy", false}} {
+		t.Run(tt.name, func(t *testing.T) { testExpiredStampede(t, tt.reserves) })
+	}
+}
+
+func testExpiredStampede(t *testing.T, reserves bool) {
 	clock := newTestClock()
 	tc := newTestCluster(t, 3, demo.Config{Latency: 50 * time.Millisecond, MaxAge: 2 * time.Second, Now: clock.Now},
 		func(c *Config) {
 			c.Now = clock.Now
 			c.DisableAutopilot = true
 			c.OriginTimeout = burstOriginTimeout
+			if !reserves {
+				c.NearCopy.ReserveShare = 0
+			}
 		})
 	const path = "/live/expiring"
 	for i := range 3 {
@@ -299,17 +312,26 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 			t.Fatalf("warm-up via n%d: %d %v", i, s, err)
 		}
 	}
-	ownerNode, _, direct := tc.ownerOf(path, 1500)
+	ownerNode, routers, direct := tc.ownerOf(path, 1500)
+	for _, nd := range routers {
+		e, ok := nd.store.Get(tc.key(path), nil)
+		if held := ok && e.Reserve; held != reserves {
+			t.Fatalf("router %s holds a reserve after relaying the object: %v, want %v", nd.ID(), held, reserves)
+		}
+	}
 	clock.Advance(3 * time.Second) // stale, within the default 10s grace
 	before := requestsServed(t, ownerNode)
 	replies := tc.burst(1500, path, all(3))
-	nearStale := 0
+	nearStale, fromReserve := 0, 0
 	for i, r := range replies {
 		if r.err != nil || r.status != 200 {
 			t.Fatalf("reply %d: %d %v, Cache-Status %q, body %q", i, r.status, r.err, cacheStatus(r.header), r.body)
 		}
-		if strings.Contains(cacheStatus(r.header), "detail=near-stale") {
+		switch cs := cacheStatus(r.header); {
+		case strings.Contains(cs, "detail=near-stale"):
 			nearStale++
+		case strings.Contains(cs, "detail=reserve-stale"):
+			fromReserve++
 		}
 	}
 	forwards := requestsServed(t, ownerNode) - before - float64(direct)
@@ -320,6 +342,17 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 	if forwards > 6 {
 		t.Errorf("the owner got %.0f forwards from 2 routers for one expired key, want about one per router", forwards)
 	}
+	// With reserves, the routers answer the crowd themselves from the
+	// first request: from the reserve until its refresh from the owner
+	// lands, then from the near copy it leaves (the key is hot by then),
+	// unless the refresh came back before the router counted the key hot
+	// (a busy machine), when the router forwards until it does.
+	if routed := len(replies) - direct; reserves && (fromReserve == 0 || fromReserve+nearStale < routed/2) {
+		t.Errorf("the routers answered %d of their %d requests from reserves and %d from near copies, want most of them there", fromReserve, routed, nearStale)
+	}
+	if !reserves && fromReserve != 0 {
+		t.Errorf("%d replies from reserves with reserves off", fromReserve)
+	}
 	// Each router now holds a near copy: the owner's stale one, under a
 	// brief lease.
 	// Whether the burst's one shared fetch kept it depends on how many of
@@ -327,7 +360,6 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 	// busy machine, sometimes fewer than make the key hot); the key is
 	// hot now, so the next fetch keeps it, and later requests are answered
 	// from it.
-	_, routers, _ := tc.ownerOf(path, 0)
 	for _, nd := range routers {
 		var cs string
 		for range 3 {
@@ -339,7 +371,7 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 		}
 		// The copy is the stale one, or already the owner's refreshed one
 		// if the router renewed it from there.
-		if e, ok := nd.store.Get(tc.key(path), nil); !ok || e.Near.IsZero() || !strings.Contains(cs, "detail=near") {
+		if e, ok := nd.store.Get(tc.key(path), nil); !ok || e.Near.IsZero() || e.Reserve || !strings.Contains(cs, "detail=near") {
 			t.Errorf("router %s holds no near copy of the object (last reply: %q)", nd.ID(), cs)
 		}
 	}
@@ -349,5 +381,41 @@ func TestExpiredStampedeStaysAtTheRouters(t *testing.T) {
 		}
 		return ""
 	})
-	t.Logf("%.0f forwards to the owner; %d replies from near copies of the stale object", forwards, nearStale)
+	t.Logf("%.0f forwards to the owner; %d replies from reserves, %d from near copies of the stale object", forwards, fromReserve, nearStale)
+}
+
+// TestReservesArePurged: a purge with wait reaches the reserves a router
+// keeps of what it relayed, like every other entry: after it, the router
+// never answers the expired object's crowd from the purged copy.
+func TestReservesArePurged(t *testing.T) {
+	clock := newTestClock()
+	tc := newTestCluster(t, 3, demo.Config{MaxAge: 2 * time.Second, Now: clock.Now},
+		func(c *Config) { c.Now = clock.Now; c.DisableAutopilot = true })
+	const path = "/live/purged"
+	_, routers, _ := tc.ownerOf(path, 0)
+	for i := range 3 {
+		if v := tc.version(i, path); v != 0 {
+			t.Fatalf("warm-up via n%d: version %d", i, v)
+		}
+	}
+	for _, nd := range routers {
+		if e, ok := nd.store.Get(tc.key(path), nil); !ok || !e.Reserve {
+			t.Fatalf("router %s holds no reserve of the object it relayed", nd.ID())
+		}
+	}
+	tc.origin.Update(path)
+	code, out := tc.adminPost(0, "secret", fmt.Sprintf(`{"key": %q, "wait": "5s"}`, path))
+	if code != 200 || out["complete"] != true {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	clock.Advance(3 * time.Second) // would be served from a reserve now
+	for _, nd := range routers {
+		s, body, h, err := tc.get("http://" + nd.DataAddr() + path)
+		if err != nil || s != 200 || strings.Contains(cacheStatus(h), "reserve") {
+			t.Errorf("via %s after the purge: %d %v, Cache-Status %q", nd.ID(), s, err, cacheStatus(h))
+		}
+		if v, _ := parseVersion(body); v != 1 {
+			t.Errorf("via %s after the acknowledged purge: body %q, want version 1", nd.ID(), body)
+		}
+	}
 }

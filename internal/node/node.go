@@ -115,11 +115,16 @@ func New(cfg Config) (*Node, error) {
 	if !cfg.NearCopy.off() {
 		nearBytes = int64(float64(cfg.StoreBytes) * cfg.NearCopy.Share)
 	}
+	var reserveBytes int64
+	if !cfg.NearCopy.reserveOff() {
+		reserveBytes = int64(float64(cfg.StoreBytes) * cfg.NearCopy.ReserveShare)
+	}
 	n.store, err = httpcache.NewStore(httpcache.StoreConfig{
-		MaxBytes:     cfg.StoreBytes,
-		MaxNearBytes: nearBytes,
-		Registerer:   cfg.Registry,
-		Now:          cfg.Now,
+		MaxBytes:        cfg.StoreBytes,
+		MaxNearBytes:    nearBytes,
+		MaxReserveBytes: reserveBytes,
+		Registerer:      cfg.Registry,
+		Now:             cfg.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node store: %w", err)
@@ -133,6 +138,14 @@ func New(cfg Config) (*Node, error) {
 			Name: "crowdpilot_near_copy_bytes",
 			Help: "Bytes of near copies this node holds (bounded by --near-copy-share of the store).",
 		}, func() float64 { return float64(n.store.NearBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crowdpilot_reserves",
+			Help: "Reserves this node holds: objects it relayed while they were not hot, served only stale within stale-while-revalidate while it revalidates them.",
+		}, func() float64 { return float64(n.store.ReserveLen()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "crowdpilot_reserve_bytes",
+			Help: "Bytes of reserves this node holds (bounded by --reserve-share of the store).",
+		}, func() float64 { return float64(n.store.ReserveBytes()) }),
 	)
 	n.fill, err = fill.New(fill.Config{
 		Origin:         origin,
