@@ -382,7 +382,7 @@ func TestStoreLeasedBudgets(t *testing.T) {
 	if s.ReserveLen() != 1 || s.NearLen() != 2 {
 		t.Errorf("after a replacement: reserves %d near copies %d, want 1 and 2", s.ReserveLen(), s.NearLen())
 	}
-	s.PurgeKey("h/cold1", true) // soft: a leased copy is dropped, not softened
+	s.PurgeKey("h/cold1", true)  // soft: a leased copy is dropped, not softened
 	clk.Advance(3 * time.Second) // the near copies lapse with their leases
 	s.cache.CleanUp()
 	if s.ReserveLen() != 0 || s.ReserveBytes() != 0 || s.NearLen() != 0 || s.NearBytes() != 0 {

@@ -106,6 +106,7 @@ func confCluster(t *testing.T, o *confOrigin, tweak func(*Config)) *testCluster 
 }
 
 func isHit(r confReply) bool { return strings.Contains(cacheStatus(r.header), "hit") }
+
 // isStale: served stale, by the node's own store, a near copy or a reserve
 // ("detail=stale", "detail=near-stale", "detail=reserve-stale").
 func isStale(r confReply) bool {
