@@ -63,6 +63,23 @@ type Member struct {
 	// pairs sorted by name and comma-separated; tenants isolated on
 	// labels use only nodes that carry them.
 	Labels string `json:"labels,omitempty"`
+
+	// Owned is how far this node's membership view had reached (its
+	// ViewRevision) when, since it started, it first acted as the owner
+	// of a key: filled a miss as the owner, adopted a copy or took over
+	// for a suspected owner. Zero: it has not. A node that joined (or
+	// returned) after that view holds no copy it took as a key's previous
+	// owner, so the new owner need not ask it (see node's handoff).
+	Owned int64 `json:"owned,omitempty"`
+	// TookOver: since it started, this node has fetched from the origin in
+	// place of a suspected owner, so it may hold keys a live member owns.
+	TookOver bool `json:"took_over,omitempty"`
+
+	// Joined and Mod are the etcd create and mod revisions of the record
+	// (this registration's and its latest write), from etcd, not the
+	// record; zero in a record not read from etcd.
+	Joined int64 `json:"-"`
+	Mod    int64 `json:"-"`
 }
 
 // MembershipConfig configures a Membership.
@@ -102,6 +119,7 @@ type Membership struct {
 	onChange   func([]Member)
 
 	snapshot   atomic.Pointer[[]Member]
+	viewRev    atomic.Int64 // the highest Mod in the snapshot
 	loaded     atomic.Bool
 	registered atomic.Bool
 	running    atomic.Bool
@@ -212,6 +230,11 @@ func (m *Membership) Members() []Member {
 	}
 	return nil
 }
+
+// ViewRevision is the highest etcd mod revision among the records this
+// node has seen (it never goes down): every record created at or before
+// it that still exists is in Members.
+func (m *Membership) ViewRevision() int64 { return m.viewRev.Load() }
 
 // Ready reports whether this node has registered and sees itself in the
 // member list it watches: its registration has come back through the
@@ -452,6 +475,7 @@ func (m *Membership) decode(kv *mvccpb.KeyValue) (Member, bool) {
 		return Member{}, false
 	}
 	rec.ID = id // the key is authoritative
+	rec.Joined, rec.Mod = kv.CreateRevision, kv.ModRevision
 	return rec, true
 }
 
@@ -462,7 +486,12 @@ func (m *Membership) publish(members map[string]Member) {
 		snap = append(snap, rec)
 	}
 	slices.SortFunc(snap, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	var rev int64
+	for _, rec := range snap {
+		rev = max(rev, rec.Mod)
+	}
 	m.snapshot.Store(&snap)
+	m.viewRev.Store(max(rev, m.viewRev.Load()))
 	m.log.Debug("membership: snapshot", "members", len(snap))
 	if m.onChange != nil {
 		m.onChange(snap)

@@ -81,7 +81,12 @@ func TestMembershipJoinDeregisterCrash(t *testing.T) {
 	for _, m := range ms {
 		testwait.Eventually(t, 10*time.Second, "all three members", func() bool { return m.Ready() && ids(m.Members()) == "n0,n1,n2" })
 	}
-	if got := ms[1].Members()[2]; got != (Member{ID: "n2", Addr: "127.0.0.1:802", Admin: "127.0.0.1:902", Zone: "z1"}) {
+	got := ms[1].Members()[2]
+	if got.Joined <= 0 || got.Mod < got.Joined || ms[1].ViewRevision() < got.Mod {
+		t.Errorf("n2's record as n1 sees it: created at %d, written at %d, n1's view at %d; want 0 < created <= written <= view", got.Joined, got.Mod, ms[1].ViewRevision())
+	}
+	got.Joined, got.Mod = 0, 0 // from etcd, checked above
+	if got != (Member{ID: "n2", Addr: "127.0.0.1:802", Admin: "127.0.0.1:902", Zone: "z1"}) {
 		t.Errorf("n2's record as n1 sees it = %+v", got)
 	}
 	testwait.Eventually(t, 5*time.Second, "OnChange with three members", func() bool {

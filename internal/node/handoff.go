@@ -100,7 +100,7 @@ func newHandoff(reg prometheus.Registerer) *handoff {
 	h := &handoff{
 		peeks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_handoff_peeks_total",
-			Help: "Peeks this node sent, as the owner of a key it missed, to the previous owners before asking the origin, by result (held, not_held, error).",
+			Help: "Peeks this node sent, as the owner of a key it missed, to the previous owners before asking the origin, by result (held, not_held, error; skipped: a next candidate whose member record says it never owned the key, see owned.go).",
 		}, []string{"result"}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdpilot_handoff_peeks_served_total",
@@ -129,6 +129,7 @@ func (n *Node) missUpstream(tenant, base string, hash uint64) fill.Upstream {
 		return n.peerUpstream(owner, hash, nil)
 	}
 	return func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		n.actedAsOwner()
 		if n.store.PurgedRecently(base, recentPurges) {
 			return n.fromOrigin(hash, out)
 		}
@@ -204,7 +205,11 @@ func (n *Node) previousOwners(tenant string, hash uint64, dst []route.Peer) []ro
 	}
 	var buf [peekCandidates + 1]route.Peer
 	for _, p := range n.router.CandidatesFor(tenant, hash, buf[:0]) {
-		add(p)
+		if p.ID == n.cfg.ID || n.needsPeek(p, ms) {
+			add(p) // (add leaves this node out)
+		} else {
+			n.ho.peeks.WithLabelValues("skipped").Inc()
+		}
 	}
 	return dst
 }
@@ -431,6 +436,7 @@ func (n *Node) adoptNear(base string, h http.Header, e *httpcache.Entry) {
 	if cur, ok := n.store.Get(base, h); !ok || cur != e {
 		return
 	}
+	n.actedAsOwner()
 	c := *e
 	c.Near, c.Reserve = time.Time{}, false
 	n.store.PutUnlessPurged(&c, since)

@@ -137,9 +137,8 @@ func objectHash(t *testing.T, nd *Node, i int) (string, uint64) {
 // cluster takes the keys it wins from their previous owners: the origin
 // sees no fetch for the 60 fresh objects, and no request fails.
 func TestJoinCostsNoOriginFetch(t *testing.T) {
-	// Without near copies, so that every request for a key reaches its
-	// owner and the keys n3 wins are seen to move to it.
-	noNear := func(c *Config) { c.NearCopy.Disabled = true }
+	// Without near copies (noNear), so that every request for a key
+	// reaches its owner and the keys n3 wins are seen to move to it.
 	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: 300 * time.Second}, noNear)
 	tc.warm()
 	l := tc.load(all(3))

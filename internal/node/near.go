@@ -267,7 +267,7 @@ func (n *Node) viaUpstream(hash uint64, plan route.Plan) fill.Upstream {
 				return nil, fmt.Errorf("%w: %s (after %s): %v", errOwnerUnreachable, next[0].ID(), owner.ID(), err)
 			}
 		}
-		n.m.ownerTakeovers.Inc()
+		n.tookOver()
 		n.cfg.Logger.Debug("the owner is suspected; fetching from the origin in its place", "path", out.URL.Path, "owner", owner.ID())
 		out.Header.Del(purgeRevHeader)
 		return n.fromOrigin(hash, out)

@@ -54,6 +54,7 @@ type Node struct {
 	// membersMu serialises onMembers (the membership watch, and the end
 	// of a lost member's hold, lost.go).
 	membersMu sync.Mutex
+	term      ownerTerm // this node's term as an owner, and what it published (owned.go)
 	lost      *lostPeers
 
 	purgeLog      *purge.Log
@@ -296,7 +297,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.goLoop(bg, "membership", n.join) // once the purge follower has a position
 	n.goLoop(bg, "purge follower", n.follower.Run)
-	n.goLoop(bg, "purge publisher", func(ctx context.Context) error { n.publishPurgeRevs(ctx); return nil })
+	n.goLoop(bg, "record publisher", func(ctx context.Context) error { n.publishRecord(ctx); return nil })
 	n.goLoop(bg, "invalidations", func(ctx context.Context) error { n.inv.run(ctx); return nil })
 	n.startAutopilot(bg)
 	n.cfg.Logger.Info("node started", "id", n.cfg.ID, "data", self.Addr, "admin", self.Admin, "peer", self.Peer, "origin", n.cfg.Origin)
@@ -331,6 +332,7 @@ func (n *Node) goLoop(ctx context.Context, name string, run func(context.Context
 func (n *Node) onMembers(ms []cluster.Member) {
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
+	n.term.observe(ms, n.cfg.ID, n.cfg.Now())
 	before := len(n.lost.lost)
 	ms, gone, next := n.lost.view(ms, n.cfg.ID, n.cfg.Now())
 	if len(n.lost.lost) > before {

@@ -71,10 +71,7 @@ func (n *Node) keyOfURLOn(host, v string) (string, error) {
 // wake the publisher and anyone waiting for it. It never blocks.
 func (n *Node) onPurgeApplied(rev int64) {
 	n.purgeRev.Store(rev)
-	select {
-	case n.publishRev <- struct{}{}:
-	default:
-	}
+	n.kickPublisher()
 	close(*n.appliedSignal.Swap(newSignal()))
 }
 
@@ -83,10 +80,19 @@ func newSignal() *chan struct{} {
 	return &c
 }
 
-// publishPurgeRevs writes the latest applied revision into this node's
-// member record, so "purged everywhere" is observable. Only the latest
-// revision matters: a slow etcd write coalesces many purges.
-func (n *Node) publishPurgeRevs(ctx context.Context) {
+// kickPublisher wakes publishRecord without waiting.
+func (n *Node) kickPublisher() {
+	select {
+	case n.publishRev <- struct{}{}:
+	default:
+	}
+}
+
+// publishRecord writes the latest applied purge revision into this node's
+// member record, so "purged everywhere" is observable, and with it what the
+// node has owned (publishOwned). Only the latest state matters: a slow etcd
+// write coalesces many purges.
+func (n *Node) publishRecord(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,7 +100,7 @@ func (n *Node) publishPurgeRevs(ctx context.Context) {
 		case <-n.publishRev:
 		}
 		rev := n.purgeRev.Load()
-		if err := n.members.Update(ctx, func(m *cluster.Member) { m.PurgeRev = rev }); err != nil && ctx.Err() == nil {
+		if err := n.members.Update(ctx, func(m *cluster.Member) { m.PurgeRev = rev; n.publishOwned(m) }); err != nil && ctx.Err() == nil {
 			n.cfg.Logger.Debug("publish purge revision", "rev", rev, "err", err)
 		}
 	}

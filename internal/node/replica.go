@@ -190,7 +190,7 @@ func (n *Node) peerUpstream(p route.Peer, hash uint64, next fill.Upstream) fill.
 				n.cfg.Logger.Warn("peer suspected: forwards skip it for a while", "peer", p.ID, "err", err)
 			}
 			if n.router.Suspected(p.ID) {
-				n.m.ownerTakeovers.Inc()
+				n.tookOver()
 				n.cfg.Logger.Debug("fill from the owner failed and it is suspected; asking the origin", "peer", p.ID, "err", err)
 				out.Header.Del(purgeRevHeader)
 				return n.fromOrigin(hash, out)
