@@ -43,25 +43,31 @@ func scrapeOne(ctx context.Context, url string) (map[string]float64, error) {
 }
 
 // parseResults picks the crowdpilot_requests_total{result="..."} samples
-// out of Prometheus text.
+// out of Prometheus text, and the owners' handoff peeks by result (as
+// "peek <result>": a cold stampede's one origin fetch waits for them).
 func parseResults(sc *bufio.Scanner) (map[string]float64, error) {
-	const prefix = `crowdpilot_requests_total{result="`
+	prefixes := [...]struct{ prefix, name string }{
+		{`crowdpilot_requests_total{result="`, ""},
+		{`crowdpilot_handoff_peeks_total{result="`, "peek "},
+	}
 	m := map[string]float64{}
 	for sc.Scan() {
 		l := sc.Text()
-		rest, ok := strings.CutPrefix(l, prefix)
-		if !ok {
-			continue
+		for _, p := range prefixes {
+			rest, ok := strings.CutPrefix(l, p.prefix)
+			if !ok {
+				continue
+			}
+			name, val, ok := strings.Cut(rest, `"} `)
+			if !ok {
+				continue
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				continue
+			}
+			m[p.name+name] = v
 		}
-		name, val, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			continue
-		}
-		m[name] = v
 	}
 	return m, sc.Err()
 }

@@ -73,13 +73,14 @@ func TestParseResults(t *testing.T) {
 crowdpilot_requests_total{result="hit"} 12
 crowdpilot_requests_total{result="via_peer"} 3
 crowdpilot_inflight_requests 1
+crowdpilot_handoff_peeks_total{result="skipped"} 4
 `
 	m, err := parseResults(bufio.NewScanner(strings.NewReader(text)))
-	if err != nil || m["hit"] != 12 || m["via_peer"] != 3 || len(m) != 2 {
+	if err != nil || m["hit"] != 12 || m["via_peer"] != 3 || m["peek skipped"] != 4 || len(m) != 3 {
 		t.Fatalf("parseResults = %v, %v", m, err)
 	}
 	d := diffResults(map[string]map[string]float64{"n0": {"hit": 2, "via_peer": 3}}, map[string]map[string]float64{"n0": m})
-	if len(d["n0"]) != 1 || d["n0"]["hit"] != 10 {
+	if len(d["n0"]) != 2 || d["n0"]["hit"] != 10 || d["n0"]["peek skipped"] != 4 {
 		t.Errorf("diffResults = %v", d)
 	}
 }

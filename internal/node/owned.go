@@ -30,8 +30,12 @@ import (
 // peekSettle is how long after this node's term as an owner starts (its
 // registration, or the end of its drain, seen in its own view) every
 // candidate is still peeked: a candidate's record may not yet say that it
-// acted as an owner just before it saw this node.
-const peekSettle = 2 * time.Second
+// acted as an owner just before it saw this node. What it covers is a
+// candidate's watch seeing this node's record plus one write of its own
+// record, milliseconds on a healthy etcd; a candidate whose first act as
+// an owner fell in that moment and whose write took longer than this would
+// not be asked, and that key would cost the origin one fetch.
+const peekSettle = 500 * time.Millisecond
 
 // ownerTerm is this node's current term as a live, undrained member as its
 // own membership view shows it. Set from onMembers.
@@ -82,7 +86,11 @@ func (n *Node) actedAsOwner() {
 	if n.term.owned.Load() != 0 {
 		return
 	}
-	if n.term.owned.CompareAndSwap(0, max(1, n.members.ViewRevision())) {
+	var rev int64 = 1 // no view (not started): as early as can be
+	if n.members != nil {
+		rev = max(rev, n.members.ViewRevision())
+	}
+	if n.term.owned.CompareAndSwap(0, rev) {
 		n.kickPublisher()
 	}
 }
