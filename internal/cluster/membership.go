@@ -71,6 +71,11 @@ type Member struct {
 	// returned) after that view holds no copy it took as a key's previous
 	// owner, so the new owner need not ask it (see node's handoff).
 	Owned int64 `json:"owned,omitempty"`
+	// Unowned: this node has not acted as any key's owner since it
+	// started (it publishes Owned when it does). A record with neither
+	// Unowned nor Owned says nothing (a node from before these fields) and
+	// is peeked.
+	Unowned bool `json:"unowned,omitempty"`
 	// TookOver: since it started, this node has fetched from the origin in
 	// place of a suspected owner, so it may hold keys a live member owns.
 	TookOver bool `json:"took_over,omitempty"`

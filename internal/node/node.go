@@ -222,6 +222,9 @@ func (n *Node) Start(ctx context.Context) error {
 		Addr:  orDefault(n.cfg.AdvertiseAddr, n.dataLn.Addr().String()),
 		Admin: orDefault(n.cfg.AdvertiseAdmin, n.adminLn.Addr().String()),
 		Zone:  n.cfg.Zone,
+		// Nothing owned yet: peers need not peek this node (owned.go)
+		// until its record says otherwise.
+		Unowned: true,
 	}
 	if n.peerLn != nil {
 		self.Peer = orDefault(n.cfg.AdvertisePeer, n.peerLn.Addr().String())

@@ -17,9 +17,11 @@ import (
 // says so: Owned is how far its membership view had reached when it first
 // acted as any key's owner. A candidate whose first act as an owner came
 // after it saw this node's current term as a live member (Owned at or past
-// the term's start), or that never acted as one (Owned zero), never owned a
+// the term's start), or that never acted as one (Unowned), never owned a
 // key this node outranks it for; unless it took over for a suspected owner
-// (TookOver), which holds copies regardless, it is not asked.
+// (TookOver), which holds copies regardless, it is not asked. A record
+// that says neither (a node from before these fields, during a rolling
+// upgrade) is asked.
 //
 // This covers the default tenant without tenant records only: a tenant's
 // node set changes without a membership change, and its past owners are
@@ -106,8 +108,11 @@ func (n *Node) tookOver() {
 
 // publishOwned puts this boot's Owned and TookOver into the record m.
 func (n *Node) publishOwned(m *cluster.Member) {
-	if o := n.term.owned.Load(); o != 0 && m.Owned == 0 {
-		m.Owned = o
+	if o := n.term.owned.Load(); o != 0 {
+		if m.Owned == 0 {
+			m.Owned = o
+		}
+		m.Unowned = false
 	}
 	m.TookOver = m.TookOver || n.term.tookOver.Load()
 }
@@ -121,7 +126,7 @@ func (n *Node) needsPeek(p route.Peer, ms []cluster.Member) bool {
 	}
 	for _, m := range ms {
 		if m.ID == p.ID {
-			return m.TookOver || (m.Owned != 0 && m.Owned < since)
+			return m.TookOver || !(m.Unowned || (m.Owned != 0 && m.Owned >= since))
 		}
 	}
 	return true

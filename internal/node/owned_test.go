@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -155,7 +156,7 @@ func assertTakesWonKeys(t *testing.T, tc *testCluster, nd *Node) {
 // TestTakeoverIsAlwaysPeeked: a node that fetched from the origin in place
 // of a suspected owner may hold copies of keys a live member owns, so once
 // its record says so every owner's miss peeks it again; its peers are
-// still skipped.
+// still skipped. So is a node whose record predates these fields.
 func TestTakeoverIsAlwaysPeeked(t *testing.T) {
 	tc := newTestCluster(t, 3, demo.Config{Latency: time.Millisecond, MaxAge: 300 * time.Second}, noNear)
 	n0, n1, n2 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
@@ -169,6 +170,17 @@ func TestTakeoverIsAlwaysPeeked(t *testing.T) {
 	}
 	if n0.needsPeek(peer(n1.ID()), n0.members.Members()) || n0.needsPeek(peer(n2.ID()), n0.members.Members()) {
 		t.Fatal("a settled owner peeks peers that never owned a key")
+	}
+	// A record that says neither Unowned nor Owned (a node from before
+	// these fields, in a rolling upgrade) is peeked.
+	old := slices.Clone(n0.members.Members())
+	for i := range old {
+		if old[i].ID == n2.ID() {
+			old[i].Unowned, old[i].Owned = false, 0
+		}
+	}
+	if !n0.needsPeek(peer(n2.ID()), old) {
+		t.Error("n0 does not peek a peer whose record says nothing of what it owned")
 	}
 	n1.tookOver()
 	eventually(t, 10*time.Second, func() string {
