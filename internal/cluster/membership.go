@@ -67,7 +67,7 @@ type Member struct {
 	// Owned is how far this node's membership view had reached (its
 	// ViewRevision) when, since it started, it first acted as the owner
 	// of a key: filled a miss as the owner, adopted a copy or took over
-	// for a suspected owner. Zero: it has not. A node that joined (or
+	// for a suspected owner; zero until then (see Unowned). A node that joined (or
 	// returned) after that view holds no copy it took as a key's previous
 	// owner, so the new owner need not ask it (see node's handoff).
 	Owned int64 `json:"owned,omitempty"`

@@ -59,6 +59,7 @@ func (t *ownerTerm) observe(ms []cluster.Member, self string, now time.Time) {
 	for i := range ms {
 		if ms[i].ID == self {
 			rec = &ms[i]
+			break
 		}
 	}
 	switch {
@@ -83,7 +84,7 @@ func (t *ownerTerm) start(rev int64, now time.Time) {
 
 // actedAsOwner notes that this node acts as a key's owner (a miss filled as
 // the owner, a copy adopted as one, a takeover), publishing Owned the first
-// time. Never waits: the purge publisher writes the record.
+// time. Never waits: the record publisher (publishRecord) writes it.
 func (n *Node) actedAsOwner() {
 	if n.term.owned.Load() != 0 {
 		return

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -43,16 +41,9 @@ func waitTermSettled(t *testing.T, nd *Node, ids ...string) {
 // setDrain drains (or undrains) the member id through n0's admin API.
 func setDrain(t *testing.T, tc *testCluster, id string, draining bool) {
 	t.Helper()
-	body, _ := json.Marshal(drainRequest{Node: id, Draining: &draining})
-	req, _ := http.NewRequest(http.MethodPost, "http://"+tc.nodes[0].AdminAddr()+"/api/v1/drain", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer secret")
-	resp, err := tc.client.Do(req)
-	if err != nil {
-		t.Fatalf("drain %s=%v: %v", id, draining, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("drain %s=%v: status %d", id, draining, resp.StatusCode)
+	body := fmt.Sprintf(`{"node": %q, "draining": %v}`, id, draining)
+	if code, resp := tc.call(http.MethodPost, tc.admin(0, "/api/v1/drain"), "secret", body); code != http.StatusOK {
+		t.Fatalf("drain %s=%v: %d %s", id, draining, code, resp)
 	}
 }
 
